@@ -1,0 +1,208 @@
+"""The storage contract: one narrow protocol, several backends (STYLE.md §7, after dex storage.go).
+
+Everything the issuer persists goes through :class:`Store`:
+
+- **signing keys** — the whole key set is one versioned document, replaced by compare-and-swap
+  (:meth:`Store.load_keys` / :meth:`Store.cas_keys`). With many replicas exactly one rotation wins;
+  the losers get :class:`Conflict` and re-read (DESIGN.md "Keys", invariant 3).
+- **objects** — Kubernetes-shaped JSON documents addressed by (kind, namespace, name). The store
+  owns ``metadata.resourceVersion`` (a store-wide, strictly increasing integer rendered as a string);
+  the caller owns ``metadata.uid`` and everything else. Updates and deletes may be conditioned on a
+  resourceVersion or a uid.
+- **invalidation events** — an append-only log with store-wide, strictly increasing sequence numbers
+  (``seq`` >= 1), appended on its own or atomically with an object delete.
+- **leases** — named, expiring locks for "only one replica does this" chores.
+- **change notification** — :meth:`Store.watch` calls back when the key set changes or an event is
+  appended, on every replica (Redis pub/sub; SQLite polls its version counter).
+
+Every method is synchronous and thread-safe; the Starlette app calls them from its thread pool.
+Failures are typed: :class:`NotFound`, :class:`AlreadyExists`, :class:`Conflict` for expected
+outcomes, :class:`StoreUnavailable` when the backend cannot be reached (TokenReview then fails
+closed), :class:`StoreCorrupt` when stored bytes cannot be read back. A failed write changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+KeyState = Literal["next", "active", "retired", "revoked"]
+
+JSON = dict[str, Any]
+
+
+class StoreError(Exception):
+    """Base class of store errors."""
+
+
+class NotFound(StoreError):
+    """The addressed object (or lease, or event range) does not exist."""
+
+
+class AlreadyExists(StoreError):
+    """Create of an object whose (kind, namespace, name) is taken."""
+
+
+class Conflict(StoreError):
+    """A compare-and-swap precondition (version, resourceVersion or uid) did not hold."""
+
+
+class StoreUnavailable(StoreError):
+    """The backend could not be reached or did not answer in time."""
+
+
+class StoreCorrupt(StoreError):
+    """Stored data could not be decoded: refuse to guess, never overwrite it."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    """One signing key as persisted. ``private_enc`` is AES-256-GCM ciphertext (AAD = kid).
+
+    Times are POSIX seconds. ``activate_at`` is when a ``next`` key may start signing (or when an
+    ``active`` one did); ``retired_at``/``revoked_at`` when it stopped; ``remove_at`` when it may
+    leave the store (and the JWKS): after the last token it signed has expired, plus leeway.
+    ``max_token_lifetime`` is the longest token lifetime in force while it signed.
+    """
+
+    kid: str
+    alg: str
+    state: KeyState
+    public_jwk: Mapping[str, Any]
+    private_enc: bytes
+    created_at: float
+    activate_at: float | None = None
+    retired_at: float | None = None
+    revoked_at: float | None = None
+    remove_at: float | None = None
+    max_token_lifetime: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeySetState:
+    """The persisted key set and its version (0 = nothing stored yet)."""
+
+    version: int
+    keys: tuple[StoredKey, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One invalidation event. ``data`` is a small JSON object (type, kind, namespace, name, uid,
+    kid, jti, time ...) defined by the API layer; the store only orders and keeps it."""
+
+    seq: int
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """Events after a sequence number. ``oldest_seq`` is the first seq still kept (0 if none);
+    a reader whose ``after`` < ``oldest_seq - 1`` has missed trimmed events and must resync.
+    ``last_seq`` is the newest seq ever assigned (0 if none)."""
+
+    events: tuple[Event, ...]
+    oldest_seq: int
+    last_seq: int
+
+
+class Subscription(Protocol):
+    """Handle returned by :meth:`Store.watch`."""
+
+    def close(self) -> None:
+        """Stop delivering callbacks (idempotent)."""
+
+
+ChangeKind = Literal["keys", "events", "objects"]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The storage contract. See the module docstring for semantics."""
+
+    #: "sqlite" | "redis"
+    backend: str
+
+    # --- health -------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the backend answers."""
+
+    def close(self) -> None:
+        """Release connections and stop watcher threads (idempotent)."""
+
+    # --- signing keys -------------------------------------------------------------------------
+    def load_keys(self) -> KeySetState:
+        """The current key set (version 0 and no keys on a new store)."""
+
+    def cas_keys(self, expected_version: int, keys: Sequence[StoredKey]) -> int:
+        """Replace the key set iff its version is ``expected_version``; return the new version.
+
+        Raises Conflict otherwise. Durable before it returns (the issuer never signs with a key that
+        is not durably stored). Notifies watchers with ``"keys"``.
+        """
+
+    # --- objects ------------------------------------------------------------------------------
+    def create_object(self, kind: str, namespace: str, name: str, obj: JSON) -> JSON:
+        """Store a new object; returns it with ``metadata.resourceVersion`` set.
+
+        ``namespace`` is "" for cluster-scoped kinds. Raises AlreadyExists.
+        """
+
+    def get_object(self, kind: str, namespace: str, name: str) -> JSON:
+        """Return the object. Raises NotFound."""
+
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
+        """All objects of ``kind`` (in ``namespace``, or in every namespace when None), by name."""
+
+    def update_object(
+        self, kind: str, namespace: str, name: str, obj: JSON, *, resource_version: str | None = None
+    ) -> JSON:
+        """Replace an object; when ``resource_version`` is given it must match (else Conflict).
+
+        Returns the stored object with its new resourceVersion. Raises NotFound.
+        """
+
+    def delete_object(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        event: Mapping[str, Any] | None = None,
+    ) -> tuple[JSON, int | None]:
+        """Delete an object; if ``uid`` is given it must match (else Conflict).
+
+        When ``event`` is given it is appended to the invalidation log in the same atomic write.
+        Returns (the deleted object, the event's seq or None). Raises NotFound.
+        """
+
+    # --- invalidation events ------------------------------------------------------------------
+    def append_event(self, data: Mapping[str, Any]) -> int:
+        """Append an event; return its seq (store-wide, strictly increasing). Notifies watchers."""
+
+    def read_events(self, after: int, limit: int = 1000) -> EventPage:
+        """Events with seq > ``after``, oldest first, at most ``limit``."""
+
+    def wait_events(self, after: int, timeout: float) -> EventPage:
+        """Like read_events, but block up to ``timeout`` seconds until at least one event exists."""
+
+    def trim_events(self, before_time: float) -> int:
+        """Drop events appended before ``before_time`` (POSIX s), keeping the newest one always.
+
+        Returns how many were dropped."""
+
+    # --- leases -------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew the lease ``name`` for ``holder`` for ``ttl`` seconds; False if another
+        holder has it and it has not expired."""
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` has it."""
+
+    # --- change notification ------------------------------------------------------------------
+    def watch(self, callback: Callable[[ChangeKind], None]) -> Subscription:
+        """Call ``callback(kind)`` (from a background thread) after keys change or events are
+        appended, whichever replica wrote them. Best effort and coalescing: a callback means
+        "re-read", not "exactly this changed"."""
