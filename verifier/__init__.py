@@ -1,0 +1,71 @@
+"""sa-oidc verifier: check Kubernetes-style service-account tokens offline (OIDC) or online.
+
+Public API (DESIGN.md "Verifier public API")::
+
+    from verifier import KeySet, Policy, verify
+    keys = KeySet.from_jwks(jwks)                    # dict | str | bytes
+    policy = Policy(issuer=..., audiences=[...], algorithms=("RS256", "ES256"), leeway=60)
+    ident = verify(token, keys, policy, now=None)    # pure; raises InvalidToken(reason=...)
+    payload = keys.verify_signature(token, algorithms=("RS256",))
+
+``OIDCVerifier``/``AsyncOIDCVerifier`` (remote.py), ``TokenReviewVerifier`` (tokenreview.py) and
+``HybridVerifier`` (hybrid.py) are imported lazily on first access, so ``import verifier`` stays
+cheap and never pulls in HTTP or web-framework modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .core import verify
+from .errors import InvalidToken, KeySetError, VerificationError, VerifierUnavailable
+from .identity import ServiceAccountIdentity
+from .jwk import KeySet, kid_for_public_key
+from .policy import Policy
+
+if TYPE_CHECKING:  # pragma: no cover
+    # Written by other modules' owners; the ignores keep mypy clean while a module is missing.
+    from .hybrid import HybridVerifier  # type: ignore[import-not-found,unused-ignore]
+    from .remote import (  # type: ignore[import-not-found,unused-ignore]
+        AsyncOIDCVerifier,
+        OIDCVerifier,
+    )
+    from .tokenreview import TokenReviewVerifier  # type: ignore[import-not-found,unused-ignore]
+
+__all__ = [
+    "AsyncOIDCVerifier",
+    "HybridVerifier",
+    "InvalidToken",
+    "KeySet",
+    "KeySetError",
+    "OIDCVerifier",
+    "Policy",
+    "ServiceAccountIdentity",
+    "TokenReviewVerifier",
+    "VerificationError",
+    "VerifierUnavailable",
+    "kid_for_public_key",
+    "verify",
+]
+
+_LAZY = {
+    "OIDCVerifier": ".remote",
+    "AsyncOIDCVerifier": ".remote",
+    "TokenReviewVerifier": ".tokenreview",
+    "HybridVerifier": ".hybrid",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the network-facing verifiers on first use (PEP 562)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

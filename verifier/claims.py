@@ -1,0 +1,308 @@
+"""JWT claim checks (RFC 7519 §4.1) and the Kubernetes service-account claims.
+
+One small ``validate_<claim>`` per claim, each raising :class:`~verifier.errors.InvalidToken` with a
+stable reason; :func:`identity_from_claims` runs them in order and maps the ``kubernetes.io`` claims
+(kube: pkg/serviceaccount/claims.go) or the legacy Secret-token claims (kube:
+pkg/serviceaccount/legacy.go) to a :class:`~verifier.identity.ServiceAccountIdentity`.
+
+These run only on claims whose signature has been verified. Exception details never quote claim
+values (they may be attacker-chosen or sensitive); they name the claim and the rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any, Final
+
+from .errors import InvalidToken
+from .identity import USERNAME_PREFIX, ServiceAccountIdentity
+from .policy import LEGACY_ISSUER, Policy
+
+__all__ = [
+    "identity_from_claims",
+    "validate_aud",
+    "validate_exp",
+    "validate_iat",
+    "validate_iss",
+    "validate_jti",
+    "validate_nbf",
+    "validate_sub",
+]
+
+#: Largest time claim accepted: 9999-12-31T23:59:59Z. Beyond it a value is nonsense.
+MAX_TIME: Final = 253402300799
+
+# kube apimachinery validation: namespaces are DNS-1123 labels, service accounts DNS-1123
+# subdomains.
+_DNS1123_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS1123_SUBDOMAIN: Final = re.compile(
+    r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
+)
+
+# Legacy Secret-based token claims (kube: pkg/serviceaccount/legacy.go).
+LEGACY_NAMESPACE_CLAIM: Final = "kubernetes.io/serviceaccount/namespace"
+LEGACY_SA_NAME_CLAIM: Final = "kubernetes.io/serviceaccount/service-account.name"
+LEGACY_SA_UID_CLAIM: Final = "kubernetes.io/serviceaccount/service-account.uid"
+LEGACY_SECRET_NAME_CLAIM: Final = "kubernetes.io/serviceaccount/secret.name"  # noqa: S105
+
+
+def _numeric_date(claims: Mapping[str, Any], name: str) -> float | None:
+    """A NumericDate (RFC 7519 §2): a JSON number, not a bool or string; None when absent."""
+    value = claims.get(name)
+    if value is None:
+        if name in claims:
+            raise InvalidToken("invalid_claim", f"{name} is null")
+        return None
+    t = type(value)
+    if (t is not int and t is not float) or not (-MAX_TIME <= value <= MAX_TIME):
+        raise InvalidToken("invalid_claim", f"{name} is not a NumericDate in range (RFC 7519 §2)")
+    return value  # type: ignore[no-any-return]
+
+
+def validate_iss(claims: Mapping[str, Any], policy: Policy) -> bool:
+    """RFC 7519 §4.1.1: "The "iss" (issuer) claim identifies the principal that issued the JWT."
+
+    Compared exactly, no normalisation (a trailing slash is a different issuer). Returns True for a
+    legacy Secret token (issuer ``kubernetes/serviceaccount``) when the policy allows legacy tokens.
+    """
+    iss = claims.get("iss")
+    if iss is None:
+        raise InvalidToken("missing_claim", "iss is required")
+    if type(iss) is not str:
+        raise InvalidToken("invalid_claim", "iss is not a string")
+    if iss == policy.issuer:
+        return False
+    if iss == LEGACY_ISSUER and policy.allow_legacy:
+        return True
+    raise InvalidToken("issuer_mismatch", "iss is not the expected issuer")
+
+
+def validate_aud(
+    claims: Mapping[str, Any], policy: Policy, required: bool = True
+) -> tuple[str, ...]:
+    """RFC 7519 §4.1.3: "Each principal intended to process the JWT MUST identify itself with a
+    value in the audience claim. If the principal processing the claim does not identify itself
+    with a value in the "aud" claim when this claim is present, then the JWT MUST be rejected."
+
+    ``aud`` is a string or an array of strings; it must intersect the policy's audiences.
+    """
+    aud = claims.get("aud")
+    if aud is None:
+        if required or "aud" in claims:
+            raise InvalidToken("missing_claim", "aud is required")
+        return ()
+    if type(aud) is str:
+        auds: tuple[str, ...] = (aud,)
+    elif type(aud) is list and all(type(a) is str for a in aud):
+        auds = tuple(aud)
+    else:
+        raise InvalidToken("invalid_claim", "aud is not a string or an array of strings")
+    if policy.audience_set().isdisjoint(auds):
+        raise InvalidToken("audience_mismatch", "no audience of the token is accepted")
+    return auds
+
+
+def validate_exp(
+    claims: Mapping[str, Any], now: float, leeway: float, required: bool = True
+) -> float | None:
+    """RFC 7519 §4.1.4: "The "exp" (expiration time) claim identifies the expiration time on or
+    after which the JWT MUST NOT be accepted for processing ... Implementers MAY provide for some
+    small leeway, usually no more than a few minutes, to account for clock skew."
+    """
+    exp = _numeric_date(claims, "exp")
+    if exp is None:
+        if required:
+            raise InvalidToken("missing_claim", "exp is required")
+        return None
+    if exp + leeway <= now:
+        raise InvalidToken("expired", "token has expired")
+    return exp
+
+
+def validate_nbf(claims: Mapping[str, Any], now: float, leeway: float) -> float | None:
+    """RFC 7519 §4.1.5: "The "nbf" (not before) claim identifies the time before which the JWT MUST
+    NOT be accepted for processing."
+    """
+    nbf = _numeric_date(claims, "nbf")
+    if nbf is not None and nbf - leeway > now:
+        raise InvalidToken("not_yet_valid", "token is not valid yet")
+    return nbf
+
+
+def validate_iat(claims: Mapping[str, Any], now: float, leeway: float) -> float | None:
+    """RFC 7519 §4.1.6: "The "iat" (issued at) claim identifies the time at which the JWT was
+    issued."
+
+    A token issued in the future (beyond the leeway) is refused, as kube does (go-jose
+    ``ErrIssuedInTheFuture``; kube: claims.go "service account token is issued in the future").
+    """
+    iat = _numeric_date(claims, "iat")
+    if iat is not None and iat - leeway > now:
+        raise InvalidToken("not_yet_valid", "token is issued in the future")
+    return iat
+
+
+def validate_jti(claims: Mapping[str, Any]) -> str | None:
+    """RFC 7519 §4.1.7: "The "jti" (JWT ID) claim provides a unique identifier for the JWT."
+
+    Must be a string when present.
+    """
+    jti = claims.get("jti")
+    if jti is None:
+        if "jti" in claims:
+            raise InvalidToken("invalid_claim", "jti is null")
+        return None
+    if type(jti) is not str:
+        raise InvalidToken("invalid_claim", "jti is not a string")
+    return jti
+
+
+def validate_sub(claims: Mapping[str, Any]) -> tuple[str, str]:
+    """RFC 7519 §4.1.2: "The "sub" (subject) claim identifies the principal that is the subject of
+    the JWT." For service accounts it is ``system:serviceaccount:NS:NAME`` (kube:
+    serviceaccount.SplitUsername); returns ``(namespace, name)``.
+    """
+    sub = claims.get("sub")
+    if sub is None:
+        raise InvalidToken("missing_claim", "sub is required")
+    if type(sub) is not str or not sub.startswith(USERNAME_PREFIX):
+        raise InvalidToken("invalid_claim", "sub is not a service-account username")
+    parts = sub[len(USERNAME_PREFIX) :].split(":")
+    if (
+        len(parts) != 2
+        or _DNS1123_LABEL.fullmatch(parts[0]) is None
+        or _DNS1123_SUBDOMAIN.fullmatch(parts[1]) is None
+    ):
+        raise InvalidToken("invalid_claim", "sub is not system:serviceaccount:NAMESPACE:NAME")
+    return parts[0], parts[1]
+
+
+def _opt_str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise InvalidToken("invalid_claim", f"{where}.{name} is not a string")
+    return value
+
+
+def _ref(kube: Mapping[str, Any], kind: str) -> tuple[str | None, str | None]:
+    """A bound-object reference ``{name, uid}`` under ``kubernetes.io`` (kube: claims.go ref)."""
+    ref = kube.get(kind)
+    if ref is None:
+        return None, None
+    if type(ref) is not dict:
+        raise InvalidToken("invalid_claim", f"kubernetes.io.{kind} is not an object")
+    name = _opt_str(ref, "name", f"kubernetes.io.{kind}")
+    if not name:
+        raise InvalidToken("invalid_claim", f"kubernetes.io.{kind}.name is required")
+    return name, _opt_str(ref, "uid", f"kubernetes.io.{kind}")
+
+
+def _bound_identity(
+    claims: dict[str, Any], policy: Policy, now: float, key_id: str | None
+) -> ServiceAccountIdentity:
+    leeway = policy.leeway
+    auds = validate_aud(claims, policy)
+    exp = validate_exp(claims, now, leeway)
+    nbf = validate_nbf(claims, now, leeway)
+    iat = validate_iat(claims, now, leeway)
+    jti = validate_jti(claims)
+    namespace, name = validate_sub(claims)
+    kube = claims.get("kubernetes.io")
+    if kube is None:
+        raise InvalidToken("missing_claim", "kubernetes.io is required")
+    if type(kube) is not dict:
+        raise InvalidToken("invalid_claim", "kubernetes.io is not an object")
+    ns_claim = kube.get("namespace")
+    if ns_claim is None:
+        raise InvalidToken("missing_claim", "kubernetes.io.namespace is required")
+    sa = kube.get("serviceaccount")
+    if sa is None:
+        raise InvalidToken("missing_claim", "kubernetes.io.serviceaccount is required")
+    sa_name, sa_uid = _ref(kube, "serviceaccount")
+    # sub and the private claims must name the same account (kube: claims.go builds both from it).
+    if ns_claim != namespace or sa_name != name:
+        raise InvalidToken("invalid_claim", "sub does not match kubernetes.io claims")
+    pod_name, pod_uid = _ref(kube, "pod")
+    secret_name, secret_uid = _ref(kube, "secret")
+    node_name, node_uid = _ref(kube, "node")
+    warn = _numeric_date(kube, "warnafter")
+    return ServiceAccountIdentity(
+        namespace=namespace,
+        service_account_name=name,
+        service_account_uid=sa_uid,
+        pod_name=pod_name,
+        pod_uid=pod_uid,
+        secret_name=secret_name,
+        secret_uid=secret_uid,
+        node_name=node_name,
+        node_uid=node_uid,
+        audiences=auds,
+        issued_at=None if iat is None else int(iat),
+        not_before=None if nbf is None else int(nbf),
+        expires_at=None if exp is None else int(exp),
+        warn_after=None if warn is None else int(warn),
+        token_id=jti,
+        issuer=policy.issuer,
+        key_id=key_id,
+        claims=MappingProxyType(claims),
+    )
+
+
+def _legacy_identity(
+    claims: dict[str, Any], policy: Policy, now: float, key_id: str | None
+) -> ServiceAccountIdentity:
+    """Legacy Secret-based token (kube: legacy.go): no exp/aud required; checked if present."""
+    leeway = policy.leeway
+    auds = validate_aud(claims, policy, required=False)
+    exp = validate_exp(claims, now, leeway, required=False)
+    nbf = validate_nbf(claims, now, leeway)
+    iat = validate_iat(claims, now, leeway)
+    namespace, name = validate_sub(claims)
+    values: dict[str, str] = {}
+    for claim in (
+        LEGACY_NAMESPACE_CLAIM,
+        LEGACY_SA_NAME_CLAIM,
+        LEGACY_SA_UID_CLAIM,
+        LEGACY_SECRET_NAME_CLAIM,
+    ):
+        value = claims.get(claim)
+        if value is None:
+            raise InvalidToken("missing_claim", f"{claim} is required")
+        if type(value) is not str or not value:
+            raise InvalidToken("invalid_claim", f"{claim} is not a non-empty string")
+        values[claim] = value
+    # kube: legacy.go "sub claim does not match namespace/service-account.name claims".
+    if values[LEGACY_NAMESPACE_CLAIM] != namespace or values[LEGACY_SA_NAME_CLAIM] != name:
+        raise InvalidToken("invalid_claim", "sub does not match the legacy claims")
+    return ServiceAccountIdentity(
+        namespace=namespace,
+        service_account_name=name,
+        service_account_uid=values[LEGACY_SA_UID_CLAIM],
+        secret_name=values[LEGACY_SECRET_NAME_CLAIM],
+        audiences=auds,
+        issued_at=None if iat is None else int(iat),
+        not_before=None if nbf is None else int(nbf),
+        expires_at=None if exp is None else int(exp),
+        issuer=LEGACY_ISSUER,
+        key_id=key_id,
+        legacy=True,
+        claims=MappingProxyType(claims),
+    )
+
+
+def identity_from_claims(
+    claims: dict[str, Any], policy: Policy, now: float, key_id: str | None = None
+) -> ServiceAccountIdentity:
+    """Check verified ``claims`` against ``policy`` at time ``now``; map them to an identity.
+
+    Order: iss → aud → exp → nbf → iat → jti → sub → ``kubernetes.io``. Reasons:
+    ``issuer_mismatch``, ``audience_mismatch``, ``expired``, ``not_yet_valid``, ``missing_claim``,
+    ``invalid_claim``.
+    """
+    if validate_iss(claims, policy):
+        return _legacy_identity(claims, policy, now, key_id)
+    return _bound_identity(claims, policy, now, key_id)

@@ -1,0 +1,152 @@
+"""Compact JWS parsing (RFC 7515 §7.1) with the header rules of this verifier.
+
+Only the compact serialization of a signed JWT is accepted: exactly three base64url segments.
+A five-segment compact JWE (RFC 7516 §7.1) and the JSON serializations (RFC 7515 §7.2) are
+``malformed``: this is a signature verifier; it decrypts nothing and picks no signature out of a
+list.
+
+Header rules (each refusal names the rule it enforces):
+
+- ``alg`` is required and a string (RFC 7515 §4.1.1) — else ``malformed``.
+- ``none`` in any casing is never accepted (RFC 8725 §3.1) — ``unsupported_algorithm``.
+- ``alg`` must be on the caller's allow-list (RFC 8725 §3.1) — ``unsupported_algorithm``.
+- ``crit`` present at all → ``malformed``. RFC 7515 §4.1.11: a recipient that does not understand
+  every listed extension MUST reject the JWS; we understand none. We pick ``malformed`` rather than
+  ``invalid_claim`` because the header is not a claim and the JWS, as we read it, is not valid JWS.
+- ``b64`` other than ``true`` → ``malformed`` (RFC 7797 unencoded payloads are not JWTs, §7).
+- ``typ``, if present, must be ``JWT`` or ``application/jwt``, compared case-insensitively
+  (RFC 7519 §5.1: "JWT" is the recommended value; RFC 7515 §4.1.9: the ``application/`` prefix
+  may be omitted, and media types compare case-insensitively per RFC 2045). Anything else — e.g.
+  ``at+jwt`` (RFC 9068) — is a different kind of token: ``malformed`` (RFC 8725 §3.11).
+- ``kid``, if present, must be a string (RFC 7515 §4.1.4) — else ``malformed``.
+- ``jwk``, ``jku``, ``x5u``, ``x5c``, ``x5t``, ``x5t#S256`` are IGNORED: a key is chosen only
+  from the caller's :class:`~verifier.jwk.KeySet`, never from the token itself (RFC 8725 §3.10).
+- Duplicate header members → ``malformed`` (RFC 7515 §5.2 step 4, we choose "reject").
+- The decoded header is capped at :data:`~verifier.policy.MAX_HEADER_BYTES` → ``token_too_large``.
+
+Parsed headers are cached by their encoded segment (bounded): every token signed by one key carries
+the same header bytes, so the hot path decodes and checks a header once, not once per token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ._b64 import Base64Error, b64url_decode
+from ._json import JSONError, loads_object
+from .errors import InvalidToken
+from .policy import MAX_HEADER_BYTES, MAX_TOKEN_BYTES
+
+__all__ = ["Header", "ParsedJWS", "check_algorithm", "parse_compact", "parse_header"]
+
+_TYP_OK: Final = frozenset({"jwt", "application/jwt"})
+#: An encoded header longer than this decodes to more than MAX_HEADER_BYTES.
+_MAX_HEADER_SEGMENT: Final = (MAX_HEADER_BYTES * 4 + 2) // 3
+_HEADER_CACHE_MAX: Final = 256
+_header_cache: dict[bytes, Header] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A JOSE header that passed the structural rules (the allow-list is checked separately)."""
+
+    alg: str
+    kid: str | None
+    typ: str | None
+    raw: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJWS:
+    """A compact JWS split and decoded; the signature is NOT verified yet."""
+
+    header: Header
+    signing_input: bytes
+    payload: bytes
+    signature: bytes
+
+
+def parse_header(segment: bytes) -> Header:
+    """Decode and check a protected-header segment (cached; see the module docstring)."""
+    cached = _header_cache.get(segment)
+    if cached is not None:
+        return cached
+    if len(segment) > _MAX_HEADER_SEGMENT:
+        raise InvalidToken("token_too_large", "JOSE header too large")
+    try:
+        raw = loads_object(b64url_decode(segment))
+    except Base64Error:
+        raise InvalidToken("malformed", "header is not canonical base64url") from None
+    except JSONError as exc:
+        raise InvalidToken("malformed", f"header is not a strict JSON object ({exc})") from None
+    alg = raw.get("alg")
+    if type(alg) is not str:
+        raise InvalidToken("malformed", "header has no string alg (RFC 7515 §4.1.1)")
+    if alg.lower() == "none":
+        raise InvalidToken("unsupported_algorithm", "alg none is never accepted (RFC 8725 §3.1)")
+    if "crit" in raw:
+        raise InvalidToken(
+            "malformed", "crit header: no extensions are understood (RFC 7515 §4.1.11)"
+        )
+    if "b64" in raw and raw["b64"] is not True:
+        raise InvalidToken("malformed", "unencoded payload (RFC 7797) is not a JWT")
+    kid = raw.get("kid")
+    if kid is not None and type(kid) is not str:
+        raise InvalidToken("malformed", "kid is not a string (RFC 7515 §4.1.4)")
+    if "kid" in raw and kid is None:
+        raise InvalidToken("malformed", "kid is null (RFC 7515 §4.1.4)")
+    typ = raw.get("typ")
+    if "typ" in raw and (type(typ) is not str or typ.lower() not in _TYP_OK):
+        raise InvalidToken("malformed", "typ is not JWT (RFC 7519 §5.1, RFC 8725 §3.11)")
+    header = Header(alg=alg, kid=kid, typ=typ, raw=raw)
+    if len(_header_cache) >= _HEADER_CACHE_MAX:
+        _header_cache.clear()  # bounded; garbage headers can only cost a re-parse
+    _header_cache[segment] = header
+    return header
+
+
+def check_algorithm(header: Header, algorithms: frozenset[str]) -> None:
+    """Refuse ``header.alg`` unless it is on the allow-list (RFC 8725 §3.1)."""
+    if header.alg not in algorithms:
+        raise InvalidToken("unsupported_algorithm", "alg not on the allow-list")
+
+
+def to_bytes(token: str | bytes, max_token_bytes: int) -> bytes:
+    """Return the token as ASCII bytes after the size cap (the first, cheapest check)."""
+    if len(token) > max_token_bytes:
+        raise InvalidToken("token_too_large", "token exceeds the size cap")
+    if isinstance(token, str):
+        try:
+            return token.encode("ascii")
+        except UnicodeEncodeError:
+            raise InvalidToken("malformed", "token is not ASCII") from None
+    if isinstance(token, bytes | bytearray | memoryview):
+        return bytes(token)
+    raise InvalidToken("malformed", "token is not a string")
+
+
+def parse_compact(token: str | bytes, max_token_bytes: int = MAX_TOKEN_BYTES) -> ParsedJWS:
+    """Split a compact JWS and decode its three segments (the payload is not parsed as JSON).
+
+    Every segment is checked to be canonical base64url here, before any key lookup, so a garbage
+    token can never be reported as ``unknown_key`` (which makes remote verifiers refetch).
+    """
+    data = to_bytes(token, max_token_bytes)
+    first = data.find(b".")
+    second = data.find(b".", first + 1)
+    if first < 0 or second < 0 or data.find(b".", second + 1) >= 0:
+        if data[:1] == b"{":
+            raise InvalidToken("malformed", "JWS JSON serialization is not accepted")
+        if data.count(b".") == 4:
+            raise InvalidToken("malformed", "JWE is not accepted (RFC 7516 compact form)")
+        raise InvalidToken("malformed", "not three dot-separated segments (RFC 7515 §7.1)")
+    if first == 0:
+        raise InvalidToken("malformed", "empty protected header")
+    header = parse_header(data[:first])
+    try:
+        payload = b64url_decode(data[first + 1 : second])
+        signature = b64url_decode(data[second + 1 :])
+    except Base64Error:
+        raise InvalidToken("malformed", "segment is not canonical base64url") from None
+    return ParsedJWS(header, data[:second], payload, signature)
