@@ -131,7 +131,7 @@ def make_token(
     alg: str = "RS256",
     payload: dict[str, Any] | bytes | None = None,
     *,
-    kid: str | None | object = ...,
+    kid: str | object | None = ...,
     header: dict[str, Any] | None = None,
     raw_header: bytes | None = None,
 ) -> str:

@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-
-from verifier import InvalidToken, KeySet, Policy, ServiceAccountIdentity, verify
-from verifier.errors import REASONS
-
 from _core_helpers import (
     AUDIENCE,
     DROP,
@@ -22,6 +18,9 @@ from _core_helpers import (
     make_token,
     rsa_key,
 )
+
+from verifier import InvalidToken, KeySet, Policy, ServiceAccountIdentity, verify
+from verifier.errors import REASONS
 
 RSA = rsa_key(0)
 RSA_OTHER = rsa_key(1)
@@ -225,10 +224,20 @@ def test_errors_never_quote_unverified_claims() -> None:
 def test_public_api_exports() -> None:
     import verifier
 
-    for name in (
-        "KeySet Policy verify OIDCVerifier AsyncOIDCVerifier TokenReviewVerifier HybridVerifier "
-        "ServiceAccountIdentity VerificationError InvalidToken VerifierUnavailable KeySetError"
-    ).split():
+    for name in [
+        "KeySet",
+        "Policy",
+        "verify",
+        "OIDCVerifier",
+        "AsyncOIDCVerifier",
+        "TokenReviewVerifier",
+        "HybridVerifier",
+        "ServiceAccountIdentity",
+        "VerificationError",
+        "InvalidToken",
+        "VerifierUnavailable",
+        "KeySetError",
+    ]:
         assert name in verifier.__all__
 
 
