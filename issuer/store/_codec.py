@@ -1,0 +1,145 @@
+"""Byte encodings shared by the backends (private): the key-set document and object/event JSON.
+
+Both backends persist the same JSON shapes, so a dump from one can be read by the other and the
+conformance suite checks one round-trip rule: every :class:`StoredKey` field comes back equal.
+Anything that does not decode raises :class:`StoreCorrupt` — the store never guesses.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
+
+from issuer.store.base import JSON, Event, StoreCorrupt, StoredKey
+
+#: Version of the key-set document layout (inside the stored JSON, not the SQLite schema).
+KEYSET_FORMAT = 1
+
+
+def _opt_float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def encode_keys(keys: Sequence[StoredKey]) -> bytes:
+    """Serialize a key set; ``private_enc`` as base64 (it is ciphertext, never plaintext)."""
+    doc = {
+        "format": KEYSET_FORMAT,
+        "keys": [
+            {
+                "kid": k.kid,
+                "alg": k.alg,
+                "state": k.state,
+                "public_jwk": dict(k.public_jwk),
+                "private_enc": base64.b64encode(k.private_enc).decode("ascii"),
+                "created_at": float(k.created_at),
+                "activate_at": _opt_float(k.activate_at),
+                "retired_at": _opt_float(k.retired_at),
+                "revoked_at": _opt_float(k.revoked_at),
+                "remove_at": _opt_float(k.remove_at),
+                "max_token_lifetime": int(k.max_token_lifetime),
+            }
+            for k in keys
+        ],
+    }
+    # allow_nan=False: NaN/inf are not JSON and would not round-trip through other readers.
+    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+def decode_keys(raw: bytes | str) -> tuple[StoredKey, ...]:
+    """Inverse of :func:`encode_keys`; raises StoreCorrupt on anything unexpected."""
+    try:
+        doc = json.loads(raw)
+        if doc.get("format") != KEYSET_FORMAT:
+            raise StoreCorrupt(f"key set has unknown format {doc.get('format')!r}")
+        return tuple(
+            StoredKey(
+                kid=str(k["kid"]),
+                alg=str(k["alg"]),
+                state=k["state"],
+                public_jwk=dict(k["public_jwk"]),
+                private_enc=base64.b64decode(k["private_enc"], validate=True),
+                created_at=float(k["created_at"]),
+                activate_at=_opt_float(k.get("activate_at")),
+                retired_at=_opt_float(k.get("retired_at")),
+                revoked_at=_opt_float(k.get("revoked_at")),
+                remove_at=_opt_float(k.get("remove_at")),
+                max_token_lifetime=int(k.get("max_token_lifetime", 0)),
+            )
+            for k in doc["keys"]
+        )
+    except StoreCorrupt:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as e:
+        raise StoreCorrupt(f"stored key set cannot be decoded: {e}") from e
+
+
+def dump_json(obj: Mapping[str, Any]) -> bytes:
+    """Compact JSON bytes for an object or event body."""
+    try:
+        return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as e:
+        # Caller error (e.g. bytes inside the object): say so before anything is written.
+        raise ValueError(f"object is not JSON-serializable: {e}") from e
+
+
+def load_json(raw: bytes | str, what: str) -> JSON:
+    """Parse a stored JSON object; StoreCorrupt if it is not one."""
+    try:
+        v = json.loads(raw)
+    except ValueError as e:
+        raise StoreCorrupt(f"stored {what} is not valid JSON: {e}") from e
+    if not isinstance(v, dict):
+        raise StoreCorrupt(f"stored {what} is not a JSON object")
+    return cast(JSON, v)
+
+
+def strip_rv(obj: Mapping[str, Any]) -> JSON:
+    """A deep copy of ``obj`` without ``metadata.resourceVersion``: the store owns that field and
+    keeps it beside the document, so the stored bytes never disagree with the counter."""
+    copy = cast(JSON, json.loads(dump_json(obj)))
+    meta = copy.get("metadata")
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError("object metadata must be a JSON object")
+    if isinstance(meta, dict):
+        meta.pop("resourceVersion", None)
+    return copy
+
+
+def with_rv(obj: JSON, rv: int) -> JSON:
+    """Set ``metadata.resourceVersion`` (a string, as in Kubernetes) on ``obj`` in place."""
+    meta = obj.setdefault("metadata", {})
+    if not isinstance(meta, dict):
+        raise StoreCorrupt("stored object metadata is not a JSON object")
+    meta["resourceVersion"] = str(rv)
+    return obj
+
+
+def object_uid(obj: Mapping[str, Any]) -> str:
+    """``metadata.uid`` or "" (the caller owns uids; the store only compares them)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, Mapping):
+        uid = meta.get("uid")
+        if isinstance(uid, str):
+            return uid
+    return ""
+
+
+def check_address(kind: str, namespace: str, name: str) -> None:
+    """Reject addresses every backend cannot store alike (ValueError: a caller bug, not data).
+
+    ``kind`` and ``namespace`` may not contain ':' (it separates Redis key parts; Kubernetes kinds
+    and namespaces never do); ``name`` may ("system:auth-delegator"). None may contain NUL.
+    """
+    for what, value in (("kind", kind), ("namespace", namespace), ("name", name)):
+        if "\x00" in value or (what != "name" and ":" in value):
+            raise ValueError(f"invalid {what} {value!r}: may not contain ':' or NUL")
+    if not kind or not name:
+        raise ValueError("kind and name must not be empty")
+
+
+def make_event(seq: int, raw: bytes | str) -> Event:
+    """Build an Event from its stored JSON body."""
+    return Event(seq=seq, data=load_json(raw, f"event {seq}"))

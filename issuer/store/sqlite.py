@@ -1,0 +1,580 @@
+"""SQLite backend: the embedded default, one file, durable, safe across threads and processes.
+
+Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
+
+    meta    (k TEXT PRIMARY KEY, v INTEGER)      schema, rv (resourceVersion counter)
+    keyset  (id = 1, version, doc)               the whole key set as one JSON document
+    objects (kind, namespace, name, uid, rv, doc)
+    events  (seq INTEGER PRIMARY KEY AUTOINCREMENT, time, doc)
+    leases  (name, holder, expires)
+
+Why these choices:
+
+- WAL + ``synchronous=FULL``: readers never block the writer, and a commit is on disk before
+  :meth:`SQLiteStore.cas_keys` returns (the issuer never signs with a key not durably stored).
+- Every write is ``BEGIN IMMEDIATE``: it takes the file's write lock before reading the
+  precondition, so compare-and-swap is atomic across threads *and* processes sharing the file.
+- ``AUTOINCREMENT`` on ``events.seq``: SQLite then never reuses a seq, even after the newest rows
+  are deleted by a trim (plain rowids would be).
+- One connection per thread (sqlite3 connections must not be shared concurrently).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from issuer.store import _codec
+from issuer.store.base import (
+    JSON,
+    AlreadyExists,
+    ChangeKind,
+    Conflict,
+    EventPage,
+    KeySetState,
+    NotFound,
+    StoreCorrupt,
+    StoredKey,
+    StoreError,
+    StoreUnavailable,
+)
+
+SCHEMA_VERSION = 1
+
+#: How long a writer waits for another writer's lock before StoreUnavailable (ms).
+BUSY_TIMEOUT_MS = 10_000
+
+#: Poll period of watchers and cross-process waiters (seconds). Same-process writes wake at once.
+POLL_INTERVAL = 0.1
+
+_SCHEMA = """
+CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE keyset (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE TABLE objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    rv INTEGER NOT NULL,
+    doc BLOB NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX events_time ON events (time);
+CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires REAL NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (k, v) VALUES ('schema', 1), ('rv', 0);
+INSERT INTO keyset (id, version, doc) VALUES (1, 0, X'');
+"""
+
+_OUR_TABLES = {"meta", "keyset", "objects", "events", "leases", "sqlite_sequence"}
+
+
+def _map_error(e: sqlite3.Error, path: Path) -> StoreError:
+    """Map sqlite3 errors: locks and I/O trouble are 'unavailable', bad bytes 'corrupt'."""
+    if isinstance(e, sqlite3.OperationalError):
+        return StoreUnavailable(f"sqlite store {path}: {e}")
+    if isinstance(e, sqlite3.DatabaseError):
+        # "file is not a database", "database disk image is malformed"
+        return StoreCorrupt(f"sqlite store {path} is unreadable: {e}")
+    return StoreUnavailable(f"sqlite store {path}: {e}")
+
+
+class _Watch:
+    """One polling thread per subscription (see :meth:`SQLiteStore.watch`)."""
+
+    def __init__(self, store: SQLiteStore, callback: Callable[[ChangeKind], None]) -> None:
+        self._store = store
+        self._callback = callback
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sqlite-store-watch", daemon=True)
+        self._thread.start()
+        # Wait for the baseline so that every change committed after watch() returns is reported.
+        self._ready.wait(timeout=5)
+
+    def _run(self) -> None:
+        # A private connection: PRAGMA data_version changes whenever *another* connection (in this
+        # process or any other) commits, which makes the idle poll a single cheap statement.
+        try:
+            conn = self._store._connect()
+        except StoreError:
+            self._ready.set()
+            return
+        try:
+            last_dv: int | None = None
+            last: tuple[int, int, int] | None = None
+            gen = self._store._gen
+            with contextlib.suppress(sqlite3.Error):
+                last_dv = conn.execute("PRAGMA data_version").fetchone()[0]
+                last = self._store._counters(conn)
+            self._ready.set()
+            while not self._stop.is_set():
+                with self._store._cond:
+                    if self._store._gen == gen:
+                        self._store._cond.wait(POLL_INTERVAL)
+                    gen = self._store._gen
+                if self._stop.is_set():
+                    break
+                try:
+                    dv = conn.execute("PRAGMA data_version").fetchone()[0]
+                    if dv == last_dv and last is not None:
+                        continue
+                    last_dv = dv
+                    cur = self._store._counters(conn)
+                except sqlite3.Error:
+                    continue  # transient (locked, I/O): poll again
+                if last is not None:
+                    self._deliver(last, cur)
+                last = cur
+        finally:
+            conn.close()
+
+    def _deliver(self, old: tuple[int, int, int], new: tuple[int, int, int]) -> None:
+        kinds: tuple[ChangeKind, ...] = ("keys", "events", "objects")
+        for kind, a, b in zip(kinds, old, new, strict=True):
+            if a != b and not self._stop.is_set():
+                try:
+                    self._callback(kind)
+                except Exception:  # noqa: S112 - a failing callback must not kill the watcher
+                    continue
+
+    def close(self) -> None:
+        """Stop the polling thread (idempotent)."""
+        self._stop.set()
+        with self._store._cond:
+            self._store._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
+
+
+class SQLiteStore:
+    """The :class:`~issuer.store.base.Store` contract on one SQLite file.
+
+    ``SQLiteStore(path)`` creates the parent directory (mode 0700) and the file (mode 0600) if
+    missing. Raises StoreCorrupt if ``path`` is not an sa-oidc SQLite store or has a newer schema;
+    the file is then left untouched.
+    """
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._local = threading.local()
+        self._conns: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._watches: list[_Watch] = []
+        # Bumped after every local commit; wakes waiters and watchers in this process at once.
+        self._cond = threading.Condition()
+        self._gen = 0
+        self._create_file()
+        self._init_schema()
+
+    # --- connections ------------------------------------------------------------------------
+    def _create_file(self) -> None:
+        parent = self.path.parent
+        if not parent.exists():
+            parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.path.exists():
+            # O_EXCL: never truncate a file another process created in the meantime. An empty
+            # file is a valid, empty SQLite database; WAL/SHM files inherit its 0600 mode.
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_MS / 1000,
+                isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+                check_same_thread=False,  # close() may run on another thread
+            )
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        try:
+            # Read first: on a file that is not SQLite this fails without writing anything.
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as e:
+            conn.close()
+            raise _map_error(e, self.path) from e
+        return conn
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreUnavailable("store is closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._lock:
+                self._conns.append(conn)
+        return conn
+
+    def _init_schema(self) -> None:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                tables = {
+                    r[0]
+                    for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                }
+                if not tables:
+                    for stmt in _SCHEMA.strip().split(";\n"):
+                        conn.execute(stmt)
+                    conn.execute("COMMIT")
+                    return
+                conn.execute("ROLLBACK")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            if not {"meta", "keyset", "objects", "events", "leases"} <= tables:
+                raise StoreCorrupt(
+                    f"{self.path} is an SQLite database but not an sa-oidc store "
+                    f"(tables: {sorted(tables - _OUR_TABLES) or sorted(tables)})"
+                )
+            row = conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+            schema = row[0] if row else None
+            if not isinstance(schema, int) or schema < 1:
+                raise StoreCorrupt(f"{self.path}: missing or invalid schema version {schema!r}")
+            if schema > SCHEMA_VERSION:
+                raise StoreCorrupt(
+                    f"{self.path} has schema version {schema}, newer than this sa-issuer "
+                    f"supports ({SCHEMA_VERSION}); upgrade sa-issuer"
+                )
+        except StoreError:
+            self.close()
+            raise
+        except sqlite3.Error as e:
+            self.close()
+            raise _map_error(e, self.path) from e
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A BEGIN IMMEDIATE transaction; rolls back on any exception, notifies on commit."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException as e:
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _map_error(e, self.path) from e
+            raise
+        self._notify()
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A deferred read transaction: one consistent snapshot for multi-statement reads."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+
+    def _notify(self) -> None:
+        with self._cond:
+            self._gen += 1
+            self._cond.notify_all()
+
+    @staticmethod
+    def _counters(conn: sqlite3.Connection) -> tuple[int, int, int]:
+        """(key-set version, last event seq, resourceVersion counter): what watchers compare."""
+        row = conn.execute(
+            "SELECT (SELECT version FROM keyset WHERE id = 1),"
+            " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'),"
+            " (SELECT v FROM meta WHERE k = 'rv')"
+        ).fetchone()
+        return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+    # --- health -------------------------------------------------------------------------------
+    def ping(self) -> None:
+        """Raise StoreUnavailable unless the file can be read."""
+        try:
+            self._conn().execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+
+    def close(self) -> None:
+        """Stop watchers and close every thread's connection (idempotent)."""
+        self._closed = True
+        for w in list(self._watches):
+            w.close()
+        self._watches.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(sqlite3.Error):
+                c.close()
+        self._local = threading.local()
+
+    # --- signing keys -------------------------------------------------------------------------
+    def load_keys(self) -> KeySetState:
+        """The current key set (version 0 and no keys on a new store)."""
+        try:
+            row = self._conn().execute("SELECT version, doc FROM keyset WHERE id = 1").fetchone()
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        if row is None:
+            raise StoreCorrupt(f"{self.path}: key set row is missing")
+        version, doc = row
+        if version == 0:
+            return KeySetState(version=0)
+        return KeySetState(version=int(version), keys=_codec.decode_keys(doc))
+
+    def cas_keys(self, expected_version: int, keys: Sequence[StoredKey]) -> int:
+        """Replace the key set iff its version is ``expected_version``; durable on return."""
+        doc = _codec.encode_keys(keys)
+        with self._write() as conn:
+            (version,) = conn.execute("SELECT version FROM keyset WHERE id = 1").fetchone()
+            if version != expected_version:
+                raise Conflict(f"key set is at version {version}, not {expected_version}")
+            conn.execute("UPDATE keyset SET version = ?, doc = ? WHERE id = 1", (version + 1, doc))
+        return int(version) + 1
+
+    # --- objects ------------------------------------------------------------------------------
+    @staticmethod
+    def _next_rv(conn: sqlite3.Connection) -> int:
+        (rv,) = conn.execute("UPDATE meta SET v = v + 1 WHERE k = 'rv' RETURNING v").fetchone()
+        return int(rv)
+
+    def create_object(self, kind: str, namespace: str, name: str, obj: JSON) -> JSON:
+        """Store a new object; returns it with ``metadata.resourceVersion`` set."""
+        _codec.check_address(kind, namespace, name)
+        body = _codec.strip_rv(obj)
+        doc = _codec.dump_json(body)
+        with self._write() as conn:
+            if conn.execute(
+                "SELECT 1 FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            ).fetchone():
+                raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
+            rv = self._next_rv(conn)
+            conn.execute(
+                "INSERT INTO objects (kind, namespace, name, uid, rv, doc) VALUES (?,?,?,?,?,?)",
+                (kind, namespace, name, _codec.object_uid(body), rv, doc),
+            )
+        return _codec.with_rv(body, rv)
+
+    def get_object(self, kind: str, namespace: str, name: str) -> JSON:
+        """Return the object. Raises NotFound."""
+        _codec.check_address(kind, namespace, name)
+        try:
+            row = (
+                self._conn()
+                .execute(
+                    "SELECT rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                    (kind, namespace, name),
+                )
+                .fetchone()
+            )
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        if row is None:
+            raise NotFound(f"{kind} {namespace}/{name} not found")
+        return _codec.with_rv(_codec.load_json(row[1], f"{kind} {namespace}/{name}"), row[0])
+
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
+        """All objects of ``kind``, ordered by (namespace, name)."""
+        _codec.check_address(kind, namespace or "", "-")
+        sql = "SELECT namespace, name, rv, doc FROM objects WHERE kind = ?"
+        args: tuple[str, ...] = (kind,)
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            args = (kind, namespace)
+        try:
+            rows = self._conn().execute(sql + " ORDER BY namespace, name", args).fetchall()
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        return [
+            _codec.with_rv(_codec.load_json(doc, f"{kind} {ns}/{n}"), rv) for ns, n, rv, doc in rows
+        ]
+
+    def update_object(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        obj: JSON,
+        *,
+        resource_version: str | None = None,
+    ) -> JSON:
+        """Replace an object; when ``resource_version`` is given it must match (else Conflict)."""
+        _codec.check_address(kind, namespace, name)
+        body = _codec.strip_rv(obj)
+        doc = _codec.dump_json(body)
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT rv FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{kind} {namespace}/{name} not found")
+            if resource_version is not None and str(row[0]) != resource_version:
+                raise Conflict(
+                    f"{kind} {namespace}/{name} is at resourceVersion {row[0]},"
+                    f" not {resource_version}"
+                )
+            rv = self._next_rv(conn)
+            conn.execute(
+                "UPDATE objects SET uid = ?, rv = ?, doc = ?"
+                " WHERE kind = ? AND namespace = ? AND name = ?",
+                (_codec.object_uid(body), rv, doc, kind, namespace, name),
+            )
+        return _codec.with_rv(body, rv)
+
+    def delete_object(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        *,
+        uid: str | None = None,
+        event: Mapping[str, Any] | None = None,
+    ) -> tuple[JSON, int | None]:
+        """Delete an object (uid-conditioned), appending ``event`` in the same transaction."""
+        _codec.check_address(kind, namespace, name)
+        event_doc = _codec.dump_json(event) if event is not None else None
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT uid, rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{kind} {namespace}/{name} not found")
+            if uid is not None and row[0] != uid:
+                raise Conflict(f"{kind} {namespace}/{name} has uid {row[0]!r}, not {uid!r}")
+            deleted = _codec.with_rv(_codec.load_json(row[2], f"{kind} {namespace}/{name}"), row[1])
+            conn.execute(
+                "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                (kind, namespace, name),
+            )
+            seq = self._insert_event(conn, event_doc) if event_doc is not None else None
+        return deleted, seq
+
+    # --- invalidation events ------------------------------------------------------------------
+    @staticmethod
+    def _insert_event(conn: sqlite3.Connection, doc: bytes) -> int:
+        (seq,) = conn.execute(
+            "INSERT INTO events (time, doc) VALUES (?, ?) RETURNING seq", (time.time(), doc)
+        ).fetchone()
+        return int(seq)
+
+    def append_event(self, data: Mapping[str, Any]) -> int:
+        """Append an event; return its seq (store-wide, strictly increasing)."""
+        doc = _codec.dump_json(data)
+        with self._write() as conn:
+            seq = self._insert_event(conn, doc)
+        return seq
+
+    def read_events(self, after: int, limit: int = 1000) -> EventPage:
+        """Events with seq > ``after``, oldest first, at most ``limit``."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, max(0, limit)),
+            ).fetchall()
+            oldest, last = conn.execute(
+                "SELECT (SELECT coalesce(min(seq), 0) FROM events),"
+                " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
+            ).fetchone()
+        return EventPage(
+            events=tuple(_codec.make_event(s, d) for s, d in rows),
+            oldest_seq=int(oldest),
+            last_seq=int(last),
+        )
+
+    def wait_events(self, after: int, timeout: float) -> EventPage:
+        """Like read_events, but block up to ``timeout`` s until at least one event exists.
+
+        Same-process appends wake the waiter at once; other processes' within POLL_INTERVAL.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            with self._cond:
+                gen = self._gen
+            page = self.read_events(after)
+            remaining = deadline - time.monotonic()
+            if page.events or remaining <= 0:
+                return page
+            with self._cond:
+                if self._gen == gen:
+                    self._cond.wait(min(POLL_INTERVAL, remaining))
+
+    def trim_events(self, before_time: float) -> int:
+        """Drop events appended before ``before_time``, always keeping the newest one."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "DELETE FROM events WHERE time < ? AND seq < (SELECT max(seq) FROM events)",
+                (before_time,),
+            )
+            n = cur.rowcount
+        return max(0, n)
+
+    # --- leases -------------------------------------------------------------------------------
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew ``name`` for ``holder``; False while another holder's lease is live."""
+        with self._write() as conn:
+            now = time.time()
+            row = conn.execute("SELECT holder, expires FROM leases WHERE name = ?", (name,))
+            cur = row.fetchone()
+            if cur is not None and cur[0] != holder and cur[1] > now:
+                return False
+            conn.execute(
+                "INSERT INTO leases (name, holder, expires) VALUES (?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
+                " expires = excluded.expires",
+                (name, holder, now + ttl),
+            )
+        return True
+
+    def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up if ``holder`` has it."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
+
+    # --- change notification ------------------------------------------------------------------
+    def watch(self, callback: Callable[[ChangeKind], None]) -> _Watch:
+        """Call ``callback("keys" | "events" | "objects")`` from a daemon thread after a change.
+
+        Changes committed by this process are seen at once; by other processes within
+        POLL_INTERVAL (PRAGMA data_version + the counters in the file).
+        """
+        if self._closed:
+            raise StoreUnavailable("store is closed")
+        w = _Watch(self, callback)
+        self._watches.append(w)
+        return w
