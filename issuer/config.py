@@ -22,7 +22,7 @@ rsa_bits                       RSA modulus size: 2048, 3072, 4096     2048
 rotation_period                how long a key signs (duration)        7d
 rotation_check_interval        how often the rotation loop looks      10s
 jwks_max_age                   max Cache-Control max-age (duration)   3600 (1h)
-publish_margin                 extra pre-publication time             60s
+publish_margin                 extra pre-publication/retention time   300s
 leeway                         clock skew allowance                   60s
 api_audiences                  default token audiences (list)         [issuer]
 token_max_expiration           TokenRequest's configured maximum      86400 (24h)
@@ -125,7 +125,7 @@ class Config:
     rotation_period: float = 7 * 86400.0
     rotation_check_interval: float = 10.0
     jwks_max_age: int = 3600
-    publish_margin: float = 60.0
+    publish_margin: float = 300.0
     leeway: float = 60.0
     api_audiences: tuple[str, ...] = ("http://127.0.0.1:8080",)
     token_max_expiration: int = 86400
@@ -439,8 +439,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     max_age_f: float = get("jwks_max_age", 3600.0)
     if max_age_f != int(max_age_f):
         raise ConfigError(_where(raw, "jwks_max_age"), "must be a whole number of seconds")
-    margin: float = get("publish_margin", 60.0)
+    margin: float = get("publish_margin", 300.0)
     leeway: float = get("leeway", 60.0)
+    if rotation_period <= max_age_f + margin:
+        # A successor must be published for jwks_max_age + publish_margin before it signs
+        # (DESIGN.md invariant 1), so a key must sign for longer than that.
+        where = _where(raw, "rotation_period")
+        raise ConfigError(
+            where,
+            f"must be longer than jwks_max_age + publish_margin "
+            f"({max_age_f:g} s + {margin:g} s), got {rotation_period:g} s",
+        )
 
     max_exp_f: float = get("token_max_expiration", 86400.0)
     if max_exp_f != int(max_exp_f) or not _MIN_MAX_EXPIRATION <= max_exp_f <= _MAX_EXPIRATION:

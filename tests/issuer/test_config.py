@@ -136,7 +136,12 @@ def test_store_description_redacts_password() -> None:
 def test_config_to_env_round_trips(tmp_path: Path) -> None:
     c = load_config(
         {"data_dir": str(tmp_path), "issuer": "https://x.example/p", "listen": "127.0.0.1:9"},
-        {"SA_ISSUER_API_AUDIENCES": "a,b", "SA_ISSUER_ROTATION_PERIOD": "6s"},
+        {
+            "SA_ISSUER_API_AUDIENCES": "a,b",
+            "SA_ISSUER_ROTATION_PERIOD": "6s",
+            "SA_ISSUER_JWKS_MAX_AGE": "2",
+            "SA_ISSUER_PUBLISH_MARGIN": "1",
+        },
     )
     again = load_config({}, config_to_env(c))
     assert again == c
@@ -194,6 +199,7 @@ ERRORS = [
     ({}, {}, "rotation_period = 0\n", "rotation_period", "must be > 0"),
     ({}, {}, "rotation_period = -1\n", "rotation_period", ">= 0"),
     ({}, {}, "jwks_max_age = 1.5\n", "jwks_max_age", "whole number"),
+    ({}, {}, "rotation_period = '1h'\n", "rotation_period", "longer than jwks_max_age"),
     ({}, {}, "token_max_expiration = 60\n", "token_max_expiration", "1h, as kube-apiserver"),
     ({}, {}, "key_alg = 'HS256'\n", "key_alg", "must be one of RS256"),
     ({}, {}, "rsa_bits = 1024\n", "rsa_bits", "2048, 3072 or 4096"),

@@ -1,0 +1,7 @@
+"""``python -m issuer`` = ``sa-issuer``."""
+
+import sys
+
+from issuer.cli import main
+
+sys.exit(main())

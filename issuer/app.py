@@ -1,0 +1,179 @@
+"""The Starlette application: discovery + JWKS, health, metrics and the Kubernetes API.
+
+``create_app(ctx)`` returns an :class:`IssuerApp` (a Starlette subclass). Its ``__call__`` serves
+the discovery and JWKS paths *before* Starlette's middleware stack and router: those two documents
+are anonymous, pre-rendered and hot (every verifier polls them), so they skip routing, request
+objects and exception middleware entirely. Every other request goes through Starlette as usual,
+with errors rendered as Kubernetes ``Status`` objects (404/405/500 included) so that the official
+``kubernetes`` client raises its usual ``ApiException``.
+
+For ``uvicorn --workers N`` (which imports the app in each worker process) use the factory
+:func:`app_from_env`, which rebuilds the context from ``SA_ISSUER_*`` env vars.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import Message, Receive, Scope, Send
+
+from issuer import api
+from issuer.context import IssuerContext, build_context
+from issuer.http.discovery import DocumentEndpoint, discovery_paths, jwks_paths
+from issuer.http.health import health_routes
+from issuer.http.status import StatusError, status_response
+
+__all__ = ["IssuerApp", "app_from_env", "create_app"]
+
+log = logging.getLogger("sa_issuer.app")
+
+#: kube-apiserver's texts for an unknown path and a wrong method (apimachinery errors.go).
+NOT_FOUND_MESSAGE = "the server could not find the requested resource"
+METHOD_NOT_ALLOWED_MESSAGE = "the server does not allow this method on the requested resource"
+
+_HTTP_REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    409: "Conflict",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    422: "Invalid",
+    429: "TooManyRequests",
+    503: "ServiceUnavailable",
+}
+
+
+class IssuerApp(Starlette):
+    """Starlette plus an exact-path fast lane for the discovery and JWKS documents, and a
+    request counter (``sa_issuer_http_requests_total{route,code}``) for everything else."""
+
+    ctx: IssuerContext
+
+    def __init__(self, ctx: IssuerContext, fast_paths: Mapping[str, DocumentEndpoint], **kw: Any):
+        super().__init__(**kw)
+        self.ctx = ctx
+        self.state.ctx = ctx
+        self._fast: dict[str, DocumentEndpoint] = dict(fast_paths)
+        self._requests = ctx.metrics.requests
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch: fast lane for the documents, counted Starlette for the rest."""
+        if scope["type"] == "http":
+            endpoint = self._fast.get(scope["path"])
+            if endpoint is not None:
+                await endpoint(scope, receive, send)
+                return
+            await self._counted(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+    async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await super().__call__(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", None) or "unmatched"
+            self._requests.inc_key((label, str(status)))
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = exc.status_code
+    headers = dict(exc.headers) if exc.headers else None
+    if code == 404:
+        return status_response(404, "NotFound", NOT_FOUND_MESSAGE, {}, headers)
+    if code == 405:
+        return status_response(405, "MethodNotAllowed", METHOD_NOT_ALLOWED_MESSAGE, {}, headers)
+    reason = _HTTP_REASONS.get(code, "InternalError" if code >= 500 else "BadRequest")
+    return status_response(code, reason, str(exc.detail), None, headers)
+
+
+async def _status_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StatusError)
+    return exc.response()
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    # Remote callers get a generic text (STYLE.md §6); the log has the traceback.
+    log.error("unhandled error serving %s %s", request.method, request.url.path, exc_info=exc)
+    return status_response(500, "InternalError", "an internal error occurred")
+
+
+def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerApp:
+    """The issuer app for ``ctx``; ``app.state.ctx`` is ``ctx``.
+
+    With ``manage_lifecycle`` (the default) the lifespan starts the key manager (bootstrap,
+    store watch, rotation loop every ``rotation_check_interval``) and closes the context
+    (key manager, store, audit log) at shutdown.
+    """
+    config = ctx.config
+    requests = ctx.metrics.requests
+    discovery = DocumentEndpoint(
+        ctx.documents, jwks=False, route="/.well-known/openid-configuration", requests=requests
+    )
+    jwks = DocumentEndpoint(ctx.documents, jwks=True, route="/openid/v1/jwks", requests=requests)
+    fast: dict[str, DocumentEndpoint] = {}
+    routes: list[BaseRoute] = []
+    for path in discovery_paths(config.issuer_path):
+        fast[path] = discovery
+        routes.append(Route(path, discovery))
+    for path in jwks_paths(config.issuer_path):
+        fast[path] = jwks
+        routes.append(Route(path, jwks))
+    routes.extend(health_routes())
+    routes.extend(api.routes())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await run_in_threadpool(
+                lambda: ctx.keys.start(rotate=True, interval=config.rotation_check_interval)
+            )
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await run_in_threadpool(ctx.close)
+
+    return IssuerApp(
+        ctx,
+        fast,
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            HTTPException: _http_exception,
+            StatusError: _status_error,
+            Exception: _internal_error,
+        },
+    )
+
+
+def app_from_env() -> IssuerApp:
+    """uvicorn factory for worker processes: config from ``SA_ISSUER_*`` (see
+    :func:`issuer.config.config_to_env`), context built in this process."""
+    from issuer.config import load_config
+
+    config = load_config({}, os.environ, None)
+    return create_app(build_context(config))

@@ -1,0 +1,463 @@
+"""``sa-issuer``: serve, manage keys, export static discovery, run the demo.
+
+Exit codes: 0 success, 1 error (bad config, unreadable or wrong KEK, corrupt or unreachable
+store ...: one line ``sa-issuer: error: ...`` on stderr, nothing overwritten), 2 usage error.
+
+Configuration resolution is the same for every subcommand (issuer.config: flags > SA_ISSUER_* env
+> TOML file > defaults), so ``keys`` and ``export`` act on exactly the store and issuer that
+``serve`` uses. Key changes made with ``keys rotate|revoke`` are written to the store with
+compare-and-swap; running replicas pick them up through the store's change notifications.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import importlib
+import importlib.util
+import logging
+import os
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from issuer.config import Config, ConfigError, config_to_env, load_config
+from issuer.crypto import KekError
+from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
+
+__all__ = ["main"]
+
+log = logging.getLogger("sa_issuer")
+
+PROG = "sa-issuer"
+
+
+class CliError(Exception):
+    """An operational error reported as ``sa-issuer: error: ...`` with exit code 1."""
+
+
+# --- argument parsing -------------------------------------------------------------------------
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("configuration (flags > SA_ISSUER_* env > config file > defaults)")
+    g.add_argument("--config", metavar="FILE", help="TOML config file (env SA_ISSUER_CONFIG)")
+    g.add_argument("--data-dir", metavar="DIR", help="data directory (default ./.sa-issuer)")
+    g.add_argument("--listen", metavar="HOST:PORT", help="listen address (default 127.0.0.1:8080)")
+    g.add_argument("--issuer", metavar="URL", help="issuer URL (default http://LISTEN)")
+    g.add_argument(
+        "--store",
+        metavar="URL",
+        help="'sqlite' (default, in the data dir), sqlite:///PATH or redis://HOST:PORT/DB",
+    )
+    g.add_argument(
+        "--kek",
+        metavar="SOURCE",
+        help="key-encryption key: a file path (preferred) or base64; default DATA_DIR/kek",
+    )
+    g.add_argument(
+        "--insecure-allow-http-issuer",
+        action="store_true",
+        default=None,
+        help="INSECURE: allow a plain-http issuer on a non-loopback host or listen address",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse parser of ``sa-issuer``."""
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Kubernetes-style service-account token issuer with OIDC discovery and JWKS.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = sub.add_parser("serve", help="run the issuer HTTP service")
+    _common(serve)
+    s = serve.add_argument_group("serving")
+    s.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) for HTTPS")
+    s.add_argument("--tls-key", metavar="FILE", help="PEM private key for HTTPS")
+    s.add_argument("--workers", metavar="N", type=int, help="worker processes (default 1)")
+    s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    s.add_argument("--access-log", action="store_true", default=None, help="log every request")
+    serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="list, rotate or revoke signing keys")
+    ksub = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True)
+    klist = ksub.add_parser("list", help="show every stored key and its lifecycle times")
+    _common(klist)
+    klist.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    klist.set_defaults(func=cmd_keys_list)
+    krot = ksub.add_parser(
+        "rotate",
+        help="start a rotation now: a next key that activates as soon as it is safe",
+    )
+    _common(krot)
+    krot.add_argument(
+        "--immediately",
+        action="store_true",
+        help="activate the new key NOW (verifiers with a cached JWKS reject new tokens until "
+        "they refetch)",
+    )
+    krot.set_defaults(func=cmd_keys_rotate)
+    krev = ksub.add_parser("revoke", help="revoke a key: removed from the JWKS at once")
+    _common(krev)
+    krev.add_argument("kid", metavar="KID")
+    krev.set_defaults(func=cmd_keys_revoke)
+
+    export = sub.add_parser(
+        "export",
+        help="write static discovery + JWKS files for object-store hosting",
+        description=(
+            "Write DIR/.well-known/openid-configuration and DIR/openid/v1/jwks, byte for byte "
+            "what `sa-issuer serve` serves for the same configuration. Self-hosted issuers for "
+            "AWS IAM Roles for Service Accounts (IRSA) and Azure workload identity federation "
+            "are exactly these two files in a bucket or static site at the issuer URL; upload "
+            "them with Content-Type application/json and application/jwk-set+json. Re-export "
+            "after every key change (they are written atomically)."
+        ),
+    )
+    _common(export)
+    export.add_argument("dir", metavar="DIR", type=Path)
+    export.set_defaults(func=cmd_export)
+
+    demo = sub.add_parser("demo", help="the OIDC-versus-TokenReview demo", add_help=False)
+    demo.add_argument("args", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+_CONFIG_FLAGS = (
+    "config",
+    "data_dir",
+    "listen",
+    "issuer",
+    "store",
+    "kek",
+    "insecure_allow_http_issuer",
+    "tls_cert",
+    "tls_key",
+    "workers",
+    "log_level",
+    "access_log",
+)
+
+
+def _config(args: argparse.Namespace) -> Config:
+    flags = {k: getattr(args, k) for k in _CONFIG_FLAGS if hasattr(args, k)}
+    return load_config(flags, os.environ, None)
+
+
+def _setup_logging(level: str = "info") -> None:
+    root = logging.getLogger()
+    if not any(getattr(h, "_sa_issuer", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("sa-issuer: %(levelname)s: %(message)s"))
+        handler._sa_issuer = True  # type: ignore[attr-defined]
+        root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper()))
+    # uvicorn's own chatter ("Started server process", "Uvicorn running on") would duplicate the
+    # banner: keep it to warnings unless debugging.
+    uv_level = logging.DEBUG if level == "debug" else logging.WARNING
+    logging.getLogger("uvicorn").setLevel(uv_level)
+    logging.getLogger("uvicorn.error").setLevel(uv_level)
+
+
+# --- serve ------------------------------------------------------------------------------------
+
+
+def _check_tls(config: Config) -> None:
+    if config.tls_cert is None or config.tls_key is None:
+        return
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(config.tls_cert, config.tls_key)
+    except FileNotFoundError as e:
+        raise ConfigError("--tls-cert/--tls-key", f"no such file: {e.filename}") from None
+    except (ssl.SSLError, OSError) as e:
+        raise ConfigError(
+            "--tls-cert/--tls-key", f"cannot load certificate and key: {e.strerror or e}"
+        ) from None
+
+
+def banner(config: Config) -> str:
+    """The one line ``serve`` prints: where the issuer is, its store, and the admin token PATH
+    (never the token)."""
+    return (
+        f"{PROG}: serving issuer {config.issuer} (store {config.store_description()}) "
+        f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}"
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``sa-issuer serve``."""
+    import uvicorn
+
+    from issuer.app import create_app
+    from issuer.context import build_context
+
+    config = _config(args)
+    _setup_logging(config.log_level)
+    _check_tls(config)
+    ctx = build_context(config)
+    try:
+        # Preflight before binding: KEK check, bootstrap of the first key, catch-up rotation.
+        # A wrong KEK or a corrupt store fails here, before anything is written.
+        ctx.keys.start(rotate=False)
+    except BaseException:
+        ctx.close()
+        raise
+    kwargs: dict[str, Any] = {
+        "host": config.listen_host,
+        "port": config.listen_port,
+        "lifespan": "on",
+        "access_log": config.access_log,
+        "log_config": None,
+        "log_level": "debug" if config.log_level == "debug" else "warning",
+        "server_header": False,
+        "timeout_graceful_shutdown": 5,
+    }
+    if config.tls_cert is not None and config.tls_key is not None:
+        kwargs["ssl_certfile"] = str(config.tls_cert)
+        kwargs["ssl_keyfile"] = str(config.tls_key)
+    if config.workers > 1:
+        # Each worker builds its own context from the same resolved configuration.
+        ctx.close()
+        os.environ.update(config_to_env(config))
+        os.environ.pop("SA_ISSUER_CONFIG", None)
+        print(banner(config), flush=True)
+        uvicorn.run("issuer.app:app_from_env", factory=True, workers=config.workers, **kwargs)
+        return 0
+    app = create_app(ctx)
+    print(banner(config), flush=True)
+    uvicorn.run(app, **kwargs)
+    return 0
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def _open_store(config: Config) -> Store:
+    try:
+        if config.store == "sqlite" and not (config.data_dir / "issuer.db").exists():
+            raise CliError(
+                f"no store at {config.data_dir / 'issuer.db'}: run `sa-issuer serve` first "
+                "(or pass --data-dir / --store)"
+            )
+        return open_store(config.store, config.data_dir)
+    except ValueError as e:
+        raise ConfigError("store", str(e)) from None
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat(timespec="seconds")
+
+
+def _key_rows(keys: Sequence[StoredKey], config: Config) -> list[dict[str, Any]]:
+    nexts = sorted(k.activate_at for k in keys if k.state == "next" and k.activate_at)
+    rows = []
+    for k in keys:
+        retires: float | None = k.retired_at or k.revoked_at
+        if k.state == "active" and retires is None:
+            start = k.activate_at or k.created_at
+            retires = nexts[0] if nexts else start + config.rotation_period
+        activates = k.activate_at
+        rows.append(
+            {
+                "kid": k.kid,
+                "alg": k.alg,
+                "state": k.state,
+                "created": _iso(k.created_at),
+                "activates": _iso(activates),
+                "retires": _iso(retires),
+                "removal": _iso(k.remove_at),
+            }
+        )
+    order = {"active": 0, "next": 1, "retired": 2, "revoked": 3}
+    rows.sort(key=lambda r: (order.get(str(r["state"]), 9), r["created"] or ""))
+    return rows
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    """``sa-issuer keys list [--json]``: reads the store only (no KEK needed)."""
+    config = _config(args)
+    store = _open_store(config)
+    try:
+        state = store.load_keys()
+    finally:
+        store.close()
+    rows = _key_rows(state.keys, config)
+    if args.json:
+        sys.stdout.write(
+            orjson.dumps(
+                {"version": state.version, "keys": rows}, option=orjson.OPT_INDENT_2
+            ).decode()
+            + "\n"
+        )
+        return 0
+    cols = ("kid", "alg", "state", "created", "activates", "retires", "removal")
+    table = [[c.upper() for c in cols]] + [[r[c] or "-" for c in cols] for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+    if not rows:
+        print("(no keys yet: `sa-issuer serve` creates the first one)")
+    return 0
+
+
+def _key_manager(config: Config, store: Store, *, create_kek: bool) -> Any:
+    from issuer.context import key_policy, load_or_create_kek
+    from issuer.keys import KeyManager
+
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    kek = load_or_create_kek(config, store, create=create_kek)
+    return KeyManager(store, kek, key_policy(config))
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    """``sa-issuer keys rotate [--immediately]``."""
+    config = _config(args)
+    _setup_logging("warning")
+    config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        store = open_store(config.store, config.data_dir)
+    except ValueError as e:
+        raise ConfigError("store", str(e)) from None
+    try:
+        km = _key_manager(config, store, create_kek=True)
+        key = km.rotate(immediately=args.immediately)
+    finally:
+        store.close()
+    when = "now" if key.state == "active" else f"at {_iso(key.activate_at)}"
+    print(f"{PROG}: key {key.kid} ({key.alg}) signs {when}")
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    """``sa-issuer keys revoke KID``."""
+    from issuer.keys import UnknownKey
+
+    config = _config(args)
+    _setup_logging("error")
+    store = _open_store(config)
+    try:
+        km = _key_manager(config, store, create_kek=False)
+        try:
+            km.revoke(args.kid)
+        except UnknownKey:
+            raise CliError(f"no key with kid {args.kid!r} (see `sa-issuer keys list`)") from None
+    finally:
+        store.close()
+    print(f"{PROG}: key {args.kid} revoked (removed from the JWKS)")
+    return 0
+
+
+# --- export -----------------------------------------------------------------------------------
+
+
+def rendered_documents(config: Config, store: Store) -> tuple[bytes, bytes]:
+    """(discovery, jwks) bytes exactly as ``serve`` renders them for this store's key set."""
+    from issuer.context import key_policy
+    from issuer.http.discovery import render_discovery, render_jwks
+    from issuer.keys import PublishedKeys
+
+    state = store.load_keys()
+    if not state.keys:
+        raise CliError("the store holds no keys yet: run `sa-issuer serve` (or `keys rotate`)")
+    snap = PublishedKeys(state.version, state.keys, key_policy(config), time.time())
+    return (
+        render_discovery(config.issuer, config.jwks_uri, snap.algorithms),
+        render_jwks(snap.jwks),
+    )
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # public documents, meant to be uploaded
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """``sa-issuer export DIR``."""
+    config = _config(args)
+    store = _open_store(config)
+    try:
+        discovery, jwks = rendered_documents(config, store)
+    finally:
+        store.close()
+    out: Path = args.dir
+    disc_path = out / ".well-known" / "openid-configuration"
+    jwks_path = out / "openid" / "v1" / "jwks"
+    try:
+        _write_atomic(disc_path, discovery)
+        _write_atomic(jwks_path, jwks)
+    except OSError as e:
+        raise CliError(f"cannot write to {out}: {e.strerror or e}") from None
+    print(f"{PROG}: wrote {disc_path} and {jwks_path} for issuer {config.issuer}")
+    return 0
+
+
+# --- demo -------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``sa-issuer demo``: runs :mod:`issuer.demo` when it is installed."""
+    if importlib.util.find_spec("issuer.demo") is None:
+        print(f"{PROG}: error: demo not available in this build", file=sys.stderr)
+        return 2
+    demo = importlib.import_module("issuer.demo")
+    return int(demo.main(list(args.args)))
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``sa-issuer`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not logging.getLogger().handlers:
+        _setup_logging("info")
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        return _fail(f"invalid configuration: {e}")
+    except KekError as e:
+        return _fail(f"key-encryption key: {e}")
+    except StoreCorrupt as e:
+        return _fail(f"store is corrupt (left untouched): {e}")
+    except StoreUnavailable as e:
+        return _fail(f"store unavailable: {e}")
+    except StoreError as e:
+        return _fail(f"store error: {e}")
+    except CliError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
