@@ -1,0 +1,430 @@
+"""The invalidation stream and the token-revocation call (``/apis/sa-oidc.dev/v1/...``).
+
+``GET /apis/sa-oidc.dev/v1/invalidations?after=SEQ[&limit=N]`` — one page of events with
+``seq > SEQ``::
+
+    {"kind":"InvalidationList","apiVersion":"sa-oidc.dev/v1",
+     "metadata":{"lastSeq":N,"oldestSeq":M},"items":[{"seq":..,"type":..,...}]}
+
+``GET ...?after=SEQ&watch=true[&heartbeatSeconds=S][&timeoutSeconds=T]`` — newline-delimited JSON,
+chunked, the backlog first and then live events::
+
+    {"type":"EVENT","seq":N,"event":{"type":"ObjectDeleted","kind":"Pod",...}}
+    {"type":"HEARTBEAT","seq":<last seq sent>,"time":<POSIX s>,"oldestSeq":M}   every S s
+
+Events: ``ObjectDeleted`` {kind, namespace, name, uid} (Pod/Secret/Node/ServiceAccount, appended by
+the API atomically with the delete), ``KeyRevoked`` {kid}, ``TokenRevoked`` {jti, exp}. Each has a
+``time``. ``seq`` is store-wide and strictly increasing, so a client that reconnects with
+``after=<last seq it saw>`` — to any replica — misses nothing.
+
+Resync (kube watch semantics, k8s.io/apimachinery pkg/api/errors NewResourceExpired; the apiserver
+answers a watch from a compacted resourceVersion with "410 Gone", reason ``Expired``, "too old
+resource version"): when ``0 < after < oldestSeq - 1`` events the client never saw were trimmed, so
+it gets **410** with a ``Status`` (reason ``Expired``) and must re-list from ``after=0``. The same
+answer is given for ``after`` beyond the last seq ever assigned (the client followed another store).
+During a watch the same condition is sent in-stream as ``{"type":"ERROR","object":<Status>}``,
+as a kube watch does, and the stream ends. ``after=0`` means "everything retained" and never 410s.
+
+Blocking store waits (``store.wait_events`` with a short timeout) run in worker threads with their
+own capacity limiter, so watchers neither block the event loop nor starve other requests' threads.
+A client disconnect cancels the stream (Starlette listens for ``http.disconnect``); each watch also
+ends after ``timeoutSeconds`` (default 300, like kube's ``--min-request-timeout`` spreading) and the
+client reconnects from its last seq.
+
+``POST /apis/sa-oidc.dev/v1/tokenrevocations`` with
+``{"apiVersion":"sa-oidc.dev/v1","kind":"TokenRevocation","spec":{"jti":..,"expirationTimestamp"?}}``
+revokes one token by jti: **201** with the stored object, **200** with the same object when the jti
+was already revoked (idempotent). Without ``expirationTimestamp`` the revocation is kept for the
+longest token lifetime.
+
+Both need the admin bearer token for now (the stream is meant for "callers allowed to review
+tokens"; RBAC can widen it later).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from issuer import revocations
+from issuer.http.status import StatusError, read_json_body, status_body
+from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
+
+__all__ = [
+    "INVALIDATIONS_PATH",
+    "TOKENREVOCATIONS_PATH",
+    "StreamSettings",
+    "routes",
+]
+
+INVALIDATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/invalidations"
+TOKENREVOCATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/tokenrevocations"
+API_VERSION: Final = "sa-oidc.dev/v1"
+NDJSON: Final = "application/x-ndjson"
+
+#: Heartbeat interval clients may ask for (``heartbeatSeconds``), in seconds.
+MIN_HEARTBEAT: Final = 0.2
+MAX_HEARTBEAT: Final = 30.0
+#: Longest single blocking wait in a worker thread: bounds how long a cancelled watch lingers.
+MAX_WAIT: Final = 1.0
+MAX_PAGE: Final = 1000
+
+
+class StreamSettings:
+    """Knobs for :func:`routes` (defaults suit production; tests shorten them).
+
+    - ``heartbeat``: default heartbeat interval (s).
+    - ``watch_timeout``: default and maximum watch duration (s) before the server ends it.
+    - ``max_watchers``: concurrent watch streams (each may hold a worker thread up to
+      :data:`MAX_WAIT`); more get 429.
+    - ``revocation_ttl``: how long a revocation without an expiry is kept; None = the config's
+      ``max_token_lifetime()`` (or 24 h without a config).
+    """
+
+    def __init__(
+        self,
+        *,
+        heartbeat: float = 1.0,
+        watch_timeout: float = 300.0,
+        max_watch_timeout: float = 3600.0,
+        max_watchers: int = 256,
+        revocation_ttl: float | None = None,
+    ) -> None:
+        self.heartbeat = heartbeat
+        self.watch_timeout = watch_timeout
+        self.max_watch_timeout = max_watch_timeout
+        self.max_watchers = max_watchers
+        self.revocation_ttl = revocation_ttl
+        self.active = 0
+        self._limiter: anyio.CapacityLimiter | None = None
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """Worker threads for blocking waits, separate from the default pool (made lazily, in
+        the event loop)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.max_watchers)
+        return self._limiter
+
+
+# --- request context ----------------------------------------------------------------------------
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
+
+
+def _bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, cred = auth.partition(" ")
+    if scheme.lower() != "bearer" or not cred.strip():
+        return None
+    return cred.strip()
+
+
+def _token_matches(presented: str, allowed: Any) -> bool:
+    """Constant-time membership of ``presented`` in the context's admin tokens."""
+    check = getattr(allowed, "check", None) or getattr(allowed, "is_admin", None)
+    if callable(check):
+        return bool(check(presented))
+    if callable(allowed):
+        return bool(allowed(presented))
+    if isinstance(allowed, str | bytes):
+        allowed = (allowed,)
+    if not isinstance(allowed, Iterable):
+        return False
+    ok = False
+    raw = presented.encode()
+    for tok in allowed:
+        cand = tok.encode() if isinstance(tok, str) else bytes(tok)
+        ok |= hmac.compare_digest(raw, cand)  # no early exit: timing says nothing
+    return ok
+
+
+def _authorize(request: Request) -> None:
+    """401 without a bearer token, 403 when it is not an admin token."""
+    token = _bearer(request)
+    if token is None:
+        raise StatusError(401, "Unauthorized", "Unauthorized")
+    if not _token_matches(token, getattr(_ctx(request), "admin_tokens", ())):
+        raise StatusError(
+            403,
+            "Forbidden",
+            "forbidden: this caller may not read invalidations or revoke tokens",
+        )
+
+
+def _wall(ctx: Any) -> float:
+    clock = getattr(ctx, "clock", None)
+    if callable(clock):
+        return float(clock())
+    now = getattr(clock, "now", None)
+    return float(now()) if callable(now) else time.time()
+
+
+def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise StatusError(400, "BadRequest", f"{name} must be an integer") from None
+    if not lo <= v <= hi:
+        raise StatusError(400, "BadRequest", f"{name} must be between {lo} and {hi}")
+    return v
+
+
+def _float_param(request: Request, name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise StatusError(400, "BadRequest", f"{name} must be a number") from None
+    if not lo <= v <= hi:
+        raise StatusError(400, "BadRequest", f"{name} must be between {lo:g} and {hi:g}")
+    return v
+
+
+def _expired_message(after: int, page: EventPage) -> str:
+    return (
+        f"too old sequence number: after={after} but the oldest retained event is "
+        f"{page.oldest_seq} and the last is {page.last_seq}; re-list from after=0 (resync)"
+    )
+
+
+def _is_gone(after: int, page: EventPage) -> bool:
+    """kube watch 410 semantics: the client's position is not served any more."""
+    if after <= 0:
+        return False
+    if page.oldest_seq and after < page.oldest_seq - 1:
+        return True  # events it never saw were trimmed
+    return after > page.last_seq  # a position this store never reached (another store / reset)
+
+
+def _store_failure(e: StoreError) -> StatusError:
+    if isinstance(e, StoreUnavailable):
+        return StatusError(503, "ServiceUnavailable", "the store is unavailable")
+    return StatusError(500, "InternalError", "the store failed")
+
+
+# --- GET invalidations --------------------------------------------------------------------------
+def _item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    item = {"seq": seq}
+    item.update({k: v for k, v in data.items() if k != "seq"})
+    return item
+
+
+async def _list(request: Request, store: Store, after: int) -> Response:
+    limit = _int_param(request, "limit", 500, 1, MAX_PAGE)
+    try:
+        page = await anyio.to_thread.run_sync(store.read_events, after, limit)
+    except StoreError as e:
+        raise _store_failure(e) from None
+    if _is_gone(after, page):
+        raise StatusError(410, "Expired", _expired_message(after, page))
+    meta: dict[str, Any] = {"lastSeq": page.last_seq, "oldestSeq": page.oldest_seq}
+    if page.events and len(page.events) >= limit and page.events[-1].seq < page.last_seq:
+        meta["continue"] = str(page.events[-1].seq)  # ask again with after=<continue>
+    body = {
+        "kind": "InvalidationList",
+        "apiVersion": API_VERSION,
+        "metadata": meta,
+        "items": [_item(ev.seq, ev.data) for ev in page.events],
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+def _line(obj: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(obj) + b"\n"
+
+
+async def _watch_lines(
+    store: Store,
+    after: int,
+    heartbeat: float,
+    timeout: float,
+    settings: StreamSettings,
+    wall: Callable[[], float],
+) -> AsyncIterator[bytes]:
+    """The watch body; ends on timeout, store failure or resync (an ERROR line)."""
+    settings.active += 1
+    cursor = after
+    start = time.monotonic()
+    next_beat = start  # first heartbeat at once: tells the client it is connected and where
+    try:
+        while True:
+            now = time.monotonic()
+            if now - start >= timeout:
+                return
+            wait = min(MAX_WAIT, max(0.0, next_beat - now), max(0.0, start + timeout - now))
+            page: EventPage = await anyio.to_thread.run_sync(
+                store.wait_events, cursor, wait, limiter=settings.limiter
+            )
+            if cursor > 0 and page.oldest_seq and cursor < page.oldest_seq - 1:
+                # Trimmed while we were behind: same answer as the HTTP 410, in-stream.
+                status = json.loads(status_body(410, "Expired", _expired_message(cursor, page)))
+                yield _line({"type": "ERROR", "object": status})
+                return
+            if page.events:
+                out = bytearray()
+                for ev in page.events:
+                    if ev.seq <= cursor:
+                        continue
+                    out += _line({"type": "EVENT", "seq": ev.seq, "event": dict(ev.data)})
+                    cursor = ev.seq
+                if out:
+                    yield bytes(out)
+            if time.monotonic() >= next_beat:
+                yield _line(
+                    {
+                        "type": "HEARTBEAT",
+                        "seq": cursor,
+                        "time": round(wall(), 3),
+                        "oldestSeq": page.oldest_seq,
+                    }
+                )
+                next_beat = time.monotonic() + heartbeat
+    except StoreError as e:
+        err = _store_failure(e)
+        status = json.loads(status_body(err.code, err.reason, err.message))
+        yield _line({"type": "ERROR", "object": status})
+    finally:
+        settings.active -= 1
+
+
+async def _invalidations(request: Request, settings: StreamSettings) -> Response:
+    try:
+        _authorize(request)
+        ctx = _ctx(request)
+        store: Store = ctx.store
+        after = _int_param(request, "after", 0, 0, 2**63 - 1)
+        watch = request.query_params.get("watch", "").lower() in ("true", "1")
+        if not watch:
+            return await _list(request, store, after)
+        heartbeat = _float_param(
+            request, "heartbeatSeconds", settings.heartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT
+        )
+        timeout = _float_param(
+            request, "timeoutSeconds", settings.watch_timeout, 1.0, settings.max_watch_timeout
+        )
+        # Answer a position that cannot be served with a plain 410 before streaming starts.
+        try:
+            page = await anyio.to_thread.run_sync(store.read_events, after, 1)
+        except StoreError as e:
+            raise _store_failure(e) from None
+        if _is_gone(after, page):
+            raise StatusError(410, "Expired", _expired_message(after, page))
+        if settings.active >= settings.max_watchers:
+            raise StatusError(
+                429,
+                "TooManyRequests",
+                "too many invalidation watches; retry later",
+                headers={"Retry-After": "1"},
+            )
+    except StatusError as e:
+        return e.response()
+    return StreamingResponse(
+        _watch_lines(store, after, heartbeat, timeout, settings, lambda: _wall(ctx)),
+        media_type=NDJSON,
+        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+# --- POST tokenrevocations ----------------------------------------------------------------------
+def _parse_time(value: Any) -> float:
+    if not isinstance(value, str):
+        raise StatusError(422, "Invalid", "spec.expirationTimestamp must be an RFC 3339 string")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise StatusError(
+            422, "Invalid", "spec.expirationTimestamp must be an RFC 3339 time"
+        ) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.timestamp()
+
+
+def _revocation_ttl(ctx: Any, settings: StreamSettings) -> float:
+    if settings.revocation_ttl is not None:
+        return settings.revocation_ttl
+    lifetime = getattr(getattr(ctx, "config", None), "max_token_lifetime", None)
+    return float(lifetime()) if callable(lifetime) else 86400.0
+
+
+async def _revoke(request: Request, settings: StreamSettings) -> Response:
+    try:
+        _authorize(request)
+        ctx = _ctx(request)
+        body = await read_json_body(request, max_bytes=16 * 1024)
+        if body.get("apiVersion") != API_VERSION or body.get("kind") != "TokenRevocation":
+            raise StatusError(
+                400,
+                "BadRequest",
+                f'expected apiVersion "{API_VERSION}" and kind "TokenRevocation"',
+            )
+        spec = body.get("spec")
+        if not isinstance(spec, Mapping):
+            raise StatusError(422, "Invalid", "spec: Required value")
+        jti = spec.get("jti")
+        if not revocations.valid_jti(jti):
+            raise StatusError(
+                422, "Invalid", "spec.jti: Invalid value: must be 1-256 characters of A-Za-z0-9._:-"
+            )
+        assert isinstance(jti, str)
+        now = _wall(ctx)
+        if spec.get("expirationTimestamp") is not None:
+            exp = _parse_time(spec["expirationTimestamp"])
+        else:
+            exp = now + _revocation_ttl(ctx, settings)
+        store: Store = ctx.store
+
+        def work() -> tuple[bool, int, dict[str, Any]]:
+            existed = revocations.is_token_revoked(store, jti)
+            seq = revocations.revoke_token(store, jti, exp, now)
+            try:
+                obj = store.get_object(revocations.KIND, "", jti)
+            except NotFound:  # pragma: no cover - pruned in between; answer what we wrote
+                obj = {"metadata": {"name": jti}, "spec": {"jti": jti}, "status": {"seq": seq}}
+            return existed, seq, obj
+
+        try:
+            existed, _seq, obj = await anyio.to_thread.run_sync(work)
+        except StoreError as e:
+            raise _store_failure(e) from None
+    except StatusError as e:
+        return e.response()
+    obj = dict(obj)
+    obj["apiVersion"] = API_VERSION
+    obj["kind"] = "TokenRevocation"
+    return Response(
+        orjson.dumps(obj), status_code=200 if existed else 201, media_type="application/json"
+    )
+
+
+def routes(settings: StreamSettings | None = None) -> list[BaseRoute]:
+    """Routes for the invalidation stream and token revocation (mount with the API routes)."""
+    s = settings or StreamSettings()
+
+    async def invalidations(request: Request) -> Response:
+        return await _invalidations(request, s)
+
+    async def tokenrevocations(request: Request) -> Response:
+        return await _revoke(request, s)
+
+    return [
+        Route(INVALIDATIONS_PATH, invalidations, methods=["GET"], name="invalidations"),
+        Route(TOKENREVOCATIONS_PATH, tokenrevocations, methods=["POST"], name="tokenrevocations"),
+    ]

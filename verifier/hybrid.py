@@ -1,0 +1,208 @@
+"""Hybrid verification: offline OIDC checks plus the issuer's invalidation stream.
+
+Offline verification (:class:`verifier.remote.OIDCVerifier`) is fast and needs no issuer call per
+token, but cannot know that a bound pod was deleted or a token revoked; TokenReview knows, at the
+cost of a round trip per check. :class:`HybridVerifier` closes the gap: a background
+:class:`~verifier._stream.StreamFollower` keeps the set of invalidated object uids, service-account
+uids, key ids and token ids, and every check is::
+
+    ident = offline.verify(token)                     # signature, iss, aud, exp ... (no I/O)
+    if state says ident's pod/secret/node/SA uid, kid or jti was invalidated:
+        raise InvalidToken("revoked")                 # even when stale: the state only grows
+    if the stream is fresh (synced, heard from within ``staleness`` s):
+        return ident
+    on_stale == "tokenreview": return TokenReview(token)   # one issuer call, exact answer
+    on_stale == "fail_closed": raise VerifierUnavailable   # never trust stale state silently
+
+Startup and resync: the follower first lists every retained event (``after=0``) — tokens minted
+before this process started may be bound to objects already deleted — and only then counts as
+fresh; until then (and while rebuilding after a "410 Gone" resync) checks take the ``on_stale``
+path. A dropped connection is resumed from the last seq with backoff, losing nothing.
+
+``calls`` counts issuer requests made on behalf of checks (TokenReview fallbacks); the stream's
+own requests are in ``stream_requests`` (one long-lived connection, not per check).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, Protocol
+
+import httpx
+
+from ._stream import FollowerStatus, StreamFollower
+from .errors import InvalidToken, VerifierUnavailable
+from .identity import ServiceAccountIdentity
+from .tokenreview import TokenReviewVerifier
+
+__all__ = ["HybridVerifier", "OnStale"]
+
+OnStale = Literal["tokenreview", "fail_closed"]
+
+
+class _SyncVerifier(Protocol):
+    def verify(self, token: str) -> ServiceAccountIdentity: ...
+
+
+class HybridVerifier:
+    """Offline verification plus an invalidation-stream follower (see module docstring).
+
+    - ``issuer``: the issuer URL (exact ``iss``); discovery and JWKS are fetched from it.
+    - ``audiences``: accepted audiences.
+    - ``bearer_token``: credential for the stream and TokenReview (allowed to review tokens).
+    - ``review_url``: base URL of the issuer's API (stream + TokenReview); defaults to ``issuer``.
+    - ``staleness``: seconds without an event or heartbeat after which local state is not trusted.
+    - ``on_stale``: ``"tokenreview"`` (ask the issuer) or ``"fail_closed"`` (VerifierUnavailable).
+    - ``heartbeat``: heartbeat interval requested from the issuer (default ``staleness / 5``,
+      clamped to 0.25-2 s), so a dead connection is noticed well within ``staleness``.
+    - ``offline`` / ``review``: inject ready verifiers (anything with ``.verify(token)``);
+      by default an ``OIDCVerifier`` and a ``TokenReviewVerifier`` are built.
+    - ``client``: an ``httpx.Client`` to use for the stream (and the default TokenReview verifier).
+    - ``insecure_allow_http``: allow http URLs — tokens then travel in clear text; tests only.
+    - ``start``: start following at once (default); else call :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        audiences: Iterable[str],
+        *,
+        bearer_token: str,
+        review_url: str | None = None,
+        staleness: float = 5.0,
+        on_stale: OnStale = "tokenreview",
+        heartbeat: float | None = None,
+        offline: _SyncVerifier | None = None,
+        review: _SyncVerifier | None = None,
+        client: httpx.Client | None = None,
+        timeout: float = 5.0,
+        ca_bundle: str | os.PathLike[str] | None = None,
+        insecure_allow_http: bool = False,
+        start: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        **offline_kwargs: Any,
+    ) -> None:
+        if on_stale not in ("tokenreview", "fail_closed"):
+            raise ValueError("on_stale must be 'tokenreview' or 'fail_closed'")
+        if staleness <= 0:
+            raise ValueError("staleness must be positive")
+        if isinstance(audiences, str):
+            audiences = (audiences,)
+        self.audiences = tuple(audiences)
+        self.issuer = issuer
+        self.review_url = (review_url or issuer).rstrip("/")
+        parsed = httpx.URL(self.review_url)
+        if parsed.scheme == "http" and not insecure_allow_http:
+            raise ValueError(
+                "review_url must be https (a credential is sent to it); "
+                "pass insecure_allow_http=True only for loopback tests"
+            )
+        self.staleness = float(staleness)
+        self.on_stale: OnStale = on_stale
+        hb = heartbeat if heartbeat is not None else min(2.0, max(0.25, staleness / 5.0))
+        self._clock = clock
+        self._lock = threading.Lock()
+        if offline is None:
+            from .remote import OIDCVerifier  # lazy: keeps this module importable on its own
+
+            if ca_bundle and "client" not in offline_kwargs:
+                offline_kwargs["ca_bundle"] = os.fspath(ca_bundle)
+            offline_kwargs.setdefault("timeout", timeout)
+            offline = OIDCVerifier(
+                issuer,
+                audiences=list(self.audiences),
+                insecure_allow_http=insecure_allow_http,
+                **offline_kwargs,
+            )
+        self.offline: _SyncVerifier = offline
+        self._owned_review: TokenReviewVerifier | None = None
+        if review is None:
+            self._owned_review = TokenReviewVerifier(
+                self.review_url,
+                bearer_token,
+                self.audiences,
+                client=client,
+                timeout=timeout,
+                ca_bundle=ca_bundle,
+                insecure_allow_http=insecure_allow_http,
+            )
+            review = self._owned_review
+        self.review: _SyncVerifier = review
+        verify: Any = True
+        if ca_bundle:
+            import ssl
+
+            verify = ssl.create_default_context(cafile=os.fspath(ca_bundle))
+        self.follower = StreamFollower(
+            self.review_url, bearer_token, heartbeat=hb, client=client, verify=verify, clock=clock
+        )
+        #: Issuer requests made by checks (TokenReview fallbacks).
+        self.calls = 0
+        #: Checks answered from fresh local state / by fallback / refused as stale.
+        self.fresh_checks = 0
+        self.fallback_checks = 0
+        self.stale_refusals = 0
+        if start:
+            self.start()
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start following the invalidation stream (idempotent)."""
+        self.follower.start()
+
+    def wait_synced(self, timeout: float = 10.0) -> bool:
+        """Block until the first full list of events has been applied; True if it has."""
+        return self.follower.wait_synced(timeout)
+
+    def close(self) -> None:
+        """Stop the follower and close owned clients."""
+        self.follower.close()
+        if self._owned_review is not None:
+            self._owned_review.close()
+        closer = getattr(self.offline, "close", None)
+        if callable(closer):
+            closer()
+
+    def __enter__(self) -> HybridVerifier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- state ---------------------------------------------------------------------------------
+    def status(self) -> FollowerStatus:
+        """The follower's health (synced, last seq, last contact, reconnects, resyncs)."""
+        return self.follower.status()
+
+    def is_fresh(self) -> bool:
+        """True when local state may be trusted: synced and heard from within ``staleness`` s."""
+        age = self.follower.age()
+        return age is not None and age <= self.staleness
+
+    @property
+    def stream_requests(self) -> int:
+        """HTTP requests made by the stream follower (list pages and watch connections)."""
+        return self.follower.requests
+
+    # --- the check -----------------------------------------------------------------------------
+    def verify(self, token: str) -> ServiceAccountIdentity:
+        """Verify offline, then against the invalidation state (see the module docstring)."""
+        ident = self.offline.verify(token)
+        why = self.follower.why_invalid(ident)
+        if why is not None:
+            raise InvalidToken("revoked", why)
+        if self.is_fresh():
+            with self._lock:
+                self.fresh_checks += 1
+            return ident
+        if self.on_stale == "fail_closed":
+            with self._lock:
+                self.stale_refusals += 1
+            raise VerifierUnavailable("invalidation stream is stale; refusing to trust local state")
+        with self._lock:
+            self.calls += 1
+            self.fallback_checks += 1
+        return self.review.verify(token)
