@@ -205,10 +205,10 @@ def _bound_identity(
     claims: dict[str, Any], policy: Policy, now: float, key_id: str | None
 ) -> ServiceAccountIdentity:
     leeway = policy.leeway
-    auds = validate_aud(claims, policy)
     exp = validate_exp(claims, now, leeway)
     nbf = validate_nbf(claims, now, leeway)
     iat = validate_iat(claims, now, leeway)
+    auds = validate_aud(claims, policy)
     jti = validate_jti(claims)
     namespace, name = validate_sub(claims)
     kube = claims.get("kubernetes.io")
@@ -257,10 +257,10 @@ def _legacy_identity(
 ) -> ServiceAccountIdentity:
     """Legacy Secret-based token (kube: legacy.go): no exp/aud required; checked if present."""
     leeway = policy.leeway
-    auds = validate_aud(claims, policy, required=False)
     exp = validate_exp(claims, now, leeway, required=False)
     nbf = validate_nbf(claims, now, leeway)
     iat = validate_iat(claims, now, leeway)
+    auds = validate_aud(claims, policy, required=False)
     namespace, name = validate_sub(claims)
     values: dict[str, str] = {}
     for claim in (
@@ -299,7 +299,10 @@ def identity_from_claims(
 ) -> ServiceAccountIdentity:
     """Check verified ``claims`` against ``policy`` at time ``now``; map them to an identity.
 
-    Order: iss → aud → exp → nbf → iat → jti → sub → ``kubernetes.io``. Reasons:
+    Order: iss → exp → nbf → iat → aud → jti → sub → ``kubernetes.io``. Time claims come before
+    ``aud`` (as in PyJWT and joserfc) so a stale token reports the actionable ``expired`` even when
+    it lacks our audience — e.g. RFC 7515 A.2, which has no ``aud``; kube's TokenReview checks the
+    audience first, so a token both expired and mis-addressed reads differently there. Reasons:
     ``issuer_mismatch``, ``audience_mismatch``, ``expired``, ``not_yet_valid``, ``missing_claim``,
     ``invalid_claim``.
     """

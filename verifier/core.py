@@ -6,8 +6,9 @@ Order, cheapest first, so that garbage can never make a caller refetch keys (STY
     size (token_too_large) → three segments, strict base64url, header JSON and header rules
     (malformed / token_too_large) → alg allow-list (unsupported_algorithm) → kid required?
     (malformed) → kid lookup (unknown_key) → key/alg fit (unsupported_algorithm) → signature
-    (bad_signature) → payload JSON (malformed) → claims (issuer_mismatch, audience_mismatch,
-    expired, not_yet_valid, missing_claim, invalid_claim)
+    (bad_signature) → payload JSON (malformed) → claims: iss (issuer_mismatch) → exp, nbf, iat
+    (expired, not_yet_valid) → aud (audience_mismatch) → sub, kubernetes.io (missing_claim,
+    invalid_claim)
 
 ``unknown_key`` therefore means: a well-formed token with an allowed alg names a kid we do not
 hold — the one case where fetching the JWKS again can help (remote.py relies on this).
