@@ -21,9 +21,9 @@ from issuer.store.base import (
     NotFound,
     Store,
     StoreCorrupt,
+    StoredKey,
     StoreError,
     StoreUnavailable,
-    StoredKey,
     Subscription,
 )
 
@@ -43,7 +43,9 @@ def open_store(url: str, data_dir: Path) -> Store:
         from issuer.store.redis_store import RedisStore
 
         return RedisStore.from_url(url)
-    raise ValueError(f"unsupported store URL {url!r}: use 'sqlite', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'")
+    raise ValueError(
+        f"unsupported store URL {url!r}: use 'sqlite', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'"
+    )
 
 
 __all__ = [

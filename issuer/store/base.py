@@ -6,9 +6,12 @@ Everything the issuer persists goes through :class:`Store`:
   (:meth:`Store.load_keys` / :meth:`Store.cas_keys`). With many replicas exactly one rotation wins;
   the losers get :class:`Conflict` and re-read (DESIGN.md "Keys", invariant 3).
 - **objects** — Kubernetes-shaped JSON documents addressed by (kind, namespace, name). The store
-  owns ``metadata.resourceVersion`` (a store-wide, strictly increasing integer rendered as a string);
-  the caller owns ``metadata.uid`` and everything else. Updates and deletes may be conditioned on a
-  resourceVersion or a uid.
+  owns ``metadata.resourceVersion`` (a store-wide, strictly increasing integer rendered as a
+  string; a value the caller puts there is ignored and replaced); the caller owns
+  ``metadata.uid`` (read from the object; "" when absent) and everything else. Updates and
+  deletes may be conditioned on a resourceVersion or a uid. Objects are copied in and out: the
+  caller's dict is never mutated. ``kind`` and ``namespace`` may not contain ':' and no part may
+  contain NUL (ValueError, on every backend); names may contain ':' (``system:auth-delegator``).
 - **invalidation events** — an append-only log with store-wide, strictly increasing sequence numbers
   (``seq`` >= 1), appended on its own or atomically with an object delete.
 - **leases** — named, expiring locks for "only one replica does this" chores.
@@ -18,7 +21,8 @@ Everything the issuer persists goes through :class:`Store`:
 Every method is synchronous and thread-safe; the Starlette app calls them from its thread pool.
 Failures are typed: :class:`NotFound`, :class:`AlreadyExists`, :class:`Conflict` for expected
 outcomes, :class:`StoreUnavailable` when the backend cannot be reached (TokenReview then fails
-closed), :class:`StoreCorrupt` when stored bytes cannot be read back. A failed write changes nothing.
+closed), :class:`StoreCorrupt` when stored bytes cannot be read back. A failed write changes
+nothing.
 """
 
 from __future__ import annotations
@@ -139,7 +143,8 @@ class Store(Protocol):
         """Replace the key set iff its version is ``expected_version``; return the new version.
 
         Raises Conflict otherwise. Durable before it returns (the issuer never signs with a key that
-        is not durably stored). Notifies watchers with ``"keys"``.
+        is not durably stored; on Redis that is as durable as the server's persistence settings).
+        Notifies watchers with ``"keys"``.
         """
 
     # --- objects ------------------------------------------------------------------------------
@@ -153,12 +158,21 @@ class Store(Protocol):
         """Return the object. Raises NotFound."""
 
     def list_objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
-        """All objects of ``kind`` (in ``namespace``, or in every namespace when None), by name."""
+        """All objects of ``kind`` (in ``namespace``, or in every namespace when None), ordered by
+        (namespace, name)."""
 
     def update_object(
-        self, kind: str, namespace: str, name: str, obj: JSON, *, resource_version: str | None = None
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        obj: JSON,
+        *,
+        resource_version: str | None = None,
     ) -> JSON:
         """Replace an object; when ``resource_version`` is given it must match (else Conflict).
+
+        The match is exact string equality with the stored value ("" or "007" never match).
 
         Returns the stored object with its new resourceVersion. Raises NotFound.
         """
@@ -186,10 +200,14 @@ class Store(Protocol):
         """Events with seq > ``after``, oldest first, at most ``limit``."""
 
     def wait_events(self, after: int, timeout: float) -> EventPage:
-        """Like read_events, but block up to ``timeout`` seconds until at least one event exists."""
+        """Like read_events (default limit), but block up to ``timeout`` seconds until at least
+        one event after ``after`` exists; on timeout returns the (empty) page."""
 
     def trim_events(self, before_time: float) -> int:
         """Drop events appended before ``before_time`` (POSIX s), keeping the newest one always.
+
+        The append time is taken from the backend's clock (Redis: the server's ``TIME``, the same
+        for every replica). Seqs are never reused after a trim.
 
         Returns how many were dropped."""
 
@@ -204,5 +222,6 @@ class Store(Protocol):
     # --- change notification ------------------------------------------------------------------
     def watch(self, callback: Callable[[ChangeKind], None]) -> Subscription:
         """Call ``callback(kind)`` (from a background thread) after keys change or events are
-        appended, whichever replica wrote them. Best effort and coalescing: a callback means
+        appended (and ``"objects"`` after object writes), whichever replica wrote them; after a lost
+        connection comes back, once with every kind. Best effort and coalescing: a callback means
         "re-read", not "exactly this changed"."""
