@@ -214,6 +214,8 @@ class JWKSServer:
         self.jwks_redirect: str | None = None
         self.discovery_issuer: str | None = None
         self.jwks_uri: str | None = None
+        #: TokenReview answer (``status`` object) for ``POST .../tokenreviews``; None: 404.
+        self.review_status: dict[str, Any] | None = None
         self.counts: Counter[str] = Counter()
         self.jwks_requests: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -263,6 +265,20 @@ class JWKSServer:
             media_type=self.jwks_content_type,
         )
 
+    async def _tokenreview(self, request: Request) -> Response:
+        with self._lock:
+            self.counts["tokenreview"] += 1
+        if self.review_status is None:
+            return Response(status_code=404)
+        body = await request.json()
+        answer = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": body.get("spec", {}),
+            "status": self.review_status,
+        }
+        return Response(json.dumps(answer), media_type="application/json")
+
     # -- lifecycle -------------------------------------------------------------------------------
 
     def start(self) -> JWKSServer:
@@ -271,6 +287,11 @@ class JWKSServer:
             routes=[
                 Route("/.well-known/openid-configuration", self._discovery),
                 Route("/openid/v1/jwks", self._jwks),
+                Route(
+                    "/apis/authentication.k8s.io/v1/tokenreviews",
+                    self._tokenreview,
+                    methods=["POST"],
+                ),
             ]
         )
         config = uvicorn.Config(
