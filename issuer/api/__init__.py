@@ -1,13 +1,177 @@
-"""Kubernetes-compatible identity API (objects, TokenRequest, TokenReview, invalidations).
+"""Kubernetes-compatible identity API: core objects, TokenRequest, TokenReview, legacy tokens.
 
-``routes()`` returns the Starlette routes the app mounts. Placeholder until the API lands.
+``routes()`` returns the Starlette routes the app mounts. Every route needs an admin bearer token
+(:mod:`issuer.api.auth`); anonymous callers get discovery and JWKS only (served elsewhere).
+
+==================================================================  ==========================
+path                                                                methods
+==================================================================  ==========================
+/api/v1/namespaces                                                  GET (list), POST
+/api/v1/namespaces/{name}                                           GET, DELETE
+/api/v1/namespaces/{ns}/{serviceaccounts|pods|secrets}              GET (list), POST
+/api/v1/namespaces/{ns}/{serviceaccounts|pods|secrets}/{name}       GET, DELETE
+/api/v1/{serviceaccounts|pods|secrets}                              GET (all namespaces)
+/api/v1/nodes[/{name}]                                              GET, POST / GET, DELETE
+/api/v1/namespaces/{ns}/serviceaccounts/{name}/token                POST (TokenRequest)
+/apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews               POST (TokenReview)
+==================================================================  ==========================
+
+Module map: pure logic in ``validation`` (decoding, names), ``admission`` (pod admission),
+:mod:`issuer.tokens` (claims), :mod:`issuer.review` (review decisions); store-facing services in
+``objects``, ``legacy``, ``tokenrequest``, ``tokenreview`` (synchronous, run in the thread pool);
+HTTP edges here and in ``_http``/``auth``.
 """
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from issuer.api import objects, tokenrequest, tokenreview
+from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
+from issuer.api.auth import authenticate
+from issuer.http.status import StatusError, read_json_body
+
+__all__ = ["routes"]
+
+#: URL resource name -> stored kind.
+_NAMESPACED: Final = {"serviceaccounts": "ServiceAccount", "pods": "Pod", "secrets": "Secret"}
+_RESOURCE_NOT_FOUND: Final = "the server could not find the requested resource"
+
+
+def _namespaced_kind(request: Request) -> str:
+    kind = _NAMESPACED.get(request.path_params["resource"])
+    if kind is None:
+        raise StatusError(404, "NotFound", _RESOURCE_NOT_FOUND, {})
+    return kind
+
+
+async def _body(request: Request) -> dict[str, object]:
+    ctx = context(request)
+    return await read_json_body(request, ctx.config.max_body_bytes)
+
+
+# --- collections ---------------------------------------------------------------------------------
+
+
+async def _collection(request: Request, kind: str, namespace: str) -> Response:
+    ctx = context(request)
+    caller = authenticate(request, ctx.admin_tokens)
+    if request.method == "GET":
+        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
+    mode = field_validation(request)
+    body = await _body(request)
+    obj, warnings = await run_sync(objects.create_object, ctx, kind, namespace, body, mode, caller)
+    return json_response(obj, 201, warnings)
+
+
+async def _item(request: Request, kind: str, namespace: str, name: str) -> Response:
+    ctx = context(request)
+    authenticate(request, ctx.admin_tokens)
+    if request.method == "GET":
+        return json_response(await run_sync(objects.get_object, ctx, kind, namespace, name))
+    return json_response(await run_sync(objects.delete_object, ctx, kind, namespace, name))
+
+
+@endpoint
+async def namespaces(request: Request) -> Response:
+    """``/api/v1/namespaces``: list, create (with its ``default`` ServiceAccount)."""
+    return await _collection(request, "Namespace", "")
+
+
+@endpoint
+async def namespace(request: Request) -> Response:
+    """``/api/v1/namespaces/{name}``: get, delete (cascading)."""
+    return await _item(request, "Namespace", "", request.path_params["name"])
+
+
+@endpoint
+async def nodes(request: Request) -> Response:
+    """``/api/v1/nodes``: list, create."""
+    return await _collection(request, "Node", "")
+
+
+@endpoint
+async def node(request: Request) -> Response:
+    """``/api/v1/nodes/{name}``: get, delete."""
+    return await _item(request, "Node", "", request.path_params["name"])
+
+
+@endpoint
+async def namespaced_collection(request: Request) -> Response:
+    """``/api/v1/namespaces/{ns}/{resource}``: list, create."""
+    kind = _namespaced_kind(request)
+    return await _collection(request, kind, request.path_params["ns"])
+
+
+@endpoint
+async def namespaced_item(request: Request) -> Response:
+    """``/api/v1/namespaces/{ns}/{resource}/{name}``: get, delete."""
+    kind = _namespaced_kind(request)
+    return await _item(request, kind, request.path_params["ns"], request.path_params["name"])
+
+
+@endpoint
+async def all_namespaces(request: Request) -> Response:
+    """``/api/v1/{resource}``: list across all namespaces."""
+    ctx = context(request)
+    kind = _namespaced_kind(request)
+    authenticate(request, ctx.admin_tokens)
+    return json_response(await run_sync(objects.list_objects, ctx, kind, None))
+
+
+@endpoint
+async def token_request(request: Request) -> Response:
+    """``POST .../serviceaccounts/{name}/token``: TokenRequest (201)."""
+    ctx = context(request)
+    caller = authenticate(request, ctx.admin_tokens)
+    mode = field_validation(request)
+    body = await _body(request)
+    out, warnings = await run_sync(
+        tokenrequest.create_token,
+        ctx,
+        request.path_params["ns"],
+        request.path_params["name"],
+        body,
+        mode,
+        caller,
+    )
+    return json_response(out, 201, warnings)
+
+
+def _token_review_endpoint(api_version: str) -> Route:
+    @endpoint
+    async def token_review(request: Request) -> Response:
+        """``POST /apis/authentication.k8s.io/VERSION/tokenreviews``: TokenReview (201)."""
+        ctx = context(request)
+        authenticate(request, ctx.admin_tokens)
+        mode = field_validation(request)
+        body = await _body(request)
+        out, warnings = await run_sync(tokenreview.create_review, ctx, api_version, body, mode)
+        return json_response(out, 201, warnings)
+
+    return Route(f"/apis/{api_version}/tokenreviews", token_review, methods=["POST"])
 
 
 def routes() -> list[BaseRoute]:
-    """The authenticated API routes (``/api/v1/...``, ``/apis/...``)."""
-    return []
+    """The authenticated API routes (``/api/v1/...``, ``/apis/authentication.k8s.io/...``)."""
+    read_write = ["GET", "POST"]
+    read_delete = ["GET", "DELETE"]
+    return [
+        Route("/api/v1/namespaces", namespaces, methods=read_write),
+        Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),
+        Route("/api/v1/nodes", nodes, methods=read_write),
+        Route("/api/v1/nodes/{name}", node, methods=read_delete),
+        Route(
+            "/api/v1/namespaces/{ns}/serviceaccounts/{name}/token",
+            token_request,
+            methods=["POST"],
+        ),
+        Route("/api/v1/namespaces/{ns}/{resource}", namespaced_collection, methods=read_write),
+        Route("/api/v1/namespaces/{ns}/{resource}/{name}", namespaced_item, methods=read_delete),
+        Route("/api/v1/{resource}", all_namespaces, methods=["GET"]),
+        *(_token_review_endpoint(v) for v in tokenreview.API_VERSIONS),
+    ]

@@ -1,0 +1,118 @@
+"""Edges shared by the API handlers: JSON responses, ``Warning`` headers, error mapping.
+
+Handlers are ``async`` only to read the body; everything touching the store runs in Starlette's
+thread pool (:func:`run_sync`). :func:`endpoint` turns the typed failures into ``Status`` responses:
+:class:`StatusError` as given, :class:`StoreUnavailable` as 503 (nothing was decided, nothing
+changed), :class:`NoActiveKey` as 503.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ParamSpec, TypeVar
+
+import orjson
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from issuer.api.errors import bad_request, internal_error, service_unavailable
+from issuer.api.validation import FieldValidation
+from issuer.context import IssuerContext
+from issuer.http.status import StatusError
+from issuer.keys.manager import NoActiveKey
+from issuer.store import StoreCorrupt, StoreUnavailable
+
+__all__ = [
+    "context",
+    "endpoint",
+    "field_validation",
+    "json_response",
+    "rfc3339",
+    "run_sync",
+]
+
+log = logging.getLogger("sa_issuer.api")
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def context(request: Request) -> IssuerContext:
+    """The process's :class:`IssuerContext`."""
+    ctx: IssuerContext = request.app.state.ctx
+    return ctx
+
+
+def rfc3339(t: float) -> str:
+    """``2006-01-02T15:04:05Z`` (metav1.Time, second precision, UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
+
+
+def _warning_value(text: str) -> str:
+    # RFC 7234 §5.5 warn-code 299 with agent "-" (kube: apiserver/pkg/warning); quote-escaped.
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'299 - "{escaped}"'
+
+
+def json_response(obj: Any, status_code: int = 200, warnings: Iterable[str] = ()) -> Response:
+    """A JSON response; each warning becomes one ``Warning`` header."""
+    response = Response(orjson.dumps(obj), status_code=status_code, media_type="application/json")
+    for w in warnings:
+        response.headers.append("Warning", _warning_value(w))
+    return response
+
+
+def field_validation(request: Request) -> FieldValidation:
+    """The ``fieldValidation`` query parameter (default Strict; see issuer.api.validation)."""
+    value = request.query_params.get("fieldValidation", "") or "Strict"
+    if value == "Strict":
+        return "Strict"
+    if value == "Warn":
+        return "Warn"
+    if value == "Ignore":
+        return "Ignore"
+    raise bad_request(
+        f"fieldValidation parameter unsupported: {value!r} (must be one of Ignore, Warn, Strict)"
+    )
+
+
+async def run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run blocking store work in the thread pool."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def endpoint(
+    fn: Callable[[Request], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: typed failures become Kubernetes ``Status`` responses."""
+
+    @functools.wraps(fn)
+    async def wrapper(request: Request) -> Response:
+        try:
+            return await fn(request)
+        except StatusError as e:
+            return e.response()
+        except StoreUnavailable:
+            log.warning("store unavailable serving %s %s", request.method, request.url.path)
+            _count_store_error(request)
+            return service_unavailable(
+                "the store is unavailable; nothing was changed, try again"
+            ).response()
+        except StoreCorrupt:
+            log.error("store data could not be read serving %s", request.url.path, exc_info=True)
+            return internal_error("stored data could not be read").response()
+        except NoActiveKey:
+            return service_unavailable("no active signing key yet; try again").response()
+
+    return wrapper
+
+
+def _count_store_error(request: Request) -> None:
+    try:
+        context(request).metrics.store_errors.inc(operation=request.method.lower())
+    except Exception:  # metrics must never turn an error response into a crash
+        log.debug("could not count store error", exc_info=True)
