@@ -31,13 +31,13 @@ from issuer.api.errors import FieldError, bad_request, go_quote, invalid
 
 __all__ = [
     "KINDS",
-    "FieldValidation",
     "MAX_TOKEN_EXPIRATION_SECONDS",
     "MIN_TOKEN_EXPIRATION_SECONDS",
     "SA_NAME_ANNOTATION",
     "SA_TOKEN_SECRET_TYPE",
     "SA_UID_ANNOTATION",
     "Decoded",
+    "FieldValidation",
     "KindInfo",
     "decode_object",
     "decode_token_request",
