@@ -97,6 +97,27 @@ def _map_error(e: sqlite3.Error, path: Path) -> StoreError:
     return StoreUnavailable(f"sqlite store {path}: {e}")
 
 
+class _Signal:
+    """A commit counter + condition shared by the instances on one file in this process."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.gen = 0
+
+
+_signals: dict[str, _Signal] = {}
+_signals_lock = threading.Lock()
+
+
+def _signal_for(path: Path) -> _Signal:
+    key = os.path.realpath(path)
+    with _signals_lock:
+        sig = _signals.get(key)
+        if sig is None:
+            sig = _signals[key] = _Signal()
+        return sig
+
+
 class _Watch:
     """One polling thread per subscription (see :meth:`SQLiteStore.watch`)."""
 
@@ -121,16 +142,17 @@ class _Watch:
         try:
             last_dv: int | None = None
             last: tuple[int, int, int] | None = None
-            gen = self._store._gen
+            sig = self._store._signal
+            gen = sig.gen
             with contextlib.suppress(sqlite3.Error):
                 last_dv = conn.execute("PRAGMA data_version").fetchone()[0]
                 last = self._store._counters(conn)
             self._ready.set()
             while not self._stop.is_set():
-                with self._store._cond:
-                    if self._store._gen == gen:
-                        self._store._cond.wait(POLL_INTERVAL)
-                    gen = self._store._gen
+                with sig.cond:
+                    if sig.gen == gen:
+                        sig.cond.wait(POLL_INTERVAL)
+                    gen = sig.gen
                 if self._stop.is_set():
                     break
                 try:
@@ -159,8 +181,9 @@ class _Watch:
     def close(self) -> None:
         """Stop the polling thread (idempotent)."""
         self._stop.set()
-        with self._store._cond:
-            self._store._cond.notify_all()
+        sig = self._store._signal
+        with sig.cond:
+            sig.cond.notify_all()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=2)
 
@@ -182,10 +205,10 @@ class SQLiteStore:
         self._lock = threading.Lock()
         self._closed = False
         self._watches: list[_Watch] = []
-        # Bumped after every local commit; wakes waiters and watchers in this process at once.
-        self._cond = threading.Condition()
-        self._gen = 0
         self._create_file()
+        # Shared by every instance on this file in this process: a commit by any of them wakes
+        # waiters and watchers at once (other processes are seen by polling).
+        self._signal = _signal_for(self.path)
         self._init_schema()
 
     # --- connections ------------------------------------------------------------------------
@@ -306,9 +329,10 @@ class SQLiteStore:
             raise _map_error(e, self.path) from e
 
     def _notify(self) -> None:
-        with self._cond:
-            self._gen += 1
-            self._cond.notify_all()
+        sig = self._signal
+        with sig.cond:
+            sig.gen += 1
+            sig.cond.notify_all()
 
     @staticmethod
     def _counters(conn: sqlite3.Connection) -> tuple[int, int, int]:
@@ -524,15 +548,16 @@ class SQLiteStore:
         """
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
-            with self._cond:
-                gen = self._gen
+            sig = self._signal
+            with sig.cond:
+                gen = sig.gen
             page = self.read_events(after)
             remaining = deadline - time.monotonic()
             if page.events or remaining <= 0:
                 return page
-            with self._cond:
-                if self._gen == gen:
-                    self._cond.wait(min(POLL_INTERVAL, remaining))
+            with sig.cond:
+                if sig.gen == gen:
+                    sig.cond.wait(min(POLL_INTERVAL, remaining))
 
     def trim_events(self, before_time: float) -> int:
         """Drop events appended before ``before_time``, always keeping the newest one."""
