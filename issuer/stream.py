@@ -43,10 +43,9 @@ tokens"; RBAC can widen it later).
 
 from __future__ import annotations
 
-import hmac
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -58,6 +57,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from issuer import revocations
+from issuer.api.auth import authenticate
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 
@@ -73,7 +73,7 @@ TOKENREVOCATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/tokenrevocations"
 API_VERSION: Final = "sa-oidc.dev/v1"
 NDJSON: Final = "application/x-ndjson"
 
-#: Heartbeat interval clients may ask for (``heartbeatSeconds``), in seconds.
+#: Heartbeat interval clients may ask for (``heartbeatSeconds``, clamped), in seconds.
 MIN_HEARTBEAT: Final = 0.2
 MAX_HEARTBEAT: Final = 30.0
 #: Longest single blocking wait in a worker thread: bounds how long a cancelled watch lingers.
@@ -123,44 +123,10 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, cred = auth.partition(" ")
-    if scheme.lower() != "bearer" or not cred.strip():
-        return None
-    return cred.strip()
-
-
-def _token_matches(presented: str, allowed: Any) -> bool:
-    """Constant-time membership of ``presented`` in the context's admin tokens."""
-    check = getattr(allowed, "check", None) or getattr(allowed, "is_admin", None)
-    if callable(check):
-        return bool(check(presented))
-    if callable(allowed):
-        return bool(allowed(presented))
-    if isinstance(allowed, str | bytes):
-        allowed = (allowed,)
-    if not isinstance(allowed, Iterable):
-        return False
-    ok = False
-    raw = presented.encode()
-    for tok in allowed:
-        cand = tok.encode() if isinstance(tok, str) else bytes(tok)
-        ok |= hmac.compare_digest(raw, cand)  # no early exit: timing says nothing
-    return ok
-
-
-def _authorize(request: Request) -> None:
-    """401 without a bearer token, 403 when it is not an admin token."""
-    token = _bearer(request)
-    if token is None:
-        raise StatusError(401, "Unauthorized", "Unauthorized")
-    if not _token_matches(token, getattr(_ctx(request), "admin_tokens", ())):
-        raise StatusError(
-            403,
-            "Forbidden",
-            "forbidden: this caller may not read invalidations or revoke tokens",
-        )
+def _authorize(request: Request) -> str:
+    """The caller's audit label; 401 ``Unauthorized`` unless it presents an admin bearer token
+    (the API's own rule, :mod:`issuer.api.auth`)."""
+    return authenticate(request, _ctx(request).admin_tokens)
 
 
 def _wall(ctx: Any) -> float:
@@ -313,9 +279,9 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         if not watch:
             return await _list(request, store, after)
-        heartbeat = _float_param(
-            request, "heartbeatSeconds", settings.heartbeat, MIN_HEARTBEAT, MAX_HEARTBEAT
-        )
+        # Clamped rather than refused: a client asking for faster beats than we allow still works.
+        heartbeat = _float_param(request, "heartbeatSeconds", settings.heartbeat, 0.0, 1e9)
+        heartbeat = min(MAX_HEARTBEAT, max(MIN_HEARTBEAT, heartbeat))
         timeout = _float_param(
             request, "timeoutSeconds", settings.watch_timeout, 1.0, settings.max_watch_timeout
         )
@@ -366,7 +332,7 @@ def _revocation_ttl(ctx: Any, settings: StreamSettings) -> float:
 
 async def _revoke(request: Request, settings: StreamSettings) -> Response:
     try:
-        _authorize(request)
+        caller = _authorize(request)
         ctx = _ctx(request)
         body = await read_json_body(request, max_bytes=16 * 1024)
         if body.get("apiVersion") != API_VERSION or body.get("kind") != "TokenRevocation":
@@ -406,6 +372,9 @@ async def _revoke(request: Request, settings: StreamSettings) -> Response:
             raise _store_failure(e) from None
     except StatusError as e:
         return e.response()
+    audit = getattr(ctx, "audit_event", None)
+    if callable(audit) and not existed:
+        audit("token.revoked", caller=caller, jti=jti, seq=_seq)
     obj = dict(obj)
     obj["apiVersion"] = API_VERSION
     obj["kind"] = "TokenRevocation"

@@ -280,7 +280,7 @@ class StreamFollower:
     ) -> None:
         self.endpoint = base_url.rstrip("/") + INVALIDATIONS_PATH
         self._bearer = bearer_token
-        self.heartbeat = heartbeat
+        self.heartbeat = max(0.2, heartbeat)  # the issuer's minimum
         self._owns_client = client is None
         # The read timeout notices a dead connection (no heartbeat) within a few heartbeats.
         self._read_timeout = max(3.0 * heartbeat, 1.0)

@@ -50,7 +50,7 @@ def test_paging_continue(store: Store, stream_server: ServerThread) -> None:
 
 @pytest.mark.parametrize(
     ("headers", "code", "reason"),
-    [({}, 401, "Unauthorized"), ({"Authorization": "Bearer nope"}, 403, "Forbidden")],
+    [({}, 401, "Unauthorized"), ({"Authorization": "Bearer nope"}, 401, "Unauthorized")],
 )
 def test_auth_required(
     stream_server: ServerThread, headers: dict[str, str], code: int, reason: str
