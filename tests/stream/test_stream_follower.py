@@ -20,13 +20,24 @@ from .conftest import ADMIN, make_app
 
 
 def _deleted(kind: str, uid: str) -> dict[str, Any]:
-    return {"type": "ObjectDeleted", "kind": kind, "namespace": "ns", "name": uid, "uid": uid,
-            "time": time.time()}
+    return {
+        "type": "ObjectDeleted",
+        "kind": kind,
+        "namespace": "ns",
+        "name": uid,
+        "uid": uid,
+        "time": time.time(),
+    }
 
 
 def _pod(uid: str) -> ServiceAccountIdentity:
-    return ServiceAccountIdentity(namespace="ns", service_account_name="sa",
-                                  service_account_uid="sa-uid", pod_name=uid, pod_uid=uid)
+    return ServiceAccountIdentity(
+        namespace="ns",
+        service_account_name="sa",
+        service_account_uid="sa-uid",
+        pod_name=uid,
+        pod_uid=uid,
+    )
 
 
 @pytest.fixture
@@ -89,8 +100,9 @@ def test_follower_survives_server_restart(store: Store, stream_server: ServerThr
         stream_server.stop()
         store.append_event(_deleted("Secret", "while-down"))
         stream_server.start()
-        ident = ServiceAccountIdentity(namespace="ns", service_account_name="sa",
-                                       secret_name="s", secret_uid="while-down")
+        ident = ServiceAccountIdentity(
+            namespace="ns", service_account_name="sa", secret_name="s", secret_uid="while-down"
+        )
         assert wait_until(lambda: f.why_invalid(ident) is not None, 5)
         assert f.status().resyncs == 0
     finally:
@@ -155,10 +167,17 @@ class _FakeReview:
 
 def _hybrid(url: str, on_stale: str, staleness: float = 0.5) -> tuple[HybridVerifier, _FakeReview]:
     review = _FakeReview()
-    h = HybridVerifier(url, ["aud"], bearer_token=ADMIN, staleness=staleness,
-                       on_stale=on_stale,  # type: ignore[arg-type]
-                       heartbeat=0.1, offline=_FakeOffline(), review=review,
-                       insecure_allow_http=True)
+    h = HybridVerifier(
+        url,
+        ["aud"],
+        bearer_token=ADMIN,
+        staleness=staleness,
+        on_stale=on_stale,  # type: ignore[arg-type]
+        heartbeat=0.1,
+        offline=_FakeOffline(),
+        review=review,
+        insecure_allow_http=True,
+    )
     return h, review
 
 
@@ -191,8 +210,9 @@ def test_hybrid_rejects_invalidated_and_falls_back_when_stale(
         h.close()
 
 
-def test_hybrid_fail_closed_when_stale(store: Store, stream_server: ServerThread,
-                                       proxy: TCPProxy) -> None:
+def test_hybrid_fail_closed_when_stale(
+    store: Store, stream_server: ServerThread, proxy: TCPProxy
+) -> None:
     h, review = _hybrid(proxy.url, "fail_closed")
     try:
         assert h.wait_synced(5)

@@ -1,4 +1,4 @@
-"""The invalidation stream and token-revocation endpoints over a real socket, on SQLite and Redis."""
+"""The invalidation stream and token-revocation endpoints over real sockets (SQLite, Redis)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,14 @@ AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
 def _pod_deleted(uid: str) -> dict[str, Any]:
-    return {"type": "ObjectDeleted", "kind": "Pod", "namespace": "ns", "name": uid, "uid": uid,
-            "time": time.time()}
+    return {
+        "type": "ObjectDeleted",
+        "kind": "Pod",
+        "namespace": "ns",
+        "name": uid,
+        "uid": uid,
+        "time": time.time(),
+    }
 
 
 def test_list_page_shape(store: Store, stream_server: ServerThread) -> None:
@@ -106,10 +112,15 @@ def test_watch_backlog_live_and_heartbeat(store: Store, stream_server: ServerThr
     s1 = store.append_event(_pod_deleted("a"))
     lines: list[dict[str, Any]] = []
     stop = threading.Event()
-    with httpx.Client(timeout=5) as c, c.stream(
-        "GET", stream_server.url + PATH,
-        params={"after": 0, "watch": "true", "heartbeatSeconds": "0.2"}, headers=AUTH,
-    ) as resp:
+    with (
+        httpx.Client(timeout=5) as c,
+        c.stream(
+            "GET",
+            stream_server.url + PATH,
+            params={"after": 0, "watch": "true", "heartbeatSeconds": "0.2"},
+            headers=AUTH,
+        ) as resp,
+    ):
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("application/x-ndjson")
         assert resp.headers.get("transfer-encoding") == "chunked"
@@ -118,8 +129,9 @@ def test_watch_backlog_live_and_heartbeat(store: Store, stream_server: ServerThr
         time.sleep(0.3)
         t0 = time.monotonic()
         s2 = store.append_event({"type": "TokenRevoked", "jti": "j", "exp": 5, "time": 1.0})
-        while time.monotonic() - t0 < 3 and not any(x.get("seq") == s2 and x["type"] == "EVENT"
-                                                    for x in lines):
+        while time.monotonic() - t0 < 3 and not any(
+            x.get("seq") == s2 and x["type"] == "EVENT" for x in lines
+        ):
             time.sleep(0.005)
         latency = time.monotonic() - t0
         time.sleep(0.5)
@@ -138,9 +150,12 @@ def test_watch_backlog_live_and_heartbeat(store: Store, stream_server: ServerThr
 def test_watch_resumes_from_after(store: Store, stream_server: ServerThread) -> None:
     s1 = store.append_event(_pod_deleted("a"))
     s2 = store.append_event(_pod_deleted("b"))
-    with httpx.Client(timeout=5) as c, c.stream(
-        "GET", stream_server.url + PATH, params={"after": s1, "watch": "true"}, headers=AUTH
-    ) as resp:
+    with (
+        httpx.Client(timeout=5) as c,
+        c.stream(
+            "GET", stream_server.url + PATH, params={"after": s1, "watch": "true"}, headers=AUTH
+        ) as resp,
+    ):
         first = json.loads(next(resp.iter_lines()))
     assert first == {"type": "EVENT", "seq": s2, "event": first["event"]}
     assert first["event"]["uid"] == "b"
@@ -151,7 +166,8 @@ def test_watch_timeout_ends_stream(store: Store, stream_server: ServerThread) ->
     r = httpx.get(
         stream_server.url + PATH,
         params={"watch": "true", "timeoutSeconds": "1", "heartbeatSeconds": "0.5"},
-        headers=AUTH, timeout=5,
+        headers=AUTH,
+        timeout=5,
     )
     assert r.status_code == 200 and 0.9 < time.monotonic() - t0 < 3
     kinds = {json.loads(x)["type"] for x in r.text.splitlines()}
