@@ -160,7 +160,12 @@ def routes() -> list[BaseRoute]:
     """The authenticated API routes (``/api/v1/...``, ``/apis/authentication.k8s.io/...``)."""
     read_write = ["GET", "POST"]
     read_delete = ["GET", "DELETE"]
+    # Invalidation stream + token revocation (/apis/sa-oidc.dev/v1/...), see issuer/stream.py.
+    # Imported here: issuer.stream imports issuer.api.auth (a module-level import would cycle).
+    from issuer import stream
+
     return [
+        *stream.routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),
         Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),
         Route("/api/v1/nodes", nodes, methods=read_write),
