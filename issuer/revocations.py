@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -39,6 +41,7 @@ from issuer.store import AlreadyExists, Conflict, NotFound, Store
 __all__ = [
     "KIND",
     "LEASE_NAME",
+    "UpkeepThread",
     "is_token_revoked",
     "prune_expired",
     "record_key_revoked",
@@ -223,3 +226,60 @@ def upkeep(
             repaired,
         )
     return {"trimmed": trimmed, "pruned": pruned, "repaired": repaired}
+
+
+class UpkeepThread:
+    """Run :func:`upkeep` every ``interval`` seconds in a daemon thread (every replica starts one;
+    the lease makes one of them do the work). Wire into the app's lifespan::
+
+        upkeep = UpkeepThread(ctx.store, retention=ctx.config.max_token_lifetime()).start()
+        ...
+        upkeep.stop()
+
+    Store failures are logged and retried at the next round.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        retention: float,
+        interval: float = 60.0,
+        holder: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.retention = retention
+        self.interval = interval
+        self.holder = holder or f"upkeep-{uuid.uuid4()}"
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="invalidation-upkeep", daemon=True)
+
+    def start(self) -> UpkeepThread:
+        """Start the thread; returns self."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and give the lease up (idempotent)."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        try:
+            self.store.release_lease(LEASE_NAME, self.holder)
+        except Exception:  # best effort at shutdown; the lease expires anyway
+            log.debug("could not release the %s lease", LEASE_NAME)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                upkeep(
+                    self.store,
+                    retention=self.retention,
+                    holder=self.holder,
+                    now=self._clock(),
+                    lease_ttl=max(3 * self.interval, 30.0),
+                )
+            except Exception:  # keep the chore alive through store outages
+                log.warning("invalidation upkeep failed; retrying later", exc_info=True)

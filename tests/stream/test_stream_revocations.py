@@ -94,3 +94,22 @@ def test_upkeep_trims_old_events_and_prunes_expired_revocations(store: Store) ->
     assert not revocations.is_token_revoked(store, "expired")
     assert revocations.is_token_revoked(store, "live")
     assert [e.data["type"] for e in store.read_events(0).events] == ["KeyRevoked"]
+
+
+def test_upkeep_thread_trims_in_background(store: Store) -> None:
+    store.append_event({"type": "KeyRevoked", "kid": "old", "time": 0})
+    store.append_event({"type": "KeyRevoked", "kid": "new", "time": 0})
+    # A clock far in the future: everything but the newest event is past retention.
+    t = revocations.UpkeepThread(
+        store, retention=10, interval=0.05, clock=lambda: time.time() + 1e6
+    )
+    t.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(store.read_events(0).events) > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        t.stop()
+    assert [e.data["kid"] for e in store.read_events(0).events] == ["new"]
+    # The lease was released: another holder gets it at once.
+    assert store.acquire_lease(revocations.LEASE_NAME, "someone-else", 10)
