@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -40,6 +41,35 @@ _DNS1123_LABEL: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _DNS1123_SUBDOMAIN: Final = re.compile(
     r"(?=.{1,253}\Z)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 )
+
+# Parsed, valid subjects (a workload presents the same sub over and over; bounded).
+_SUB_CACHE_MAX: Final = 4096
+_sub_cache: dict[str, tuple[str, str]] = {}
+
+# ServiceAccountIdentity is built positionally on the hot path (~30% cheaper than 19 keywords);
+# pin the field order so a change to identity.py fails loudly at import, not silently.
+if tuple(f.name for f in fields(ServiceAccountIdentity)) != (
+    "namespace",
+    "service_account_name",
+    "service_account_uid",
+    "pod_name",
+    "pod_uid",
+    "secret_name",
+    "secret_uid",
+    "node_name",
+    "node_uid",
+    "audiences",
+    "issued_at",
+    "not_before",
+    "expires_at",
+    "warn_after",
+    "token_id",
+    "issuer",
+    "key_id",
+    "legacy",
+    "claims",
+):  # pragma: no cover
+    raise ImportError("ServiceAccountIdentity fields changed; update claims._bound_identity")
 
 # Legacy Secret-based token claims (kube: pkg/serviceaccount/legacy.go).
 LEGACY_NAMESPACE_CLAIM: Final = "kubernetes.io/serviceaccount/namespace"
@@ -167,7 +197,12 @@ def validate_sub(claims: Mapping[str, Any]) -> tuple[str, str]:
     sub = claims.get("sub")
     if sub is None:
         raise InvalidToken("missing_claim", "sub is required")
-    if type(sub) is not str or not sub.startswith(USERNAME_PREFIX):
+    if type(sub) is not str:
+        raise InvalidToken("invalid_claim", "sub is not a service-account username")
+    hit = _sub_cache.get(sub)
+    if hit is not None:
+        return hit
+    if not sub.startswith(USERNAME_PREFIX):
         raise InvalidToken("invalid_claim", "sub is not a service-account username")
     parts = sub[len(USERNAME_PREFIX) :].split(":")
     if (
@@ -176,7 +211,11 @@ def validate_sub(claims: Mapping[str, Any]) -> tuple[str, str]:
         or _DNS1123_SUBDOMAIN.fullmatch(parts[1]) is None
     ):
         raise InvalidToken("invalid_claim", "sub is not system:serviceaccount:NAMESPACE:NAME")
-    return parts[0], parts[1]
+    result = (parts[0], parts[1])
+    if len(_sub_cache) >= _SUB_CACHE_MAX:
+        _sub_cache.clear()
+    _sub_cache[sub] = result  # only well-formed subjects are cached (bounded)
+    return result
 
 
 def _opt_str(obj: Mapping[str, Any], name: str, where: str) -> str | None:
@@ -205,9 +244,27 @@ def _bound_identity(
     claims: dict[str, Any], policy: Policy, now: float, key_id: str | None
 ) -> ServiceAccountIdentity:
     leeway = policy.leeway
-    exp = validate_exp(claims, now, leeway)
-    nbf = validate_nbf(claims, now, leeway)
-    iat = validate_iat(claims, now, leeway)
+    # Hot path: plain in-range integers are checked inline with exactly the validators' rules;
+    # anything else (floats, absent, wrong types) goes through the validators themselves.
+    # tests/verifier/test_core.py cross-checks this against the validators.
+    exp = claims.get("exp")
+    if type(exp) is int and 0 <= exp <= MAX_TIME:
+        if exp + leeway <= now:
+            raise InvalidToken("expired", "token has expired")
+    else:
+        exp = validate_exp(claims, now, leeway)
+    nbf = claims.get("nbf")
+    if type(nbf) is int and 0 <= nbf <= MAX_TIME:
+        if nbf - leeway > now:
+            raise InvalidToken("not_yet_valid", "token is not valid yet")
+    else:
+        nbf = validate_nbf(claims, now, leeway)
+    iat = claims.get("iat")
+    if type(iat) is int and 0 <= iat <= MAX_TIME:
+        if iat - leeway > now:
+            raise InvalidToken("not_yet_valid", "token is issued in the future")
+    else:
+        iat = validate_iat(claims, now, leeway)
     auds = validate_aud(claims, policy)
     jti = validate_jti(claims)
     namespace, name = validate_sub(claims)
@@ -231,24 +288,25 @@ def _bound_identity(
     node_name, node_uid = _ref(kube, "node")
     warn = _numeric_date(kube, "warnafter")
     return ServiceAccountIdentity(
-        namespace=namespace,
-        service_account_name=name,
-        service_account_uid=sa_uid,
-        pod_name=pod_name,
-        pod_uid=pod_uid,
-        secret_name=secret_name,
-        secret_uid=secret_uid,
-        node_name=node_name,
-        node_uid=node_uid,
-        audiences=auds,
-        issued_at=None if iat is None else int(iat),
-        not_before=None if nbf is None else int(nbf),
-        expires_at=None if exp is None else int(exp),
-        warn_after=None if warn is None else int(warn),
-        token_id=jti,
-        issuer=policy.issuer,
-        key_id=key_id,
-        claims=MappingProxyType(claims),
+        namespace,
+        name,
+        sa_uid,
+        pod_name,
+        pod_uid,
+        secret_name,
+        secret_uid,
+        node_name,
+        node_uid,
+        auds,
+        None if iat is None else int(iat),
+        None if nbf is None else int(nbf),
+        None if exp is None else int(exp),
+        None if warn is None else int(warn),
+        jti,
+        policy.issuer,
+        key_id,
+        False,
+        MappingProxyType(claims),
     )
 
 

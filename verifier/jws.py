@@ -31,7 +31,7 @@ the same header bytes, so the hot path decodes and checks a header once, not onc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from ._b64 import Base64Error, b64url_decode
 from ._json import JSONError, loads_object
@@ -57,9 +57,11 @@ class Header:
     raw: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedJWS:
-    """A compact JWS split and decoded; the signature is NOT verified yet."""
+class ParsedJWS(NamedTuple):
+    """A compact JWS split and decoded; the signature is NOT verified yet.
+
+    A NamedTuple rather than a dataclass: built once per token on the hot path (~3x cheaper).
+    """
 
     header: Header
     signing_input: bytes
@@ -133,20 +135,20 @@ def parse_compact(token: str | bytes, max_token_bytes: int = MAX_TOKEN_BYTES) ->
     token can never be reported as ``unknown_key`` (which makes remote verifiers refetch).
     """
     data = to_bytes(token, max_token_bytes)
-    first = data.find(b".")
-    second = data.find(b".", first + 1)
-    if first < 0 or second < 0 or data.find(b".", second + 1) >= 0:
+    segments = data.split(b".")
+    if len(segments) != 3:
         if data[:1] == b"{":
             raise InvalidToken("malformed", "JWS JSON serialization is not accepted")
-        if data.count(b".") == 4:
+        if len(segments) == 5:
             raise InvalidToken("malformed", "JWE is not accepted (RFC 7516 compact form)")
         raise InvalidToken("malformed", "not three dot-separated segments (RFC 7515 §7.1)")
-    if first == 0:
+    head, body, sig = segments
+    if not head:
         raise InvalidToken("malformed", "empty protected header")
-    header = parse_header(data[:first])
+    header = parse_header(head)
     try:
-        payload = b64url_decode(data[first + 1 : second])
-        signature = b64url_decode(data[second + 1 :])
+        payload = b64url_decode(body)
+        signature = b64url_decode(sig)
     except Base64Error:
         raise InvalidToken("malformed", "segment is not canonical base64url") from None
-    return ParsedJWS(header, data[:second], payload, signature)
+    return ParsedJWS(header, data[: len(head) + len(body) + 1], payload, signature)
