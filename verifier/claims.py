@@ -232,7 +232,12 @@ def _ref(kube: Mapping[str, Any], kind: str) -> tuple[str | None, str | None]:
     ref = kube.get(kind)
     if ref is None:
         return None, None
-    if type(ref) is not dict:
+    if type(ref) is dict:
+        name = ref.get("name")
+        uid = ref.get("uid")
+        if type(name) is str and name and (uid is None or type(uid) is str):
+            return name, uid  # the common, well-formed case
+    else:
         raise InvalidToken("invalid_claim", f"kubernetes.io.{kind} is not an object")
     name = _opt_str(ref, "name", f"kubernetes.io.{kind}")
     if not name:
