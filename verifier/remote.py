@@ -176,8 +176,9 @@ class _Base:
         issuer = doc.get("issuer")
         if issuer != self.issuer:
             # Exact comparison: "https://x" and "https://x/" are different issuers (go-oidc).
+            shown = repr(issuer)[:200]  # the remote value can be anything, of any length
             raise _FetchError(
-                f"discovery document issuer {issuer!r} does not equal the configured issuer "
+                f"discovery document issuer {shown} does not equal the configured issuer "
                 f"{self.issuer!r} exactly (a trailing slash makes a different issuer); "
                 "refusing every token until the configuration is fixed"
             )

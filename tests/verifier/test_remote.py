@@ -28,7 +28,8 @@ from jwks_server import (
 )
 
 from verifier import AsyncOIDCVerifier, InvalidToken, OIDCVerifier, VerifierUnavailable
-from verifier._cache import freshness_lifetime
+from verifier._cache import Do, Failed, Fetched, KeyCache, freshness_lifetime
+from verifier.jwk import KeySet
 
 
 class Clock:
@@ -240,6 +241,43 @@ def test_freshness_lifetime_rules() -> None:
     assert life(cache_control='max-age="120"') == 120
     assert life(cache_control="max-age=100, max-age=200") == 60  # conflicting: treat as stale
     assert life(cache_control="s-maxage=300") == 60
+
+
+def test_key_cache_state_machine_on_a_fake_clock() -> None:
+    cache: KeyCache[str] = KeyCache(min_cache=60, max_cache=600, refetch_cooldown=30, cold_retry=1)
+    flights = iter(f"flight-{i}" for i in range(100))
+
+    def new() -> str:
+        return next(flights)
+
+    # Cold: the first caller fetches, the others wait for that same flight.
+    first = cache.on_cold(0, new)
+    assert (first.do, first.flight) == (Do.FETCH, "flight-0")
+    assert (cache.on_cold(0, new).do, cache.on_cold(0, new).flight) == (Do.WAIT, "flight-0")
+    cache.complete(0.5, Failed("down"))
+    assert cache.on_cold(0.9, new).do is Do.GIVE_UP  # cold backoff: 1 s from the last attempt
+    assert cache.on_cold(1.6, new).do is Do.FETCH
+    keys1 = KeySet.from_jwks({"keys": [rsa_key().jwk()]})
+    cache.complete(2, Fetched(keys1, 120, None))
+    assert cache.entry is not None and cache.entry.fresh_until == 122
+    # Unknown kid inside the cooldown of the last attempt (t=1.6): give up, no fetch.
+    assert cache.on_unknown_kid(20, keys1, new).do is Do.GIVE_UP
+    # A caller that tried an older set is told to retry with the current one.
+    old = KeySet.from_jwks({"keys": [ec_key().jwk()]})
+    assert cache.on_unknown_kid(20, old, new).keys is keys1
+    # After the cooldown: one refetch, everybody else waits for it.
+    assert cache.on_unknown_kid(32, keys1, new).do is Do.FETCH
+    assert cache.on_unknown_kid(32, keys1, new).do is Do.WAIT
+    assert cache.on_stale(200, new) is None  # a flight is already running
+    cache.complete(33, Failed("garbage"))
+    assert cache.entry is not None and cache.entry.keys is keys1  # last good keys kept
+    # Stale: one background refresh, then none while it runs or within the cooldown of a failure.
+    assert cache.on_stale(100, new) is None  # still fresh (until 122)
+    assert cache.on_stale(130, new) is not None
+    assert cache.on_stale(130, new) is None
+    cache.complete(131, Failed("down"))
+    assert cache.on_stale(150, new) is None
+    assert cache.on_stale(162, new) is not None
 
 
 def test_stale_keys_served_while_one_caller_refreshes(
