@@ -18,8 +18,11 @@ from _core_helpers import (
     make_token,
     rsa_key,
 )
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verifier import InvalidToken, KeySet, Policy, ServiceAccountIdentity, verify
+from verifier import claims as claims_mod
 from verifier.errors import REASONS
 
 RSA = rsa_key(0)
@@ -251,3 +254,74 @@ def test_import_is_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+# --- the inline hot-path checks in claims._bound_identity agree with the validators ---------------
+
+
+_time_values = (
+    st.integers(-(2**40), 2**40)
+    | st.integers(NOW - 200, NOW + 200)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.booleans()
+    | st.text(max_size=3)
+    | st.none()
+)
+
+
+def _reference(c: dict[str, Any], policy: Policy, now: float) -> str:
+    """Outcome using only the public validate_* functions, in verify()'s order."""
+    try:
+        claims_mod.validate_iss(c, policy)
+        claims_mod.validate_exp(c, now, policy.leeway)
+        claims_mod.validate_nbf(c, now, policy.leeway)
+        claims_mod.validate_iat(c, now, policy.leeway)
+        claims_mod.validate_aud(c, policy)
+        claims_mod.validate_jti(c)
+        claims_mod.validate_sub(c)
+    except InvalidToken as exc:
+        return exc.reason
+    return "valid"
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    exp=_time_values,
+    nbf=_time_values,
+    iat=_time_values,
+    drop=st.sets(st.sampled_from(["exp", "nbf", "iat"])),
+)
+def test_hot_path_time_checks_match_validators(
+    exp: Any, nbf: Any, iat: Any, drop: set[str]
+) -> None:
+    c = claims(exp=exp, nbf=nbf, iat=iat)
+    for k in drop:
+        del c[k]
+    policy = _policy()
+    try:
+        claims_mod.identity_from_claims(c, policy, NOW)
+        got = "valid"
+    except InvalidToken as exc:
+        got = exc.reason
+    assert got == _reference(c, policy, NOW)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.none() | st.text(max_size=3) | st.integers(),
+    uid=st.none() | st.text(max_size=3) | st.integers(),
+    kind=st.sampled_from(["pod", "node", "secret"]),
+)
+def test_hot_path_bound_refs_match_slow_path(name: Any, uid: Any, kind: str) -> None:
+    ref = {k: v for k, v in (("name", name), ("uid", uid)) if v is not None}
+    kube = {"x": ref}
+    expected: Any
+    if not isinstance(name, str) or not name or (uid is not None and not isinstance(uid, str)):
+        expected = "invalid_claim"
+    else:
+        expected = (name, uid)
+    try:
+        got: Any = claims_mod._ref(kube, "x")
+    except InvalidToken as exc:
+        got = exc.reason
+    assert got == expected, kind
