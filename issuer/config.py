@@ -399,7 +399,8 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     host, port = parse_listen(listen, _where(raw, "listen"))
     issuer: str = get("issuer", f"http://{_bracket(host)}:{port}")
     insecure: bool = get("insecure_allow_http_issuer", False)
-    _check_issuer(issuer, _where(raw, "issuer"), insecure, host)
+    issuer_where = _where(raw, "issuer") if "issuer" in raw else "--issuer (unset: http://LISTEN)"
+    _check_issuer(issuer, issuer_where, insecure, host)
 
     store: str = get("store", "sqlite")
     _check_store(store, _where(raw, "store"))
