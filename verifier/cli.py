@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -73,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--json", action="store_true", help="print the identity as JSON")
     v.add_argument("--review-url", help="issuer API base URL for TokenReview (default: --issuer)")
     v.add_argument("--bearer-token-file", type=Path, help="credential for TokenReview / stream")
+    v.add_argument("-v", "--verbose", action="store_true", help="log key fetches to stderr")
     return parser
 
 
@@ -83,6 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.verbose:
+        logging.basicConfig(level=logging.INFO, format="sa-verifier: %(levelname)s: %(message)s")
+    else:  # the outcome line says what matters; don't repeat fetch warnings on stderr
+        logging.getLogger("verifier").addHandler(logging.NullHandler())
     try:
         token = _read_token(args)
         verifier = _build(args)
