@@ -209,7 +209,11 @@ class KeyManager:
             log.exception("could not refresh keys after a store change; keeping the last snapshot")
 
     def refresh(self) -> None:
-        """Re-read the store, rebuild the snapshot and notify listeners (if it changed)."""
+        """Re-read the store, rebuild the snapshot and notify listeners (if it changed).
+
+        Raises what the store raises, or :class:`KekError` if a key written by another replica
+        cannot be decrypted with this KEK (the last good snapshot stays in place).
+        """
         self._install(self._store.load_keys())
 
     # --- readers (hot path: no locks) ---------------------------------------------------------
@@ -387,7 +391,12 @@ class KeyManager:
         """Swap in a snapshot of ``state`` if it is newer; notify listeners."""
         with self._lock:
             cur = self._snapshot
-            if cur is not None and state.version <= cur.version:
+            if cur is not None and state.version < cur.version:
+                # Either a read that raced a newer install, or the store went back (restored from
+                # a backup, a Redis without persistence restarted): ask the store once more, under
+                # the lock, and believe it — never keep signing with a key it no longer holds.
+                state = self._store.load_keys()
+            if cur is not None and state.version == cur.version and state.keys == cur.keys:
                 return
             act = rotation.active(state.keys)
             signer: Signer | None = None

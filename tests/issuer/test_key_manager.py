@@ -401,3 +401,40 @@ def test_rs256_default_policy(make: Callable[..., KeyManager], store: Store) -> 
     assert m.signer().alg == "RS256" and m.published().algorithms == ("RS256",)
     snap = m.published()
     verify(m.signer().sign_jwt(claims(T0)), snap.keyset, VPOLICY, now=T0)
+
+
+class SwappableStore:
+    """A store proxy whose backing store can be replaced (a restore, a Redis restart)."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.backend = inner.backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def test_store_going_back_is_believed(
+    make: Callable[..., KeyManager], store: Store, tmp_path: Any
+) -> None:
+    from issuer.store.sqlite import SQLiteStore
+
+    proxy = SwappableStore(store)
+    m = make(store=proxy)  # type: ignore[arg-type]
+    m.start(rotate=False)
+    old = m.signer().kid
+    m.rotate(immediately=True)
+    m.rotate(immediately=True)
+    assert m.published().version >= 3
+    empty = SQLiteStore(tmp_path / "restored.db")
+    try:
+        proxy.inner = empty  # the store lost everything (version 0)
+        m.refresh()
+        with pytest.raises(NoActiveKey):  # never sign with a key the store no longer holds
+            m.signer()
+        assert m.published().jwks == {"keys": []}
+        assert m.rotate_if_due() is True  # bootstrap again
+        assert m.signer().kid != old
+        assert [k.kid for k in empty.load_keys().keys] == [m.signer().kid]
+    finally:
+        empty.close()
