@@ -167,15 +167,20 @@ class KeyManager:
         Raises :class:`KekError` — before writing anything — if the stored keys cannot be
         decrypted with this KEK.
         """
-        state = self._store.load_keys()
-        if state.keys:
-            self._install(state)  # KEK check first: a wrong KEK must not write anything
-        if not state.keys or rotate:
-            self.rotate_if_due()  # bootstrap, or catch up on anything due while we were down
-        if self._snapshot is None:
-            self._install(self._store.load_keys())
+        # Subscribe first, so a change written between our first read and now is not missed.
         if self._sub is None:
             self._sub = self._store.watch(self._on_store_change)
+        try:
+            state = self._store.load_keys()
+            if state.keys:
+                self._install(state)  # KEK check first: a wrong KEK must not write anything
+            if not state.keys or rotate:
+                self.rotate_if_due()  # bootstrap, or catch up on what fell due while we were down
+            if self._snapshot is None:
+                self._install(self._store.load_keys())
+        except BaseException:
+            self.stop()
+            raise
         if rotate and self._thread is None:
             self._stop.clear()
             self._thread = threading.Thread(

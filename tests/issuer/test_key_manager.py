@@ -438,3 +438,23 @@ def test_store_going_back_is_believed(
         assert [k.kid for k in empty.load_keys().keys] == [m.signer().kid]
     finally:
         empty.close()
+
+
+def test_facade_exports() -> None:
+    # STYLE.md §9: the public names others code against are pinned.
+    import issuer.keys
+
+    assert set(issuer.keys.__all__) >= {
+        "KeyPolicy",
+        "KeyManager",
+        "Signer",
+        "Kek",
+        "KekError",
+        "NoActiveKey",
+        "PublishedKeys",
+        "UnknownKey",
+        "load_kek",
+        "create_kek_file",
+    }
+    for name in issuer.keys.__all__:
+        assert getattr(issuer.keys, name) is not None
