@@ -11,14 +11,17 @@ an empty token is 400. If the store cannot be reached the answer is 503 — neve
 ``authenticated: true``. Successful reviews are not cached: a cached success could outlive a
 deletion made on another replica; each review costs a few key-value reads.
 
-Deliberate difference from kube: the response echoes ``spec.audiences`` but not ``spec.token``,
-so the credential does not travel back through proxies and response logs.
+Deliberate difference from kube: the response echoes ``spec`` with ``token`` emptied (``""``),
+so the credential does not travel back through proxies and response logs; clients that require
+the field (the pydantic-based ``kubernetes`` client does) still deserialize the response.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
+from issuer import revocations
 from issuer.api.validation import FieldValidation, decode_token_review
 from issuer.context import IssuerContext
 from issuer.review import ReviewResult, ReviewSettings, review_token
@@ -28,11 +31,7 @@ __all__ = ["API_VERSIONS", "create_review", "review"]
 API_VERSIONS: Final = ("authentication.k8s.io/v1", "authentication.k8s.io/v1beta1")
 
 
-def _jti_revoked(ctx: IssuerContext) -> Any:
-    try:
-        from issuer import revocations
-    except ImportError:  # pragma: no cover - older layouts without per-token revocation
-        return None
+def _jti_revoked(ctx: IssuerContext) -> Callable[[str], bool]:
     store = ctx.store
     return lambda jti: revocations.is_token_revoked(store, jti)
 
@@ -72,7 +71,8 @@ def create_review(
     ctx.metrics.token_reviews.inc(
         result="authenticated" if result.authenticated else "unauthenticated"
     )
-    spec: dict[str, Any] = {}
+    # kube echoes the whole spec; the token is echoed empty (see the module docstring).
+    spec: dict[str, Any] = {"token": ""}
     if audiences:
         spec["audiences"] = audiences
     response = {
