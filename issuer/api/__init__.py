@@ -33,6 +33,7 @@ from starlette.routing import BaseRoute, Route
 from issuer.api import objects, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authenticate
+from issuer.api.errors import method_not_allowed
 from issuer.http.status import StatusError, read_json_body
 
 __all__ = ["routes"]
@@ -60,8 +61,10 @@ async def _body(request: Request) -> dict[str, object]:
 async def _collection(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
     caller = authenticate(request, ctx.admin_tokens)
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
+    if request.method != "POST":
+        raise method_not_allowed()
     mode = field_validation(request)
     body = await _body(request)
     obj, warnings = await run_sync(objects.create_object, ctx, kind, namespace, body, mode, caller)
@@ -71,8 +74,11 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
 async def _item(request: Request, kind: str, namespace: str, name: str) -> Response:
     ctx = context(request)
     authenticate(request, ctx.admin_tokens)
-    if request.method == "GET":
+    # Explicit dispatch: Starlette adds HEAD to GET routes, and HEAD must never delete.
+    if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(objects.get_object, ctx, kind, namespace, name))
+    if request.method != "DELETE":
+        raise method_not_allowed()
     return json_response(await run_sync(objects.delete_object, ctx, kind, namespace, name))
 
 

@@ -48,7 +48,7 @@ def review(ctx: IssuerContext, token: str, audiences: list[str]) -> ReviewResult
         settings=ReviewSettings(
             issuer=ctx.config.issuer,
             api_audiences=tuple(ctx.api_audiences),
-            leeway=int(ctx.config.leeway),
+            leeway=min(int(ctx.config.leeway), 600),  # verifier.Policy's bound
         ),
         now=ctx.clock(),
         is_token_revoked=_jti_revoked(ctx),

@@ -410,6 +410,15 @@ def test_anonymous_and_wrong_tokens_are_401(api: Api, method: str, path: str, co
     assert api.client.get("/openid/v1/jwks").status_code == 200
 
 
+def test_head_reads_and_never_deletes(api: Api) -> None:
+    api.ns("dev")
+    api.pod("dev", "p")
+    before = api.snapshot()
+    for path in (f"{NS_PATH}/dev", f"{NS_PATH}/dev/pods/p", f"{NS_PATH}/dev/pods", NS_PATH):
+        assert api.client.head(path, headers=api.headers).status_code == 200
+    assert api.snapshot() == before
+
+
 def test_method_not_allowed(api: Api) -> None:
     r = api.client.put(NS_PATH, headers=api.headers, json={})
     assert r.status_code == 405 and r.json()["reason"] == "MethodNotAllowed"

@@ -416,6 +416,28 @@ def test_legacy_secret_needs_its_service_account(
     assert api.snapshot() == before
 
 
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_review_exact_webhook_body(api: Api, version: str) -> None:
+    # What kube-apiserver's webhook token authenticator POSTs (k8s.io/apiserver
+    # plugin/pkg/authenticator/token/webhook), byte for byte apart from the token.
+    setup(api)
+    token = api.token("dev", "app")
+    aud = api.ctx.api_audiences[0]
+    body = (
+        '{"kind":"TokenReview","apiVersion":"authentication.k8s.io/VERSION","metadata":'
+        '{"creationTimestamp":null},"spec":{"token":"TOKEN","audiences":["AUD"]},"status":{"user":{}}}'
+    )
+    body = body.replace("VERSION", version).replace("TOKEN", token).replace("AUD", aud)
+    r = api.post(
+        f"/apis/authentication.k8s.io/{version}/tokenreviews",
+        content=body.encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    out = api.ok(r)
+    assert out["status"]["authenticated"] is True
+    assert out["status"]["audiences"] == [aud]
+
+
 def test_review_v1beta1(api: Api) -> None:
     setup(api)
     r = api.post(
