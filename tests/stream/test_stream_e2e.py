@@ -129,6 +129,11 @@ def test_pod_deletion_three_modes(served: IssuerProcess) -> None:
         assert ident.token_id and ident.service_account_uid and ident.audiences == (AUD,)
         assert oidc.verify(token).pod_uid == hybrid.verify(token).pod_uid == ident.pod_uid
         assert review.calls == 1 and hybrid.calls == 0
+        other = TokenReviewVerifier(
+            served.url, served.admin_token, ["another-audience"], insecure_allow_http=True
+        )
+        assert _rejects(other, token) == "audience_mismatch"
+        other.close()
 
         t0 = time.monotonic()
         cl.delete_pod("web")
