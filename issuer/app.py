@@ -68,6 +68,10 @@ class IssuerApp(Starlette):
         self.ctx = ctx
         self.state.ctx = ctx
         self._fast: dict[str, DocumentEndpoint] = dict(fast_paths)
+        #: Raw request targets for the uvicorn protocol fast lane (issuer.http.fastlane).
+        self.fast_lane: dict[bytes, DocumentEndpoint] = {
+            p.encode("utf-8"): e for p, e in fast_paths.items() if p.isascii()
+        }
         self._requests = ctx.metrics.requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

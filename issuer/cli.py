@@ -186,6 +186,16 @@ def _check_tls(config: Config) -> None:
         ) from None
 
 
+def _fast_lane_available() -> bool:
+    try:
+        import httptools  # noqa: F401
+
+        import issuer.http.fastlane  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def banner(config: Config) -> str:
     """The one line ``serve`` prints: where the issuer is, its store, and the admin token PATH
     (never the token)."""
@@ -223,6 +233,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "server_header": False,
         "timeout_graceful_shutdown": 5,
     }
+    if _fast_lane_available() and not config.access_log:
+        # Discovery/JWKS answered from the HTTP parser (issuer.http.fastlane); by import string
+        # so that --workers (spawned processes) can load it too.
+        kwargs["http"] = "issuer.http.fastlane:FastLaneHttpToolsProtocol"
     if config.tls_cert is not None and config.tls_key is not None:
         kwargs["ssl_certfile"] = str(config.tls_cert)
         kwargs["ssl_keyfile"] = str(config.tls_key)

@@ -151,7 +151,7 @@ def jwks_paths(issuer_path: str) -> tuple[str, ...]:
 class RenderedDocument:
     """One pre-rendered representation and its cached header lists (per max-age value)."""
 
-    __slots__ = ("_cached", "body", "content_type", "etag", "etag_opaque")
+    __slots__ = ("_blocks", "_cached", "body", "content_type", "etag", "etag_opaque")
 
     def __init__(self, body: bytes, content_type: str) -> None:
         self.body = body
@@ -159,6 +159,7 @@ class RenderedDocument:
         self.etag = _etag(body)
         self.etag_opaque = self.etag  # strong tag, quotes included (RFC 9110 §8.8.3)
         self._cached: tuple[int, list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]] | None = None
+        self._blocks: tuple[int, bytes, bytes] | None = None
 
     def headers(self, max_age: int) -> tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]:
         """(200 headers, 304 headers) for ``max_age``; rebuilt only when max-age changes."""
@@ -175,6 +176,18 @@ class RenderedDocument:
         not_modified = [(b"etag", self.etag), (b"cache-control", cache_control)]
         self._cached = (max_age, ok, not_modified)
         return ok, not_modified
+
+    def header_blocks(self, max_age: int) -> tuple[bytes, bytes]:
+        """The same headers as :meth:`headers`, encoded as HTTP/1.1 header lines (each ending in
+        CRLF) for 200 and 304; used by the raw HTTP fast lane (:mod:`issuer.http.fastlane`)."""
+        blocks = self._blocks
+        if blocks is not None and blocks[0] == max_age:
+            return blocks[1], blocks[2]
+        ok, nm = self.headers(max_age)
+        ok_block = b"".join(k + b": " + v + b"\r\n" for k, v in ok)
+        nm_block = b"".join(k + b": " + v + b"\r\n" for k, v in nm)
+        self._blocks = (max_age, ok_block, nm_block)
+        return ok_block, nm_block
 
     def matches(self, if_none_match: bytes) -> bool:
         """RFC 9110 §13.1.2: ``*`` or any listed tag equal to ours under weak comparison."""
@@ -319,6 +332,30 @@ class DocumentEndpoint:
             self._requests.inc_key(self._counter_keys["200"])
         await send({"type": "http.response.start", "status": 200, "headers": ok_headers})
         await send({"type": "http.response.body", "body": doc.body if method == "GET" else b""})
+
+    def raw_response(
+        self, head: bool, headers: list[tuple[bytes, bytes]], prefix: bytes
+    ) -> bytes | None:
+        """The complete HTTP/1.1 response to a GET (``head=False``) or HEAD with request
+        ``headers`` (lower-case names), for the raw fast lane; ``prefix`` = the server's default
+        header lines (Date ...). None when the ASGI path must answer (no keys yet).
+        Same semantics as :meth:`__call__`."""
+        docs = self._docs
+        snap = docs._snapshot
+        if snap is None:
+            return None
+        doc = snap.jwks if self._is_jwks else snap.discovery
+        ok_block, nm_block = doc.header_blocks(docs.max_age_at(docs.clock()))
+        for name, value in headers:
+            if name == b"if-none-match" and doc.matches(value):
+                if self._requests is not None:
+                    self._requests.inc_key(self._counter_keys["304"])
+                return b"HTTP/1.1 304 Not Modified\r\n" + prefix + nm_block + b"\r\n"
+        if self._requests is not None:
+            self._requests.inc_key(self._counter_keys["200"])
+        if head:
+            return b"HTTP/1.1 200 OK\r\n" + prefix + ok_block + b"\r\n"
+        return b"HTTP/1.1 200 OK\r\n" + prefix + ok_block + b"\r\n" + doc.body
 
     async def _plain(
         self, send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]]

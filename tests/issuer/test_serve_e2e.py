@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import socket
 import sqlite3
@@ -584,3 +585,98 @@ def _no_sa_issuer_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if k.startswith("SA_ISSUER_"):
             monkeypatch.delenv(k)
     yield
+
+
+# --- the HTTP fast lane (issuer.http.fastlane) over raw sockets ------------------------------
+
+
+def _exchange(port: int, raw: bytes, n: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send ``raw`` (possibly several pipelined requests) and parse ``n`` responses with h11."""
+    import h11
+
+    conn = h11.Connection(h11.CLIENT)
+    # h11 parses a stream of responses; tell it about each request so HEAD/304 framing is right.
+    methods = [m.group(1) for m in re.finditer(rb"(GET|HEAD|POST) \S+ HTTP/1\.[01]\r\n", raw)]
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(raw)
+        for i in range(n):
+            conn.send(h11.Request(method=methods[i], target="/", headers=[("Host", "x")]))
+            conn.send(h11.EndOfMessage())
+            status, headers, body = 0, {}, b""
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = sock.recv(65536)
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, h11.Response):
+                    status = event.status_code
+                    headers = {k.decode(): v.decode() for k, v in event.headers}
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    break
+            out.append((status, headers, body))
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is h11.MUST_CLOSE:
+                break
+            conn.start_next_cycle()
+    return out
+
+
+def test_fast_lane_matches_asgi_path(issuer_process: IssuerProcess) -> None:
+    s = issuer_process
+    with s.client() as c:
+        jwks = c.get("/openid/v1/jwks")
+        disc = c.get("/.well-known/openid-configuration")
+    etag = jwks.headers["etag"]
+    req = (
+        b"GET /openid/v1/jwks HTTP/1.1\r\nHost: x\r\n\r\n"  # fast lane
+        b"GET /openid/v1/jwks?via=asgi HTTP/1.1\r\nHost: x\r\n\r\n"  # query: the ASGI path
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"HEAD /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /openid/v1/jwks HTTP/1.1\r\nHost: x\r\nIf-None-Match: W/"
+        + etag.encode()
+        + b"\r\n\r\n"
+        b"GET /openid/v1/jwks?x HTTP/1.1\r\nHost: x\r\nIf-None-Match: "
+        + etag.encode()
+        + b"\r\n\r\n"
+        b"POST /openid/v1/jwks HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+        b"GET /.well-known/openid-configuration HTTP/1.1\r\nHost: x\r\n\r\n"
+    )
+    res = _exchange(s.port, req, 8)
+    assert [r[0] for r in res] == [200, 200, 200, 200, 304, 304, 405, 200]
+
+    def headers(h: dict[str, str]) -> dict[str, str]:
+        return {k: v for k, v in h.items() if k != "date"}
+
+    assert headers(res[0][1]) == headers(res[1][1])  # same headers either way
+    assert "date" in res[0][1]
+    assert res[0][2] == res[1][2] == jwks.content
+    assert res[2][2] == b"ok"
+    assert res[3][2] == b"" and res[3][1]["content-length"] == str(len(disc.content))
+    assert (
+        headers(res[4][1])
+        == headers(res[5][1])
+        == {
+            "etag": etag,
+            "cache-control": jwks.headers["cache-control"],
+        }
+    )
+    assert res[6][1]["allow"] == "GET, HEAD"
+    assert res[7][2] == disc.content
+
+    # HTTP/1.0 (no keep-alive) and Connection: close are honoured: answer, then close
+    for raw in (
+        b"GET /openid/v1/jwks HTTP/1.0\r\n\r\n",
+        b"GET /openid/v1/jwks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+            sock.sendall(raw)
+            data = b""
+            while chunk := sock.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 OK")
+        assert b"\r\nconnection: close" in head.lower()
+        assert body == jwks.content
