@@ -385,6 +385,11 @@ class StreamFollower:
                 if self._stop.is_set():
                     break
                 log.info("invalidation stream dropped (%s); reconnecting", type(e).__name__)
+            except Exception:
+                # Never let the follower die: a dead follower would leave callers stale forever.
+                if self._stop.is_set():
+                    break
+                log.warning("invalidation stream follower error; reconnecting", exc_info=True)
             finally:
                 with self._lock:
                     self._connected = False
