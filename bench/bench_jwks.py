@@ -36,11 +36,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+def wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"server exited early ({proc.returncode}): {proc.args}")
+            raise SystemExit(
+                f"server exited early ({proc.returncode}): {proc.args}\n{log.read_text()}"
+            )
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
@@ -61,7 +63,8 @@ http {{
     access_log off;
     server_tokens off;
     sendfile on;
-    open_file_cache max=16 valid=60s;
+    open_file_cache max=16 inactive=60s;
+    open_file_cache_valid 60s;
     tcp_nopush on;
     keepalive_requests 1000000;
     client_body_temp_path {prefix}/tmp;
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     nginx: subprocess.Popen[bytes] | None = None
     try:
-        wait_http(issuer + "/readyz", ours)
+        wait_http(issuer + "/readyz", ours, tmp / "issuer.log")
         site = tmp / "site"
         subprocess.run(
             [sys.executable, "-m", "issuer", "export", str(site), *common],
@@ -149,10 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         nginx = subprocess.Popen(
             ["nginx", "-p", str(tmp / "nginx"), "-c", str(conf)],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stderr=open(tmp / "nginx" / "stderr.log", "wb"),  # noqa: SIM115
         )
         nginx_url = f"http://127.0.0.1:{nginx_port}"
-        wait_http(nginx_url + PATHS["jwks"], nginx)
+        wait_http(nginx_url + PATHS["jwks"], nginx, tmp / "nginx" / "stderr.log")
         for name, path in PATHS.items():
             a = httpx.get(issuer + path).content
             b = httpx.get(nginx_url + path).content
