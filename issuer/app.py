@@ -177,7 +177,9 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
 def app_from_env() -> IssuerApp:
     """uvicorn factory for worker processes: config from ``SA_ISSUER_*`` (see
     :func:`issuer.config.config_to_env`), context built in this process."""
+    from issuer.cli import _setup_logging
     from issuer.config import load_config
 
     config = load_config({}, os.environ, None)
+    _setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
     return create_app(build_context(config))
