@@ -136,3 +136,12 @@ def _doc_issuer(text: str) -> str:
     """The issuer URL shown in the report (loopback, not a resource)."""
     start = text.index("Issuer ") + len("Issuer ")
     return text[start : text.index(" ", start)]
+
+
+def test_demo_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from issuer.demo import main
+
+    assert main(["--issuer", "http://127.0.0.1:9"]) == 2
+    assert "--admin-token-file" in capsys.readouterr().err
+    assert main(["--duration", "1", "--quiet"]) == 1
+    assert "at least 4 seconds" in capsys.readouterr().err
