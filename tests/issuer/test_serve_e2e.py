@@ -533,12 +533,14 @@ def test_two_replicas_on_redis_rotate_once_per_period(
         store.close()
     created = [k.created_at for k in keys]
     gaps = [b - a for a, b in itertools.pairwise(created)]
-    # bootstrap + one successor per period (first after period - lead = 3 s): 4 keys in ~19.5 s
-    assert len(keys) == 4, (len(keys), gaps, changes)
+    # Bootstrap, then the first successor after period - lead (6 - 3 = 3 s), then exactly one
+    # successor per period: ~3 periods observed -> at least 3 successors, none doubled.
+    assert len(keys) >= 4, (len(keys), gaps, changes)
+    assert 2.4 <= gaps[0] <= 4.0, gaps
     assert all(period - 0.6 <= g <= period + 0.6 for g in gaps[1:]), gaps
     assert [k.state for k in keys].count("active") == 1
-    assert len(changes) == 4, changes  # the initial JWKS + one change per successor
-    assert len(json.loads(final_a)["keys"]) == 4
+    assert len(changes) >= 3, changes  # both replicas moved together through every change
+    assert len(json.loads(final_a)["keys"]) == len(keys)  # retired keys stay published (1 h)
 
 
 def test_kill_9_during_rotations_loses_nothing(issuer_factory: IssuerFactory) -> None:
