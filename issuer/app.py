@@ -32,6 +32,7 @@ from issuer.context import IssuerContext, build_context
 from issuer.http.discovery import DocumentEndpoint, discovery_paths, jwks_paths
 from issuer.http.health import health_routes
 from issuer.http.status import StatusError, status_response
+from issuer.revocations import UpkeepThread
 
 __all__ = ["IssuerApp", "app_from_env", "create_app"]
 
@@ -151,13 +152,19 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        upkeep: UpkeepThread | None = None
         if manage_lifecycle:
             await run_in_threadpool(
                 lambda: ctx.keys.start(rotate=True, interval=config.rotation_check_interval)
             )
+            # Trim invalidation events once no token they could affect is alive (every replica
+            # runs one; a store lease makes one of them do the work).
+            upkeep = UpkeepThread(ctx.store, retention=config.max_token_lifetime).start()
         try:
             yield
         finally:
+            if upkeep is not None:
+                await run_in_threadpool(upkeep.stop)
             if manage_lifecycle:
                 await run_in_threadpool(ctx.close)
 

@@ -447,7 +447,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``sa-issuer`` console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        # The demo parses its own flags (--json, --html, --help ...): argparse.REMAINDER would
+        # refuse ones that start with a dash, so hand everything after "demo" through untouched.
+        args = argparse.Namespace(args=argv[1:], func=cmd_demo)
+    else:
+        args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
         _setup_logging("info")
     try:

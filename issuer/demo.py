@@ -297,16 +297,7 @@ class _Embedded:
         self.ctx.keys.rotate()
 
     def revoke(self, kid: str) -> None:
-        from issuer import revocations
-
-        before = self.ctx.store.read_events(0, limit=1).last_seq
-        self.ctx.keys.revoke(kid)
-        # Until key revocation appends its KeyRevoked event itself, make sure one exists.
-        page = self.ctx.store.read_events(before)
-        if not any(
-            e.data.get("type") == "KeyRevoked" and e.data.get("kid") == kid for e in page.events
-        ):
-            revocations.record_key_revoked(self.ctx.store, kid, time.time())
+        self.ctx.keys.revoke(kid)  # also appends the KeyRevoked invalidation event
 
 
 # --- the checking loops -------------------------------------------------------------------------

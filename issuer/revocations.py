@@ -208,7 +208,7 @@ def upkeep(
 ) -> dict[str, int] | None:
     """One round of invalidation-log upkeep if this ``holder`` gets the ``event-trim`` lease.
 
-    ``retention`` must be at least the longest token lifetime (``Config.max_token_lifetime()``);
+    ``retention`` must be at least the longest token lifetime (``Config.max_token_lifetime``);
     events older than ``retention`` + leeway are trimmed. Returns counts, or None if another
     replica holds the lease.
     """
@@ -232,7 +232,7 @@ class UpkeepThread:
     """Run :func:`upkeep` every ``interval`` seconds in a daemon thread (every replica starts one;
     the lease makes one of them do the work). Wire into the app's lifespan::
 
-        upkeep = UpkeepThread(ctx.store, retention=ctx.config.max_token_lifetime()).start()
+        upkeep = UpkeepThread(ctx.store, retention=ctx.config.max_token_lifetime).start()
         ...
         upkeep.stop()
 

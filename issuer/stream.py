@@ -89,7 +89,7 @@ class StreamSettings:
     - ``max_watchers``: concurrent watch streams (each may hold a worker thread up to
       :data:`MAX_WAIT`); more get 429.
     - ``revocation_ttl``: how long a revocation without an expiry is kept; None = the config's
-      ``max_token_lifetime()`` (or 24 h without a config).
+      ``max_token_lifetime`` (or 24 h without a config).
     """
 
     def __init__(
@@ -327,7 +327,7 @@ def _revocation_ttl(ctx: Any, settings: StreamSettings) -> float:
     if settings.revocation_ttl is not None:
         return settings.revocation_ttl
     lifetime = getattr(getattr(ctx, "config", None), "max_token_lifetime", None)
-    return float(lifetime()) if callable(lifetime) else 86400.0
+    return float(lifetime) if isinstance(lifetime, int | float) else 86400.0
 
 
 async def _revoke(request: Request, settings: StreamSettings) -> Response:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
-from issuer import crypto
+from issuer import crypto, revocations
 from issuer.crypto import Kek, KekError, PrivateKey, Signer
 from issuer.keys import rotation
 from issuer.keys.rotation import KeyPolicy
@@ -310,14 +310,18 @@ class KeyManager:
         return act
 
     def revoke(self, kid: str) -> None:
-        """Revoke ``kid`` (gone from the JWKS at once). :class:`UnknownKey` (a KeyError and a
-        store NotFound) if no such key. Revoking the active key promotes the next one — or a new
-        one — at once (see :func:`rotation.revoke`)."""
+        """Revoke ``kid`` (gone from the JWKS at once) and append a ``KeyRevoked`` invalidation
+        event. :class:`UnknownKey` (a KeyError and a store NotFound) if no such key. Revoking the
+        active key promotes the next one — or a new one — at once (see :func:`rotation.revoke`)."""
 
         def op(state: KeySetState, now: float, new_key: StoredKey | None) -> tuple[StoredKey, ...]:
             return rotation.revoke(state.keys, kid, now, self._policy, new_key)
 
         self._write(op, lambda s: rotation.revoke_needs_new_key(s.keys, kid))
+        # Tell hybrid verifiers at once (their cached JWKS still holds the key). Recorded after
+        # the key set is stored; revoking again re-records it, so a crash between the two writes
+        # is closed by re-running `sa-issuer keys revoke KID` (followers treat repeats as one).
+        revocations.record_key_revoked(self._store, kid, self._clock())
         log.warning("key %s revoked", kid)
 
     def _write(

@@ -14,6 +14,7 @@ from _api_support import Api, ApiFactory, jwt_parts
 from _services import RedisServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from issuer import revocations
 from issuer.crypto import Signer
 
 POD = {"kind": "Pod", "apiVersion": "v1", "name": "p"}
@@ -240,7 +241,6 @@ def _legacy_wrong_audience(api: Api, w: dict[str, Any]) -> tuple[str, list[str] 
 
 
 def _token_revoked(api: Api, w: dict[str, Any]) -> tuple[str, list[str] | None, str]:
-    revocations = pytest.importorskip("issuer.revocations")
     t = api.token("dev", "app")
     claims = jwt_parts(t)[1]
     revocations.revoke_token(api.ctx.store, claims["jti"], claims["exp"], api.clock())

@@ -38,7 +38,7 @@ def _demo(
         return _RUNS[backend]
     out = tmp_path_factory.mktemp(f"demo-{backend}")
     html = out / "report.html"
-    args = [sys.executable, "-m", "issuer", "demo", "--", "--json", "--html", str(html)]
+    args = [sys.executable, "-m", "issuer", "demo", "--json", "--html", str(html)]
     args += ["--duration", DURATION]
     if backend == "redis":
         server = request.getfixturevalue("redis_server")

@@ -347,11 +347,6 @@ def test_key_revocation_tokenreview(
         cl.close()
 
 
-@pytest.mark.xfail(
-    reason="needs key revocation to append KeyRevoked (issuer.revocations.record_key_revoked "
-    "called from KeyManager.revoke); drop this marker once wired",
-    strict=False,
-)
 def test_key_revocation_reaches_hybrid(
     issuer_factory: IssuerFactory, served: IssuerProcess, backend: str | None
 ) -> None:
