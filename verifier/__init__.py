@@ -6,6 +6,7 @@ Public API (DESIGN.md "Verifier public API")::
     keys = KeySet.from_jwks(jwks)                    # dict | str | bytes
     policy = Policy(issuer=..., audiences=[...], algorithms=("RS256", "ES256"), leeway=60)
     ident = verify(token, keys, policy, now=None)    # pure; raises InvalidToken(reason=...)
+    cache = VerifiedTokenCache(max_entries=10_000)   # optional: verify(..., cache=cache)
     payload = keys.verify_signature(token, algorithms=("RS256",))
 
 ``OIDCVerifier``/``AsyncOIDCVerifier`` (remote.py), ``TokenReviewVerifier`` (tokenreview.py) and
@@ -18,7 +19,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .core import verify
+from .core import VerifiedTokenCache, verify
 from .errors import InvalidToken, KeySetError, VerificationError, VerifierUnavailable
 from .identity import ServiceAccountIdentity
 from .jwk import KeySet, kid_for_public_key
@@ -44,6 +45,7 @@ __all__ = [
     "ServiceAccountIdentity",
     "TokenReviewVerifier",
     "VerificationError",
+    "VerifiedTokenCache",
     "VerifierUnavailable",
     "kid_for_public_key",
     "verify",

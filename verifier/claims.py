@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import fields
 from types import MappingProxyType
 from typing import Any, Final
 
 from .errors import InvalidToken
-from .identity import USERNAME_PREFIX, ServiceAccountIdentity
+from .identity import FIELD_NAMES, USERNAME_PREFIX, ServiceAccountIdentity
+from .identity import _new as _new_identity
+from .identity import _set_values as _set_identity_values
 from .policy import LEGACY_ISSUER, Policy
 
 __all__ = [
@@ -46,9 +47,9 @@ _DNS1123_SUBDOMAIN: Final = re.compile(
 _SUB_CACHE_MAX: Final = 4096
 _sub_cache: dict[str, tuple[str, str]] = {}
 
-# ServiceAccountIdentity is built positionally on the hot path (~30% cheaper than 19 keywords);
+# ServiceAccountIdentity is built from one positional value tuple on the hot path (identity.py);
 # pin the field order so a change to identity.py fails loudly at import, not silently.
-if tuple(f.name for f in fields(ServiceAccountIdentity)) != (
+if FIELD_NAMES != (
     "namespace",
     "service_account_name",
     "service_account_uid",
@@ -125,11 +126,14 @@ def validate_aud(
         return ()
     if type(aud) is str:
         auds: tuple[str, ...] = (aud,)
-    elif type(aud) is list and all(type(a) is str for a in aud):
+    elif type(aud) is list:
         auds = tuple(aud)
+        for a in auds:
+            if type(a) is not str:
+                raise InvalidToken("invalid_claim", "aud is not a string or an array of strings")
     else:
         raise InvalidToken("invalid_claim", "aud is not a string or an array of strings")
-    if policy.audience_set().isdisjoint(auds):
+    if policy._aud_set.isdisjoint(auds):
         raise InvalidToken("audience_mismatch", "no audience of the token is accepted")
     return auds
 
@@ -248,71 +252,128 @@ def _ref(kube: Mapping[str, Any], kind: str) -> tuple[str | None, str | None]:
 def _bound_identity(
     claims: dict[str, Any], policy: Policy, now: float, key_id: str | None
 ) -> ServiceAccountIdentity:
+    """A bound token (kube: claims.go): every check of :func:`identity_from_claims` after ``iss``.
+
+    Hot path. The usual shapes (in-range integer times, a one-element ``aud`` list, a cached
+    ``sub``, well-formed ``{name, uid}`` references) are checked inline with exactly the rules of
+    the validators; ANY other shape is handed to the validator itself, which accepts it or raises
+    with its own reason. So the inline code can only ever accept what the validators accept and
+    the order of refusals is the documented one. tests/verifier/test_core.py and test_fastpath.py
+    cross-check this function against the validators.
+    """
+    get = claims.get
     leeway = policy.leeway
-    # Hot path: plain in-range integers are checked inline with exactly the validators' rules;
-    # anything else (floats, absent, wrong types) goes through the validators themselves.
-    # tests/verifier/test_core.py cross-checks this against the validators.
-    exp = claims.get("exp")
+    # RFC 7519 §4.1.4 exp (required), §4.1.5 nbf, §4.1.6 iat: NumericDates (RFC 7519 §2).
+    exp = get("exp")
     if type(exp) is int and 0 <= exp <= MAX_TIME:
         if exp + leeway <= now:
             raise InvalidToken("expired", "token has expired")
     else:
-        exp = validate_exp(claims, now, leeway)
-    nbf = claims.get("nbf")
+        exp_v = validate_exp(claims, now, leeway)
+        exp = None if exp_v is None else int(exp_v)
+    nbf = get("nbf")
     if type(nbf) is int and 0 <= nbf <= MAX_TIME:
         if nbf - leeway > now:
             raise InvalidToken("not_yet_valid", "token is not valid yet")
     else:
-        nbf = validate_nbf(claims, now, leeway)
-    iat = claims.get("iat")
+        nbf_v = validate_nbf(claims, now, leeway)
+        nbf = None if nbf_v is None else int(nbf_v)
+    iat = get("iat")
     if type(iat) is int and 0 <= iat <= MAX_TIME:
         if iat - leeway > now:
             raise InvalidToken("not_yet_valid", "token is issued in the future")
     else:
-        iat = validate_iat(claims, now, leeway)
-    auds = validate_aud(claims, policy)
-    jti = validate_jti(claims)
-    namespace, name = validate_sub(claims)
-    kube = claims.get("kubernetes.io")
-    if kube is None:
-        raise InvalidToken("missing_claim", "kubernetes.io is required")
+        iat_v = validate_iat(claims, now, leeway)
+        iat = None if iat_v is None else int(iat_v)
+    # RFC 7519 §4.1.3 aud: kube-apiserver issues a one-element array.
+    aud = get("aud")
+    auds: tuple[str, ...]
+    if type(aud) is list and len(aud) == 1 and type(aud[0]) is str:
+        auds = (aud[0],)
+        if auds[0] not in policy._aud_set:
+            raise InvalidToken("audience_mismatch", "no audience of the token is accepted")
+    else:
+        auds = validate_aud(claims, policy)
+    # RFC 7519 §4.1.7 jti.
+    jti = get("jti")
+    if type(jti) is not str:
+        jti = validate_jti(claims)
+    # RFC 7519 §4.1.2 sub: system:serviceaccount:NS:NAME; well-formed subjects are cached.
+    sub = get("sub")
+    hit = _sub_cache.get(sub) if type(sub) is str else None
+    namespace, name = validate_sub(claims) if hit is None else hit
+    # kube: claims.go privateClaims, "kubernetes.io": {namespace, serviceaccount, pod|secret, node}.
+    kube = get("kubernetes.io")
     if type(kube) is not dict:
+        if kube is None:
+            raise InvalidToken("missing_claim", "kubernetes.io is required")
         raise InvalidToken("invalid_claim", "kubernetes.io is not an object")
-    ns_claim = kube.get("namespace")
+    kget = kube.get
+    ns_claim = kget("namespace")
     if ns_claim is None:
         raise InvalidToken("missing_claim", "kubernetes.io.namespace is required")
-    sa = kube.get("serviceaccount")
-    if sa is None:
+    # Each reference: inline for {"name": non-empty str, "uid": str or absent}, else _ref decides.
+    ref = kget("serviceaccount")
+    if ref is None:
         raise InvalidToken("missing_claim", "kubernetes.io.serviceaccount is required")
-    sa_name, sa_uid = _ref(kube, "serviceaccount")
+    if type(ref) is dict and type(sa_name := ref.get("name")) is str and sa_name:
+        sa_uid = ref.get("uid")
+        if sa_uid is not None and type(sa_uid) is not str:
+            sa_name, sa_uid = _ref(kube, "serviceaccount")
+    else:
+        sa_name, sa_uid = _ref(kube, "serviceaccount")
     # sub and the private claims must name the same account (kube: claims.go builds both from it).
     if ns_claim != namespace or sa_name != name:
         raise InvalidToken("invalid_claim", "sub does not match kubernetes.io claims")
-    pod_name, pod_uid = _ref(kube, "pod")
-    secret_name, secret_uid = _ref(kube, "secret")
-    node_name, node_uid = _ref(kube, "node")
-    warn = _numeric_date(kube, "warnafter")
-    return ServiceAccountIdentity(
-        namespace,
-        name,
-        sa_uid,
-        pod_name,
-        pod_uid,
-        secret_name,
-        secret_uid,
-        node_name,
-        node_uid,
-        auds,
-        None if iat is None else int(iat),
-        None if nbf is None else int(nbf),
-        None if exp is None else int(exp),
-        None if warn is None else int(warn),
-        jti,
-        policy.issuer,
-        key_id,
-        False,
-        MappingProxyType(claims),
+    ref = kget("pod")
+    if ref is None:
+        pod_name = pod_uid = None
+    elif type(ref) is dict and type(pod_name := ref.get("name")) is str and pod_name:
+        pod_uid = ref.get("uid")
+        if pod_uid is not None and type(pod_uid) is not str:
+            pod_name, pod_uid = _ref(kube, "pod")
+    else:
+        pod_name, pod_uid = _ref(kube, "pod")
+    secret_name, secret_uid = (None, None) if kget("secret") is None else _ref(kube, "secret")
+    ref = kget("node")
+    if ref is None:
+        node_name = node_uid = None
+    elif type(ref) is dict and type(node_name := ref.get("name")) is str and node_name:
+        node_uid = ref.get("uid")
+        if node_uid is not None and type(node_uid) is not str:
+            node_name, node_uid = _ref(kube, "node")
+    else:
+        node_name, node_uid = _ref(kube, "node")
+    warn = kget("warnafter")
+    if type(warn) is not int or not 0 <= warn <= MAX_TIME:
+        warn_v = _numeric_date(kube, "warnafter")
+        warn = None if warn_v is None else int(warn_v)
+    ident = _new_identity(ServiceAccountIdentity)  # identity._from_values, inline (hot path)
+    _set_identity_values(
+        ident,
+        (
+            namespace,
+            name,
+            sa_uid,
+            pod_name,
+            pod_uid,
+            secret_name,
+            secret_uid,
+            node_name,
+            node_uid,
+            auds,
+            iat,
+            nbf,
+            exp,
+            warn,
+            jti,
+            policy.issuer,
+            key_id,
+            False,
+            MappingProxyType(claims),
+        ),
     )
+    return ident
 
 
 def _legacy_identity(
@@ -369,6 +430,9 @@ def identity_from_claims(
     ``issuer_mismatch``, ``audience_mismatch``, ``expired``, ``not_yet_valid``, ``missing_claim``,
     ``invalid_claim``.
     """
+    iss = claims.get("iss")
+    if type(iss) is str and iss == policy.issuer:  # validate_iss's first accepting case
+        return _bound_identity(claims, policy, now, key_id)
     if validate_iss(claims, policy):
         return _legacy_identity(claims, policy, now, key_id)
     return _bound_identity(claims, policy, now, key_id)

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from ._b64 import Base64Error, b64url_decode, b64url_encode
 from ._json import JSONError, loads_object
 from .errors import InvalidToken, KeySetError
-from .jws import ParsedJWS, check_algorithm, parse_compact
+from .jws import ParsedJWS, parse_compact
 from .policy import MAX_TOKEN_BYTES, SUPPORTED_ALGORITHMS
 
 __all__ = [
@@ -343,13 +343,24 @@ class PublicKey:
         )
 
 
+# Allow-lists already checked, by the tuple a caller passes (a hot-path caller passes the same
+# tuple every time). Only valid lists are stored, and there are finitely many (bounded anyway).
+_checked_algorithms: dict[tuple[str, ...], frozenset[str]] = {}
+
+
 def _check_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
+    if type(algorithms) is tuple:
+        hit = _checked_algorithms.get(algorithms)
+        if hit is not None:
+            return hit
     algs = frozenset([algorithms] if isinstance(algorithms, str) else algorithms)
     unknown = algs - SUPPORTED_ALGORITHMS
     if unknown or not algs:
         raise ValueError(
             f"algorithms may only list {sorted(SUPPORTED_ALGORITHMS)}; got {sorted(algs)}"
         )
+    if type(algorithms) is tuple and len(_checked_algorithms) < 256:
+        _checked_algorithms[algorithms] = algs
     return algs
 
 
@@ -485,7 +496,8 @@ class KeySet:
         """
         header = parsed.header
         alg = header.alg
-        check_algorithm(header, algorithms)
+        if alg not in algorithms:  # check_algorithm, inline (hot path); RFC 8725 §3.1
+            raise InvalidToken("unsupported_algorithm", "alg not on the allow-list")
         kid = header.kid
         if kid is not None:
             key = self._by_kid.get(kid)

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple
 
-from ._b64 import Base64Error, b64url_decode
+from ._b64 import Base64Error, b64url_decode, b64url_decode_bytes
 from ._json import JSONError, loads_object
 from .errors import InvalidToken
 from .policy import MAX_HEADER_BYTES, MAX_TOKEN_BYTES
@@ -67,6 +67,10 @@ class ParsedJWS(NamedTuple):
     signing_input: bytes
     payload: bytes
     signature: bytes
+
+
+# Builds a ParsedJWS from a 4-tuple in C (the NamedTuple's own __new__ is a Python function).
+_new_parsed: Final = tuple.__new__
 
 
 def parse_header(segment: bytes) -> Header:
@@ -128,27 +132,49 @@ def to_bytes(token: str | bytes, max_token_bytes: int) -> bytes:
     raise InvalidToken("malformed", "token is not a string")
 
 
+def _split_error(data: bytes) -> InvalidToken:
+    """The refusal for a token that is not ``HEADER.PAYLOAD.SIGNATURE`` with a non-empty header."""
+    segments = data.split(b".")
+    if len(segments) != 3:
+        if data[:1] == b"{":
+            return InvalidToken("malformed", "JWS JSON serialization is not accepted")
+        if len(segments) == 5:
+            return InvalidToken("malformed", "JWE is not accepted (RFC 7516 compact form)")
+        return InvalidToken("malformed", "not three dot-separated segments (RFC 7515 §7.1)")
+    return InvalidToken("malformed", "empty protected header")
+
+
 def parse_compact(token: str | bytes, max_token_bytes: int = MAX_TOKEN_BYTES) -> ParsedJWS:
     """Split a compact JWS and decode its three segments (the payload is not parsed as JSON).
 
     Every segment is checked to be canonical base64url here, before any key lookup, so a garbage
     token can never be reported as ``unknown_key`` (which makes remote verifiers refetch).
+
+    Hot path (docs/BENCHMARKS-verify.md): a ``str`` token is encoded inline (same cap and ASCII
+    rule as :func:`to_bytes`); the two dots are located with ``bytes.find`` (memchr) rather than
+    ``split`` (a byte-by-byte loop, ~4x slower on a 1 KiB token); the header cache is probed
+    inline; the result is built with ``tuple.__new__`` (skipping the NamedTuple's Python-level
+    ``__new__``). Refusals are those of the straightforward split-based code (tests cross-check).
     """
-    data = to_bytes(token, max_token_bytes)
-    segments = data.split(b".")
-    if len(segments) != 3:
-        if data[:1] == b"{":
-            raise InvalidToken("malformed", "JWS JSON serialization is not accepted")
-        if len(segments) == 5:
-            raise InvalidToken("malformed", "JWE is not accepted (RFC 7516 compact form)")
-        raise InvalidToken("malformed", "not three dot-separated segments (RFC 7515 §7.1)")
-    head, body, sig = segments
-    if not head:
-        raise InvalidToken("malformed", "empty protected header")
-    header = parse_header(head)
+    if type(token) is str and len(token) <= max_token_bytes:
+        try:
+            data = token.encode("ascii")
+        except UnicodeEncodeError:
+            raise InvalidToken("malformed", "token is not ASCII") from None
+    else:
+        data = to_bytes(token, max_token_bytes)
+    # RFC 7515 §7.1: BASE64URL(header) '.' BASE64URL(payload) '.' BASE64URL(signature).
+    dot1 = data.find(b".")
+    dot2 = data.find(b".", dot1 + 1)
+    if dot1 <= 0 or dot2 < 0 or data.find(b".", dot2 + 1) >= 0:
+        raise _split_error(data)
+    head = data[:dot1]
+    header = _header_cache.get(head)
+    if header is None:
+        header = parse_header(head)
     try:
-        payload = b64url_decode(body)
-        signature = b64url_decode(sig)
+        payload = b64url_decode_bytes(data[dot1 + 1 : dot2])
+        signature = b64url_decode_bytes(data[dot2 + 1 :])
     except Base64Error:
         raise InvalidToken("malformed", "segment is not canonical base64url") from None
-    return ParsedJWS(header, data[: len(head) + len(body) + 1], payload, signature)
+    return _new_parsed(ParsedJWS, (header, data[:dot2], payload, signature))

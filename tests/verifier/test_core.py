@@ -240,6 +240,7 @@ def test_public_api_exports() -> None:
         "InvalidToken",
         "VerifierUnavailable",
         "KeySetError",
+        "VerifiedTokenCache",
     ]:
         assert name in verifier.__all__
 
