@@ -22,6 +22,7 @@ from starlette.responses import Response
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
+    "MAX_JSON_DEPTH",
     "REASON_CODES",
     "Reason",
     "StatusError",
@@ -68,6 +69,11 @@ REASON_CODES: Final[Mapping[str, int]] = {
 }
 
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+#: Deepest JSON nesting a request body may have. Kubernetes objects stay far below it (a pod spec
+#: is ~10 levels); orjson parses up to 1024 levels but serializes only ~255, so without this cap a
+#: deeply nested unchecked field (anything under ``spec``) is stored and then breaks every GET and
+#: LIST that has to render it again.
+MAX_JSON_DEPTH: Final = 100
 
 
 class StatusError(Exception):
@@ -142,7 +148,8 @@ async def read_json_body(
     Raises :class:`StatusError`: 413 ``RequestEntityTooLarge`` as soon as the declared or received
     length passes the cap (the rest is never buffered), 415 ``UnsupportedMediaType`` for a
     non-JSON ``Content-Type`` (a missing one is accepted, as kubectl always sends one), 400
-    ``BadRequest`` for an empty body, invalid UTF-8/JSON, or JSON that is not an object.
+    ``BadRequest`` for an empty body, invalid UTF-8/JSON, JSON that is not an object, or JSON nested
+    deeper than :data:`MAX_JSON_DEPTH`.
     """
     content_type = request.headers.get("content-type")
     if content_type is not None and not _is_json_media_type(content_type):
@@ -178,4 +185,22 @@ async def read_json_body(
         raise StatusError(400, "BadRequest", f"the request body is not valid JSON: {e}") from None
     if not isinstance(obj, dict):
         raise StatusError(400, "BadRequest", "the request body must be a JSON object")
+    if _too_deep(obj, MAX_JSON_DEPTH):
+        raise StatusError(
+            400, "BadRequest", f"the request body is nested more than {MAX_JSON_DEPTH} levels deep"
+        )
     return obj
+
+
+def _too_deep(obj: Any, limit: int) -> bool:
+    """True if ``obj`` nests objects/arrays more than ``limit`` levels (iterative, no recursion)."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
