@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import ssl
 import threading
@@ -82,7 +83,8 @@ _EXTRA_NODE_NAME: Final = "authentication.kubernetes.io/node-name"
 _EXTRA_NODE_UID: Final = "authentication.kubernetes.io/node-uid"
 _EXTRA_CREDENTIAL_ID: Final = "authentication.kubernetes.io/credential-id"
 
-#: Cap on a TokenReview answer we are willing to parse.
+#: Cap on a TokenReview answer we are willing to read (enforced while streaming, uncompressed:
+#: ``Accept-Encoding: identity``), and the whole answer must arrive within ``timeout`` seconds.
 _MAX_RESPONSE_BYTES: Final = 256 * 1024
 
 # (needles, reason) — first match wins; see the table in the module docstring.
@@ -267,6 +269,7 @@ class _Base:
             "Authorization": f"Bearer {self._bearer}",
             "Content-Type": "application/json",
             "Accept": "application/json",
+            "Accept-Encoding": "identity",
         }
 
     def _body(self, token: str) -> dict[str, Any]:
@@ -297,7 +300,8 @@ class _Base:
         with self._lock:
             self.calls += 1
 
-    def _handle(self, resp: httpx.Response, key: bytes | None) -> ServiceAccountIdentity:
+    def _check_head(self, resp: httpx.Response) -> None:
+        """Refuse on the status line and headers, before any of the body is read."""
         code = resp.status_code
         if code == 400:
             raise InvalidToken("malformed", "issuer refused the TokenReview request (400)")
@@ -305,12 +309,26 @@ class _Base:
             # 401/403: our own credentials are wrong; 429/5xx: the issuer cannot answer. Either way
             # the token was not checked (DESIGN.md failure rules: never "invalid", never "valid").
             raise VerifierUnavailable(f"TokenReview failed: HTTP {code}")
-        if len(resp.content) > _MAX_RESPONSE_BYTES:
+        encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # We asked for identity: a compressed answer could expand far past the cap.
+            raise VerifierUnavailable(f"TokenReview answer is compressed ({encoding}); refused")
+        length = resp.headers.get("content-length", "")
+        if length.isdigit() and int(length) > _MAX_RESPONSE_BYTES:
             raise VerifierUnavailable("TokenReview answer too large")
+
+    def _add_chunk(self, body: bytearray, chunk: bytes, deadline: float) -> None:
+        body += chunk
+        if len(body) > _MAX_RESPONSE_BYTES:
+            raise VerifierUnavailable("TokenReview answer too large")
+        if time.monotonic() > deadline:
+            raise VerifierUnavailable(f"TokenReview answer took longer than {self.timeout:g} s")
+
+    def _handle(self, raw: bytes, key: bytes | None) -> ServiceAccountIdentity:
         try:
-            body = resp.json()
-        except ValueError as e:
-            raise VerifierUnavailable("TokenReview answer is not JSON") from e
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
+            raise VerifierUnavailable("TokenReview answer is not JSON") from None
         if not isinstance(body, Mapping):
             raise VerifierUnavailable("TokenReview answer is not a JSON object")
         ident = identity_from_review(body, self.audiences, issuer=None)
@@ -367,13 +385,23 @@ class TokenReviewVerifier(_Base):
         if hit is not None:
             return hit
         self._count()
+        deadline = time.monotonic() + self.timeout
         try:
-            resp = self._client.post(
-                self.endpoint, json=self._body(token), headers=self._headers(), timeout=self.timeout
-            )
+            with self._client.stream(
+                "POST",
+                self.endpoint,
+                json=self._body(token),
+                headers=self._headers(),
+                timeout=self.timeout,
+                follow_redirects=False,
+            ) as resp:
+                self._check_head(resp)
+                raw = bytearray()
+                for chunk in resp.iter_bytes():  # identity only: see _check_head
+                    self._add_chunk(raw, chunk, deadline)
         except httpx.HTTPError as e:
             raise VerifierUnavailable(f"TokenReview request failed: {type(e).__name__}") from None
-        return self._handle(resp, key)
+        return self._handle(bytes(raw), key)
 
     def close(self) -> None:
         """Close the HTTP client if this verifier created it."""
@@ -423,13 +451,23 @@ class AsyncTokenReviewVerifier(_Base):
         if hit is not None:
             return hit
         self._count()
+        deadline = time.monotonic() + self.timeout
         try:
-            resp = await self._client.post(
-                self.endpoint, json=self._body(token), headers=self._headers(), timeout=self.timeout
-            )
+            async with self._client.stream(
+                "POST",
+                self.endpoint,
+                json=self._body(token),
+                headers=self._headers(),
+                timeout=self.timeout,
+                follow_redirects=False,
+            ) as resp:
+                self._check_head(resp)
+                raw = bytearray()
+                async for chunk in resp.aiter_bytes():  # identity only: see _check_head
+                    self._add_chunk(raw, chunk, deadline)
         except httpx.HTTPError as e:
             raise VerifierUnavailable(f"TokenReview request failed: {type(e).__name__}") from None
-        return self._handle(resp, key)
+        return self._handle(bytes(raw), key)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""
