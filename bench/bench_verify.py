@@ -8,10 +8,9 @@ Run: ``python bench/bench_verify.py [--quick]``
 claim check and the ServiceAccountIdentity. Goal: ours <= 1.3x bare. All numbers come from the same
 process and run; each is the best of several timed loops after a warm-up.
 
-Also measured: ``verify_reference()`` (the same checks without the fused fast path), and the optional
-``VerifiedTokenCache``: "hit" re-verifies one token already in the cache (keyed BLAKE2b of the token,
-lookup, time checks); "miss" cycles through 64 distinct tokens with a 16-entry cache, so every call is a
-full verification plus hashing, insertion and eviction.
+Also measured: the optional ``VerifiedTokenCache``. "hit" re-verifies one token already in the
+cache (keyed BLAKE2b of the token, lookup, time checks); "miss" cycles through 64 distinct tokens
+with a 16-entry cache, so every call is a full verification plus hashing, insertion and eviction.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 )
 
 from verifier import KeySet, Policy, VerifiedTokenCache, verify
-from verifier.core import verify_reference
 from verifier.jwk import kid_for_public_key
 
 ISSUER = "https://issuer.example.com"
@@ -46,7 +44,9 @@ def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def make(alg: str, key: Any = None, jti: str = "3f1c2a9e-6c1b-4b8f-9c53-0a1b2c3d4e5f") -> tuple[Any, str, dict[str, Any]]:  # noqa: E501
+def make(
+    alg: str, key: Any = None, jti: str = "3f1c2a9e-6c1b-4b8f-9c53-0a1b2c3d4e5f"
+) -> tuple[Any, str, dict[str, Any]]:
     now = int(time.time())
     if key is None and alg == "RS256":
         key = rsa.generate_private_key(65537, 2048)
@@ -130,7 +130,6 @@ def run(alg: str, number: int, repeat: int) -> dict[str, float]:
     fns["bare cryptography"] = bare
     fns["ours verify()"] = lambda: verify(token, keys, policy)
     fns["ours verify_signature()"] = lambda: keys.verify_signature(token, (alg,))
-    fns["ours verify_reference()"] = lambda: verify_reference(token, keys, policy)
 
     hit_cache = VerifiedTokenCache()
     fns["ours verify(cache) hit"] = lambda: verify(token, keys, policy, cache=hit_cache)
