@@ -57,6 +57,8 @@ log = logging.getLogger("verifier.stream")
 INVALIDATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/invalidations"
 #: Longest watch line accepted; events are a few hundred bytes.
 MAX_LINE_BYTES: Final = 64 * 1024
+#: Largest list page accepted (a page holds at most 1000 events of a few hundred bytes each).
+MAX_LIST_BYTES: Final = 4 * 1024 * 1024
 #: Kinds whose deletion invalidates bound tokens, and the identity field holding their uid.
 _BOUND_KINDS: Final = ("Pod", "Secret", "Node", "ServiceAccount")
 
@@ -106,7 +108,7 @@ def parse_message(line: bytes) -> Message:
     """Parse one watch line (without its newline)."""
     try:
         obj = json.loads(line)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise StreamProtocolError("watch line is not JSON") from e
     if not isinstance(obj, dict):
         raise StreamProtocolError("watch line is not a JSON object")
@@ -148,6 +150,9 @@ class LineParser:
             i = self._buf.find(b"\n")
             if i < 0:
                 break
+            if i > self._max:
+                # A long line can arrive complete in one chunk: check it, not only the remainder.
+                raise StreamProtocolError("watch line too long")
             line = bytes(self._buf[:i]).strip()
             del self._buf[: i + 1]
             if line:
@@ -239,6 +244,12 @@ class InvalidationState:
 
     def __len__(self) -> int:
         return sum(len(t) for t in self.uids.values()) + len(self.kids) + len(self.jtis)
+
+
+def _check_identity(resp: httpx.Response) -> None:
+    encoding = resp.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise StreamProtocolError(f"compressed invalidation stream ({encoding}) refused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -357,7 +368,12 @@ class StreamFollower:
 
     # --- the loop ------------------------------------------------------------------------------
     def _headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._bearer}", "Accept": "application/json"}
+        # identity: the size caps below apply to what is buffered, not to a compressed form.
+        return {
+            "Authorization": f"Bearer {self._bearer}",
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+        }
 
     def _touch(self) -> None:
         self._last_contact = self._clock()
@@ -404,16 +420,27 @@ class StreamFollower:
 
     def _get_json(self, params: dict[str, str]) -> dict[str, Any]:
         self.requests += 1
-        resp = self._client.get(
-            self.endpoint, params=params, headers=self._headers(), timeout=self._timeout
-        )
-        if resp.status_code == 410:
-            raise StreamGone()
-        if resp.status_code != 200:
-            raise httpx.HTTPStatusError(
-                f"invalidations list: HTTP {resp.status_code}", request=resp.request, response=resp
-            )
-        body = resp.json()
+        with self._client.stream(
+            "GET", self.endpoint, params=params, headers=self._headers(), timeout=self._timeout
+        ) as resp:
+            if resp.status_code == 410:
+                raise StreamGone()
+            if resp.status_code != 200:
+                raise httpx.HTTPStatusError(
+                    f"invalidations list: HTTP {resp.status_code}",
+                    request=resp.request,
+                    response=resp,
+                )
+            _check_identity(resp)
+            raw = bytearray()
+            for chunk in resp.iter_bytes():  # identity only (checked above)
+                raw += chunk
+                if len(raw) > MAX_LIST_BYTES:
+                    raise StreamProtocolError("InvalidationList page too large")
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError) as e:
+            raise StreamProtocolError("InvalidationList is not JSON") from e
         if not isinstance(body, dict) or body.get("kind") != "InvalidationList":
             raise StreamProtocolError("not an InvalidationList")
         return body
@@ -469,6 +496,7 @@ class StreamFollower:
                 raise httpx.HTTPStatusError(
                     f"invalidations watch: HTTP {resp.status_code}", request=req, response=resp
                 )
+            _check_identity(resp)
             with self._lock:
                 self._connected = True
                 self._touch()
