@@ -233,10 +233,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "server_header": False,
         "timeout_graceful_shutdown": 5,
     }
-    if _fast_lane_available() and not config.access_log:
+    if _fast_lane_available():
         # Discovery/JWKS answered from the HTTP parser (issuer.http.fastlane); by import string
-        # so that --workers (spawned processes) can load it too.
-        kwargs["http"] = "issuer.http.fastlane:FastLaneHttpToolsProtocol"
+        # so that --workers (spawned processes) can load it too. Both classes bound the size and
+        # time of request heads, which uvicorn's own httptools protocol does not.
+        protocol = "GuardedHttpToolsProtocol" if config.access_log else "FastLaneHttpToolsProtocol"
+        kwargs["http"] = f"issuer.http.fastlane:{protocol}"
     if config.tls_cert is not None and config.tls_key is not None:
         kwargs["ssl_certfile"] = str(config.tls_cert)
         kwargs["ssl_keyfile"] = str(config.tls_key)
