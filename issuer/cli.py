@@ -38,6 +38,15 @@ log = logging.getLogger("sa_issuer")
 
 PROG = "sa-issuer"
 
+#: TLS 1.2 suites offered by ``serve`` (Mozilla "intermediate": forward-secret AEAD only); TLS 1.3
+#: suites are OpenSSL's defaults, and Python's default minimum version (TLS 1.2) applies.
+TLS12_CIPHERS = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
+)
+
 
 class CliError(Exception):
     """An operational error reported as ``sa-issuer: error: ...`` with exit code 1."""
@@ -242,6 +251,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if config.tls_cert is not None and config.tls_key is not None:
         kwargs["ssl_certfile"] = str(config.tls_cert)
         kwargs["ssl_keyfile"] = str(config.tls_key)
+        # uvicorn's default cipher string "TLSv1" also offers CBC/SHA-1 suites on TLS 1.2.
+        kwargs["ssl_ciphers"] = TLS12_CIPHERS
     if config.workers > 1:
         # Each worker builds its own context from the same resolved configuration.
         ctx.close()
