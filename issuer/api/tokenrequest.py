@@ -118,12 +118,13 @@ def create_token(
             pod = _ref(obj)
             node_name = (obj.get("spec") or {}).get("nodeName", "")
             if node_name:
-                # ServiceAccountTokenPodNodeInfo: record the node if it exists; a missing node
-                # does not fail the request (kube: token.go).
+                # ServiceAccountTokenPodNodeInfo: record the pod's node. A missing Node object does
+                # not fail the request; its name is still embedded, without a uid (kube: token.go
+                # "if the referenced Node object does not exist, we still embed just the ... name").
                 try:
                     node = _ref(store.get_object("Node", "", node_name))
                 except NotFound:
-                    node = None
+                    node = BoundRef(node_name, "")
             live_uid = pod.uid
         elif kind == "Node":
             node = _ref(obj)

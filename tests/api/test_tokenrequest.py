@@ -232,12 +232,18 @@ def test_pod_bound_claims(api: Api, world: dict[str, Any]) -> None:
     assert int(exp_ts.replace(tzinfo=UTC).timestamp()) == claims["exp"]
 
 
-def test_pod_without_node_object_has_no_node_claim(api: Api, world: dict[str, Any]) -> None:
+def test_pod_without_node_object_has_node_name_only(api: Api, world: dict[str, Any]) -> None:
+    # kube: token.go embeds the pod's node name even when the Node object does not exist.
     api.pod("dev", "floating", sa="app", node="no-such-node")
     token = api.token(
         "dev", "app", boundObjectRef={"kind": "Pod", "apiVersion": "v1", "name": "floating"}
     )
-    assert "node" not in jwt_parts(token)[1]["kubernetes.io"]
+    assert jwt_parts(token)[1]["kubernetes.io"]["node"] == {"name": "no-such-node"}
+    status = api.review(token)
+    assert status["authenticated"] is True, status
+    extra = status["user"]["extra"]
+    assert extra["authentication.kubernetes.io/node-name"] == ["no-such-node"]
+    assert "authentication.kubernetes.io/node-uid" not in extra
 
 
 @pytest.mark.parametrize("kind", ["Secret", "Node"])
