@@ -37,8 +37,10 @@ revokes one token by jti: **201** with the stored object, **200** with the same 
 was already revoked (idempotent). Without ``expirationTimestamp`` the revocation is kept for the
 longest token lifetime.
 
-Both need the admin bearer token for now (the stream is meant for "callers allowed to review
-tokens"; RBAC can widen it later).
+Both go through the API's authentication and RBAC (:func:`issuer.api.auth.authorize`): reading
+the stream is get/list/watch ``invalidations`` in group ``sa-oidc.dev`` (granted to
+``system:auth-delegator``, the callers allowed to review tokens); revoking is create
+``tokenrevocations`` in ``sa-oidc.dev``. Admin tokens may do both.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from issuer import revocations
-from issuer.api.auth import authenticate
+from issuer.api.auth import authorize
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 
@@ -123,10 +125,10 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _authorize(request: Request) -> str:
-    """The caller's audit label; 401 ``Unauthorized`` unless it presents an admin bearer token
-    (the API's own rule, :mod:`issuer.api.auth`)."""
-    return authenticate(request, _ctx(request).admin_tokens)
+async def _authorize(request: Request) -> str:
+    """The caller's audit label; 401/403 as the rest of the API (RBAC edit: this used to accept
+    admin tokens only; now :func:`issuer.api.auth.authorize` decides, see the module docstring)."""
+    return (await authorize(request)).label
 
 
 def _wall(ctx: Any) -> float:
@@ -272,7 +274,7 @@ async def _watch_lines(
 
 async def _invalidations(request: Request, settings: StreamSettings) -> Response:
     try:
-        _authorize(request)
+        await _authorize(request)
         ctx = _ctx(request)
         store: Store = ctx.store
         after = _int_param(request, "after", 0, 0, 2**63 - 1)
@@ -332,7 +334,7 @@ def _revocation_ttl(ctx: Any, settings: StreamSettings) -> float:
 
 async def _revoke(request: Request, settings: StreamSettings) -> Response:
     try:
-        caller = _authorize(request)
+        caller = await _authorize(request)
         ctx = _ctx(request)
         body = await read_json_body(request, max_bytes=16 * 1024)
         if body.get("apiVersion") != API_VERSION or body.get("kind") != "TokenRevocation":

@@ -1,7 +1,10 @@
-"""Kubernetes-compatible identity API: core objects, TokenRequest, TokenReview, legacy tokens.
+"""Kubernetes-compatible identity API: core objects, TokenRequest, TokenReview, legacy tokens,
+RBAC and SubjectAccessReview.
 
-``routes()`` returns the Starlette routes the app mounts. Every route needs an admin bearer token
-(:mod:`issuer.api.auth`); anonymous callers get discovery and JWKS only (served elsewhere).
+``routes()`` returns the Starlette routes the app mounts. Every route authenticates a bearer
+token (an admin token or a service-account token of this issuer) and authorizes the request with
+RBAC (:func:`issuer.api.auth.authorize`); anonymous callers get discovery and JWKS only (served
+elsewhere).
 
 ==================================================================  ==========================
 path                                                                methods
@@ -14,12 +17,15 @@ path                                                                methods
 /api/v1/nodes[/{name}]                                              GET, POST / GET, DELETE
 /api/v1/namespaces/{ns}/serviceaccounts/{name}/token                POST (TokenRequest)
 /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews               POST (TokenReview)
+/apis/rbac.authorization.k8s.io/v1/...                              see :mod:`issuer.api.rbac`
+/apis/authorization.k8s.io/{v1,v1beta1}/subjectaccessreviews        POST (SubjectAccessReview)
 ==================================================================  ==========================
 
 Module map: pure logic in ``validation`` (decoding, names), ``admission`` (pod admission),
 :mod:`issuer.tokens` (claims), :mod:`issuer.review` (review decisions); store-facing services in
-``objects``, ``legacy``, ``tokenrequest``, ``tokenreview`` (synchronous, run in the thread pool);
-HTTP edges here and in ``_http``/``auth``.
+``objects``, ``legacy``, ``tokenrequest``, ``tokenreview``, ``rbac`` (synchronous, run in the
+thread pool); RBAC evaluation in :mod:`issuer.authz` (pure); HTTP edges here and in
+``_http``/``auth``/``rbac``.
 """
 
 from __future__ import annotations
@@ -30,9 +36,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import objects, tokenrequest, tokenreview
+from issuer.api import objects, rbac, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
-from issuer.api.auth import authenticate
+from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
 from issuer.http.status import StatusError, read_json_body
 
@@ -60,26 +66,32 @@ async def _body(request: Request) -> dict[str, object]:
 
 async def _collection(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
-    caller = authenticate(request, ctx.admin_tokens)
+    caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
     if request.method != "POST":
         raise method_not_allowed()
     mode = field_validation(request)
     body = await _body(request)
-    obj, warnings = await run_sync(objects.create_object, ctx, kind, namespace, body, mode, caller)
+    obj, warnings = await run_sync(
+        objects.create_object, ctx, kind, namespace, body, mode, caller.label
+    )
     return json_response(obj, 201, warnings)
 
 
 async def _item(request: Request, kind: str, namespace: str, name: str) -> Response:
     ctx = context(request)
-    authenticate(request, ctx.admin_tokens)
+    await authorize(request)
     # Explicit dispatch: Starlette adds HEAD to GET routes, and HEAD must never delete.
     if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(objects.get_object, ctx, kind, namespace, name))
     if request.method != "DELETE":
         raise method_not_allowed()
-    return json_response(await run_sync(objects.delete_object, ctx, kind, namespace, name))
+    deleted = await run_sync(objects.delete_object, ctx, kind, namespace, name)
+    if kind == "Namespace":
+        # A namespace's Roles and RoleBindings go with it (kube's namespace controller).
+        await run_sync(rbac.delete_namespace_rbac, ctx, name)
+    return json_response(deleted)
 
 
 @endpoint
@@ -125,7 +137,7 @@ async def all_namespaces(request: Request) -> Response:
     """``/api/v1/{resource}``: list across all namespaces."""
     ctx = context(request)
     kind = _namespaced_kind(request)
-    authenticate(request, ctx.admin_tokens)
+    await authorize(request)
     return json_response(await run_sync(objects.list_objects, ctx, kind, None))
 
 
@@ -133,7 +145,7 @@ async def all_namespaces(request: Request) -> Response:
 async def token_request(request: Request) -> Response:
     """``POST .../serviceaccounts/{name}/token``: TokenRequest (201)."""
     ctx = context(request)
-    caller = authenticate(request, ctx.admin_tokens)
+    caller = await authorize(request)
     mode = field_validation(request)
     body = await _body(request)
     out, warnings = await run_sync(
@@ -143,7 +155,7 @@ async def token_request(request: Request) -> Response:
         request.path_params["name"],
         body,
         mode,
-        caller,
+        caller.label,
     )
     return json_response(out, 201, warnings)
 
@@ -153,7 +165,7 @@ def _token_review_endpoint(api_version: str) -> Route:
     async def token_review(request: Request) -> Response:
         """``POST /apis/authentication.k8s.io/VERSION/tokenreviews``: TokenReview (201)."""
         ctx = context(request)
-        authenticate(request, ctx.admin_tokens)
+        await authorize(request)
         mode = field_validation(request)
         body = await _body(request)
         out, warnings = await run_sync(tokenreview.create_review, ctx, api_version, body, mode)
@@ -163,7 +175,8 @@ def _token_review_endpoint(api_version: str) -> Route:
 
 
 def routes() -> list[BaseRoute]:
-    """The authenticated API routes (``/api/v1/...``, ``/apis/authentication.k8s.io/...``)."""
+    """The authenticated API routes (``/api/v1/...``, ``/apis/authentication.k8s.io/...``,
+    ``/apis/rbac.authorization.k8s.io/...``, ``/apis/authorization.k8s.io/...``)."""
     read_write = ["GET", "POST"]
     read_delete = ["GET", "DELETE"]
     # Invalidation stream + token revocation (/apis/sa-oidc.dev/v1/...), see issuer/stream.py.
@@ -185,4 +198,5 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/namespaces/{ns}/{resource}/{name}", namespaced_item, methods=read_delete),
         Route("/api/v1/{resource}", all_namespaces, methods=["GET"]),
         *(_token_review_endpoint(v) for v in tokenreview.API_VERSIONS),
+        *rbac.routes(),
     ]
