@@ -72,7 +72,7 @@ class IssuerContext:
     store: Store
     keys: KeyManager
     clock: Callable[[], float]
-    admin_tokens: tuple[str, ...]
+    admin_tokens: tuple[str, ...] = field(repr=False)  # secrets: never in a repr or a log
     api_audiences: tuple[str, ...]
     audit: logging.Logger
     metrics: IssuerMetrics
