@@ -165,6 +165,16 @@ class Config:
             return max(self.token_max_expiration, 365 * 86400)
         return self.token_max_expiration
 
+    def __repr__(self) -> str:
+        # Not the generated repr: the store URL may carry a Redis password (and ``kek`` key
+        # material, which is left out entirely).
+        shown = ", ".join(
+            f"{f.name}={self.store_description() if f.name == 'store' else getattr(self, f.name)!r}"
+            for f in fields(self)
+            if f.repr
+        )
+        return f"Config({shown})"
+
     def store_description(self) -> str:
         """The store URL for humans: sqlite with its file, redis with any password redacted."""
         if self.store == "sqlite":
