@@ -28,7 +28,13 @@ def free_port() -> int:
 class Issuer:
     """``sa-issuer serve`` in a temp data dir (SQLite unless ``store`` is given)."""
 
-    def __init__(self, store: str | None = None, url: str | None = None, token: str | None = None):
+    def __init__(
+        self,
+        store: str | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        env: dict[str, str] | None = None,
+    ):
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         if url:
@@ -45,9 +51,10 @@ class Issuer:
             argv += ["--listen", f"127.0.0.1:{port}", "--issuer", self.url]
             if store:
                 argv += ["--store", store]
-            env = {k: v for k, v in os.environ.items() if not k.startswith("SA_ISSUER_")}
+            penv = {k: v for k, v in os.environ.items() if not k.startswith("SA_ISSUER_")}
+            penv.update(env or {})
             self.proc = subprocess.Popen(
-                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+                argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=penv
             )
             deadline = time.monotonic() + 30
             while True:
