@@ -1,6 +1,6 @@
-"""TokenRequest throughput (RS256 and ES256) against the bare ``cryptography`` signing rate.
+"""TokenRequest and TokenReview served per second, against the bare ``cryptography`` signing rate.
 
-    python bench/bench_tokenrequest.py [--seconds 3] [--threads 8] [--store redis://...]
+    python bench/bench_api.py [--seconds 3] [--threads 8] [--store redis://...]
 
 For each algorithm, in one run:
 
@@ -10,7 +10,10 @@ For each algorithm, in one run:
    assembly in-process, no HTTP.
 3. **http** — ``POST .../serviceaccounts/NAME/token`` (pod-bound) against a real ``sa-issuer
    serve`` (1 worker, SQLite unless ``--store``) over loopback: sequential p50/p99 latency and
-   req/s, then ``--threads`` client threads for aggregate req/s.
+   req/s from one httpx client, then ``--threads`` client threads for aggregate req/s (these are
+   bounded by the Python client as much as by the server).
+4. **wrk** — server capacity: ``wrk -t1 -c16`` POSTing the same TokenRequest, then a TokenReview
+   of a valid pod-bound token (full online checks), with p50/p99 latency under that load.
 
 Ratios are printed against the bare signing rate. Not a test; exits 0.
 """
@@ -18,7 +21,12 @@ Ratios are printed against the bare signing rate. Not a test; exits 0.
 from __future__ import annotations
 
 import argparse
+import json
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -134,6 +142,63 @@ def http_bench(iss: Issuer, seconds: float, threads: int) -> tuple[float, float,
     return pct(lat, 50) * 1e3, pct(lat, 99) * 1e3, seq_rate, par_rate
 
 
+def wrk(
+    url: str, body: dict[str, object], token: str, seconds: float
+) -> tuple[float, float, float]:
+    """(req/s, p50 ms, p99 ms) from ``wrk -t1 -c16`` POSTing ``body`` to ``url``."""
+    exe = shutil.which("wrk")
+    if exe is None:
+        raise SystemExit("wrk is not installed (apt-get install wrk)")
+    lua = (
+        'wrk.method = "POST"\n'
+        f"wrk.body = {json.dumps(json.dumps(body))}\n"
+        'wrk.headers["Content-Type"] = "application/json"\n'
+        f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as f:
+        f.write(lua)
+        f.flush()
+        argv = [exe, "-t1", "-c16", f"-d{max(1, round(seconds))}s", "--latency", "-s", f.name, url]
+        out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"wrk saw errors:\n{out}")
+
+    def ms(label: str) -> float:
+        m = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out)
+        if m is None:
+            raise SystemExit(f"cannot parse wrk output:\n{out}")
+        scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    return rps, ms("50%"), ms("99%")
+
+
+def server_capacity(
+    iss: Issuer, seconds: float
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """wrk against TokenRequest (pod-bound) and TokenReview (a valid pod-bound token)."""
+    pod = iss.pod(f"wrk-{int(time.time() * 1000) % 10**9}")
+    meta = pod["metadata"]
+    ref = {"kind": "Pod", "apiVersion": "v1", "name": meta["name"], "uid": meta["uid"]}
+    tr_body = {"spec": {"audiences": [AUD], "expirationSeconds": 3600, "boundObjectRef": ref}}
+    tr = wrk(
+        f"{iss.url}/api/v1/namespaces/{NS}/serviceaccounts/{SA}/token",
+        tr_body,
+        iss.admin_token,
+        seconds,
+    )
+    review = {
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": iss.token(pod), "audiences": [AUD]},
+    }
+    rv = wrk(
+        f"{iss.url}/apis/authentication.k8s.io/v1/tokenreviews", review, iss.admin_token, seconds
+    )
+    return tr, rv
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -149,23 +214,36 @@ def main() -> int:
     )
     print(header)
     print("-" * len(header))
+    served: list[tuple[str, tuple[float, float, float], tuple[float, float, float]]] = []
+    bares: dict[str, float] = {}
     for alg in ("RS256", "ES256"):
         bare = rate(bare_signer(alg), args.seconds)
         mint = rate(mint_fn(alg), args.seconds)
         iss = Issuer(store=args.store, env={"SA_ISSUER_KEY_ALG": alg})
         try:
             p50, p99, seq, par = http_bench(iss, args.seconds, args.threads)
+            served.append((alg, *server_capacity(iss, args.seconds)))
         finally:
             iss.close()
         print(
             f"{alg:6} {bare:12.0f} {mint:9.0f} {mint / bare:9.2f}x "
             f"{p50:12.2f} {p99:8.2f} {seq:11.0f} {par:11.0f} {max(seq, par) / bare:9.2f}x"
         )
+        bares[alg] = bare
     print(
         "\nmint/bare: in-process token assembly + signing vs the bare signature (1.00x = free);"
         "\nhttp/bare: the best of sequential and threaded TokenRequest/s vs the bare signing rate"
         " of one core."
     )
+    print(f"\nServer capacity (wrk -t1 -c16, 1 worker, store {store}):")
+    head = (
+        f"{'alg':6} {'endpoint':13} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs bare sign':>13}"
+    )
+    print(head)
+    print("-" * len(head))
+    for alg, tr, rv in served:
+        for name, (rps, p50, p99) in (("TokenRequest", tr), ("TokenReview", rv)):
+            print(f"{alg:6} {name:13} {rps:8.0f} {p50:8.2f} {p99:8.2f} {rps / bares[alg]:12.2f}x")
     return 0
 
 
