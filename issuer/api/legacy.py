@@ -27,7 +27,8 @@ __all__ = ["LEGACY_TOKEN_WARNING", "fill_token_secret", "record_issued"]
 
 LEGACY_TOKEN_WARNING: Final = (
     "legacy service account tokens are not recommended: they never expire, are valid for every "  # noqa: S105
-    "API audience and are only revocable by deleting the Secret; use the TokenRequest API "
+    "API audience, are only revocable by deleting the Secret, and stop verifying once the key "
+    "that signed them is rotated out of the key set; use the TokenRequest API "
     "(kubectl create token) for bound, expiring tokens instead"
 )
 
