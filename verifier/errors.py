@@ -9,8 +9,9 @@
     │                                 Never means "valid", never means "invalid".
     └── KeySetError                   a JWKS document (or a key in it) was refused
 
-"Invalid token" and "could not check" are different branches on purpose (STYLE.md §6): a caller that
-treats an outage as "invalid" locks out every workload, one that treats it as "valid" lets anyone in.
+"Invalid token" and "could not check" are different branches on purpose (STYLE.md §6): a caller
+that treats an outage as "invalid" locks out every workload, one that treats it as "valid" lets
+anyone in.
 Messages shown to remote callers stay generic (``InvalidToken.public_message``); ``detail`` may say
 more and is meant for logs. Neither ever contains unverified claims.
 """

@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-#: Algorithms this verifier can check at all. RSA keys sign RS256 only and EC keys the ES family,
-#: as kube-apiserver does (kube: pkg/serviceaccount/jwt.go signerFromRSAPrivateKey/ECDSA).
-SUPPORTED_ALGORITHMS: frozenset[str] = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
+#: Algorithms this verifier can check at all: the RSA PKCS#1 v1.5 and ECDSA families that AWS,
+#: GCP and Entra accept (REFERENCE.md "Cloud consumers"). kube-apiserver itself signs RS256 with
+#: RSA keys and ES256/384/512 with EC keys (kube: pkg/serviceaccount/jwt.go). No PS*, no HS*.
+SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(
+    {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
+)
 DEFAULT_ALGORITHMS: tuple[str, ...] = ("RS256", "ES256")
 
-#: The issuer Kubernetes writes into legacy Secret-based tokens (kube: pkg/serviceaccount/legacy.go).
+#: The issuer Kubernetes writes into legacy Secret-based tokens
+#: (kube: pkg/serviceaccount/legacy.go).
 LEGACY_ISSUER = "kubernetes/serviceaccount"
 
 #: Size caps (bytes) on what is read from a token before any crypto runs.
@@ -24,14 +28,15 @@ class Policy:
     """What a verifier accepts.
 
     - ``issuer``: compared exactly (a trailing slash is a different issuer).
-    - ``audiences``: the token's ``aud`` must intersect these (RFC 7519 §4.1.3). Required, non-empty.
+    - ``audiences``: the token's ``aud`` must intersect these (RFC 7519 §4.1.3). Required and
+      non-empty.
     - ``algorithms``: allow-list; ``none`` and HMAC are never accepted whatever is listed.
     - ``leeway``: seconds of clock skew allowed on exp, nbf and iat.
     - ``require_kid``: a token without ``kid`` is refused unless this is False, in which case it is
       tried against every key that fits its alg.
-    - ``allow_legacy``: also accept legacy Secret-based tokens (issuer ``kubernetes/serviceaccount``,
-      no exp, no aud). Off by default; only TokenReview, which can check the Secret still exists,
-      should turn it on.
+    - ``allow_legacy``: also accept legacy Secret-based tokens (issuer
+      ``kubernetes/serviceaccount``, no exp, no aud). Off by default; only TokenReview, which can
+      check the Secret still exists, should turn it on.
     - ``max_token_bytes``: cap on the compact token's length.
     """
 
