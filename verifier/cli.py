@@ -189,7 +189,9 @@ def _build(args: argparse.Namespace) -> _Verifier:
             args.issuer, args.audience, bearer_token=bearer, review_url=args.review_url, **common
         )
     except ValueError as exc:  # configuration refused by a constructor (e.g. http without flag)
-        raise _UsageError(str(exc)) from None
+        # Name the CLI flag, not the constructor argument, in what the user reads.
+        msg = str(exc).replace("insecure_allow_http=True", "--insecure-allow-http")
+        raise _UsageError(msg) from None
 
 
 def _print_identity(ident: ServiceAccountIdentity, *, as_json: bool, out: TextIO) -> None:

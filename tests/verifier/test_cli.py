@@ -187,3 +187,13 @@ def test_console_script_reads_stdin(server: JWKSServer) -> None:
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["namespace"] == "default"
     assert token not in proc.stdout + proc.stderr
+
+
+def test_http_issuer_without_flag_is_a_usage_error_naming_the_flag(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["verify", "tok", "--issuer", "http://issuer.test", "--audience", "a"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--insecure-allow-http" in err
+    assert "insecure_allow_http=True" not in err
