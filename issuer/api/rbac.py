@@ -108,7 +108,7 @@ _ROLE_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "rules"})
 _BINDING_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "subjects", "roleRef"})
 
 #: Stored kind -> what the API knows about it (name_rule is unused: RBAC names are path
-#: segments, see _name_errors).
+#: segments, see _path_segment_errors).
 RBAC_KINDS: Final[Mapping[str, KindInfo]] = {
     ROLE: KindInfo(ROLE, "roles", True, "subdomain", _ROLE_FIELDS, RBAC_V1),
     CLUSTER_ROLE: KindInfo(CLUSTER_ROLE, "clusterroles", False, "subdomain", _ROLE_FIELDS, RBAC_V1),
