@@ -88,9 +88,6 @@ async def _item(request: Request, kind: str, namespace: str, name: str) -> Respo
     if request.method != "DELETE":
         raise method_not_allowed()
     deleted = await run_sync(objects.delete_object, ctx, kind, namespace, name)
-    if kind == "Namespace":
-        # A namespace's Roles and RoleBindings go with it (kube's namespace controller).
-        await run_sync(rbac.delete_namespace_rbac, ctx, name)
     return json_response(deleted)
 
 

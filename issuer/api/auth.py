@@ -48,7 +48,6 @@ from issuer.store import NotFound, StoreCorrupt, StoreError, StoreUnavailable
 __all__ = [
     "Caller",
     "PolicyObjects",
-    "authenticate",
     "authenticate_token",
     "authorize",
     "bearer_token",
@@ -98,21 +97,6 @@ def match_admin_token(presented: str, admin_tokens: Sequence[str]) -> int | None
         if hmac.compare_digest(given, candidate.encode("utf-8", "surrogatepass")) and found is None:
             found = i
     return found
-
-
-def authenticate(request: Request, admin_tokens: Sequence[str]) -> str:
-    """Admin tokens only: the caller's audit label (``admin-token#N``) or 401 Unauthorized.
-
-    API routes use :func:`authorize` instead (which also accepts service-account tokens and
-    applies RBAC); this stays for callers that want the bootstrap credential and nothing else.
-    """
-    token = bearer_token(request)
-    if token is None:
-        raise unauthorized()
-    index = match_admin_token(token, admin_tokens)
-    if index is None:
-        raise unauthorized()
-    return f"admin-token#{index + 1}"
 
 
 def _admin(index: int) -> Caller:

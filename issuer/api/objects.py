@@ -51,6 +51,9 @@ __all__ = [
 #: Kinds whose deletion invalidates tokens (bound objects and service accounts).
 TOKEN_KINDS: Final = frozenset({"Pod", "Secret", "Node", "ServiceAccount"})
 _NAMESPACE_CONTENTS: Final = ("Pod", "Secret", "ServiceAccount")
+#: Grants go before the Namespace object does: a crash mid-delete must never leave RoleBindings
+#: that a namespace recreated with the same name would inherit.
+_NAMESPACE_GRANTS: Final = ("RoleBinding", "Role")
 _RETRIES: Final = 8
 
 
@@ -281,6 +284,11 @@ def _delete_namespace(ctx: IssuerContext, name: str) -> JSON:
                 except StatusError as e:
                     if e.code != 404:  # deleted meanwhile: fine
                         raise
+        for kind in _NAMESPACE_GRANTS:
+            for obj in store.list_objects(kind, name):
+                found += 1
+                with contextlib.suppress(NotFound):  # deleted meanwhile: fine
+                    store.delete_object(kind, name, obj["metadata"]["name"])
         if not found:
             break
     uid = ns.get("metadata", {}).get("uid")

@@ -30,8 +30,8 @@ like stored ones (label ``kubernetes.io/bootstrapping: rbac-defaults``) but are 
 creating one of their names is 409 AlreadyExists, deleting one is 403 (kube would let it be
 deleted and recreate it at the next restart).
 
-Deleting a namespace also deletes its Roles and RoleBindings (:func:`delete_namespace_rbac`,
-called by the namespace DELETE handler), so a namespace recreated with the same name starts
+Deleting a namespace also deletes its Roles and RoleBindings, before the Namespace object itself
+(:func:`issuer.api.objects.delete_object`), so a namespace recreated with the same name starts
 with no grants.
 
 SubjectAccessReview answers kube-apiserver's authorization webhook unchanged
@@ -92,7 +92,6 @@ __all__ = [
     "SAR_API_VERSIONS",
     "create_rbac_object",
     "create_subject_access_review",
-    "delete_namespace_rbac",
     "delete_rbac_object",
     "get_rbac_object",
     "list_rbac_objects",
@@ -675,18 +674,6 @@ def delete_rbac_object(
         "status": "Success",
         "details": {"name": name, "group": RBAC_GROUP, "kind": info.resource, "uid": uid},
     }
-
-
-def delete_namespace_rbac(ctx: IssuerContext, namespace: str) -> int:
-    """Delete every Role and RoleBinding in ``namespace`` (after the namespace itself is gone);
-    return how many. Objects deleted meanwhile are skipped."""
-    count = 0
-    for kind in (ROLE_BINDING, ROLE):
-        for obj in ctx.store.list_objects(kind, namespace):
-            with contextlib.suppress(NotFound):
-                ctx.store.delete_object(kind, namespace, obj["metadata"]["name"])
-                count += 1
-    return count
 
 
 # --- SubjectAccessReview ------------------------------------------------------------------------

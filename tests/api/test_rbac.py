@@ -758,3 +758,21 @@ def test_kubernetes_client_rbac_story(live: tuple[Any, k8s.ApiClient]) -> None:
         with pytest.raises(ApiException) as err:
             k8s.CoreV1Api(as_minter).list_namespaced_pod("dev")
         assert err.value.status == 401
+
+
+def test_namespace_deletion_takes_its_grants_along(dev: Api) -> None:
+    """kube's namespace controller deletes Roles and RoleBindings with the namespace; here they go
+    before the Namespace object, so a namespace recreated with the same name starts with none."""
+    role(dev, "dev", "minter", MINT_RULE)
+    bind(dev, "dev", "caller-mints", "Role", "minter", sa_subject("dev", "caller"))
+    assert mint(dev, dev.token("dev", "caller"), "dev", "app").status_code == 201
+
+    assert dev.delete("/api/v1/namespaces/dev").status_code == 200
+    dev.ns("dev")
+    dev.sa("dev", "caller")
+    dev.sa("dev", "app")
+    for res in ("roles", "rolebindings"):
+        listed = dev.client.get(f"{RBAC}/namespaces/dev/{res}", headers=dev.headers)
+        assert listed.status_code == 200 and listed.json()["items"] == []
+    r = mint(dev, dev.token("dev", "caller"), "dev", "app")
+    assert r.status_code == 403, r.text

@@ -470,18 +470,34 @@ def test_review_bad_requests(api: Api, body: dict[str, Any], code: int, message:
     assert message in r.json()["message"]
 
 
-def test_review_needs_admin(api: Api) -> None:
+def test_review_needs_an_authorized_caller(api: Api) -> None:
+    """No credential, a non-bearer credential, or a token for another audience: 401. A valid
+    service-account token of this issuer authenticates but, with no RBAC binding, is refused
+    with kube's 403 (kube: endpoints/handlers/responsewriters/errors.go ForbiddenStatusError)."""
     setup(api)
-    token = api.token("dev", "app")
-    for headers in ({}, {"Authorization": f"Bearer {token}"}, {"Authorization": "Basic eDp5"}):
+    api_token = api.token("dev", "app")
+    other_aud = api.token("dev", "app", audiences=["vault"])
+    for headers in ({}, {"Authorization": f"Bearer {other_aud}"}, {"Authorization": "Basic eDp5"}):
         r = api.client.post(
             "/apis/authentication.k8s.io/v1/tokenreviews",
-            json={"spec": {"token": token}},
+            json={"spec": {"token": api_token}},
             headers=headers,
         )
         assert r.status_code == 401
         assert r.headers["WWW-Authenticate"] == "Bearer"
         assert r.json()["reason"] == "Unauthorized"
+    r = api.client.post(
+        "/apis/authentication.k8s.io/v1/tokenreviews",
+        json={"spec": {"token": api_token}},
+        headers={"Authorization": f"Bearer {api_token}"},
+    )
+    assert r.status_code == 403
+    assert r.json()["reason"] == "Forbidden"
+    assert r.json()["message"] == (
+        'tokenreviews.authentication.k8s.io is forbidden: User "system:serviceaccount:dev:app" '
+        'cannot create resource "tokenreviews" in API group "authentication.k8s.io" '
+        "at the cluster scope"
+    )
 
 
 def test_store_unreachable_fails_closed(make_api: ApiFactory, tmp_path: Path) -> None:
