@@ -54,6 +54,7 @@ from typing import Any, Final
 import anyio
 import anyio.to_thread
 import orjson
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
@@ -218,6 +219,25 @@ def _line(obj: Mapping[str, Any]) -> bytes:
     return orjson.dumps(obj) + b"\n"
 
 
+class _WatchSlot:
+    """One of ``max_watchers`` places, taken by the handler before the response is built (check
+    and take with no ``await`` between them: atomic on the event loop, so a burst cannot pass the
+    bound) and released once — when the stream ends, or from the response's background task if
+    the stream never started (client gone before the first byte)."""
+
+    __slots__ = ("_held", "_settings")
+
+    def __init__(self, settings: StreamSettings) -> None:
+        self._settings = settings
+        self._held = True
+        settings.active += 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._settings.active -= 1
+
+
 async def _watch_lines(
     store: Store,
     after: int,
@@ -225,9 +245,9 @@ async def _watch_lines(
     timeout: float,
     settings: StreamSettings,
     wall: Callable[[], float],
+    slot: _WatchSlot,
 ) -> AsyncIterator[bytes]:
     """The watch body; ends on timeout, store failure or resync (an ERROR line)."""
-    settings.active += 1
     cursor = after
     start = time.monotonic()
     next_beat = start  # first heartbeat at once: tells the client it is connected and where
@@ -269,7 +289,7 @@ async def _watch_lines(
         status = json.loads(status_body(err.code, err.reason, err.message))
         yield _line({"type": "ERROR", "object": status})
     finally:
-        settings.active -= 1
+        slot.release()
 
 
 async def _invalidations(request: Request, settings: StreamSettings) -> Response:
@@ -301,12 +321,14 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
                 "too many invalidation watches; retry later",
                 headers={"Retry-After": "1"},
             )
+        slot = _WatchSlot(settings)  # no await since the check above: see _WatchSlot
     except StatusError as e:
         return e.response()
     return StreamingResponse(
-        _watch_lines(store, after, heartbeat, timeout, settings, lambda: _wall(ctx)),
+        _watch_lines(store, after, heartbeat, timeout, settings, lambda: _wall(ctx), slot),
         media_type=NDJSON,
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        background=BackgroundTask(slot.release),
     )
 
 

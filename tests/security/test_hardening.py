@@ -641,11 +641,6 @@ def test_every_outbound_client_has_timeouts() -> None:
 # === DoS: concurrent watches ====================================================================
 
 
-@pytest.mark.xfail(
-    strict=False,  # a race: a burst passes the check only sometimes
-    reason="issuer/stream.py counts a watcher only once its generator starts: requests of a "
-    "burst can all pass the max_watchers check (reported; stream.py is being edited for RBAC)",
-)
 def test_max_watchers_is_a_hard_bound(tmp_path: Path) -> None:
     from dataclasses import dataclass
 
@@ -664,7 +659,8 @@ def test_max_watchers_is_a_hard_bound(tmp_path: Path) -> None:
         config: Any = None
 
     store = open_store(f"sqlite:///{tmp_path / 'i.db'}", tmp_path)
-    app = Starlette(routes=routes(StreamSettings(max_watchers=4, watch_timeout=5)))
+    settings = StreamSettings(max_watchers=4, watch_timeout=5)
+    app = Starlette(routes=routes(settings))
     app.state.ctx = Ctx(store)
     codes: list[int] = []
     barrier = threading.Barrier(40)
@@ -693,6 +689,7 @@ def test_max_watchers_is_a_hard_bound(tmp_path: Path) -> None:
         store.close()
     assert codes.count(200) <= 4, codes
     assert codes.count(429) >= 36
+    assert settings.active == 0  # every place given back once its stream ended
 
 
 def test_unknown_kid_flood_and_caches_are_bounded_elsewhere() -> None:
