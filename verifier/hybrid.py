@@ -7,6 +7,7 @@ cost of a round trip per check. :class:`HybridVerifier` closes the gap: a backgr
 uids, key ids and token ids, and every check is::
 
     ident = offline.verify(token)                     # signature, iss, aud, exp ... (no I/O)
+        (offline cannot check — no key set and JWKS unreachable: the on_stale path below)
     if state says ident's pod/secret/node/SA uid, kid or jti was invalidated:
         raise InvalidToken("revoked")                 # even when stale: the state only grows
     if the stream is fresh (synced, heard from within ``staleness`` s):
@@ -190,7 +191,20 @@ class HybridVerifier:
     # --- the check -----------------------------------------------------------------------------
     def verify(self, token: str) -> ServiceAccountIdentity:
         """Verify offline, then against the invalidation state (see the module docstring)."""
-        ident = self.offline.verify(token)
+        try:
+            ident = self.offline.verify(token)
+        except VerifierUnavailable:
+            # No usable key set (discovery/JWKS unreachable, nothing cached): offline cannot
+            # check at all, which is "stale" in the extreme. Same rule: ask the issuer's
+            # TokenReview (it may well be up) or stay unavailable — never guess.
+            if self.on_stale == "fail_closed":
+                with self._lock:
+                    self.stale_refusals += 1
+                raise
+            with self._lock:
+                self.calls += 1
+                self.fallback_checks += 1
+            return self.review.verify(token)
         why = self.follower.why_invalid(ident)
         if why is not None:
             raise InvalidToken("revoked", why)

@@ -9,6 +9,7 @@ to TokenReview or fail closed; a token revoked by jti is refused online and by h
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -364,3 +365,33 @@ def test_key_revocation_reaches_hybrid(
     finally:
         hybrid.close()
         cl.close()
+
+
+def test_offline_unavailable_takes_the_on_stale_path(served: IssuerProcess) -> None:
+    """Discovery/JWKS unreachable (e.g. a bucket-hosted issuer document that is down) while the
+    issuer's API is up: hybrid answers through TokenReview, or stays unavailable when told to
+    fail closed — it never guesses."""
+    cl = Cluster(served)
+    cl.setup()
+    pod = cl.pod("unreachable-jwks")
+    token = cl.token(pod)
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    for mode in ("tokenreview", "fail_closed"):
+        offline = OIDCVerifier(dead, [AUD], insecure_allow_http=True, timeout=1.0)
+        h = _hybrid(served, offline=offline, on_stale=mode)
+        try:
+            if mode == "tokenreview":
+                assert h.verify(token).pod_name == "unreachable-jwks"
+                assert h.calls == 1
+                cl.delete_pod("unreachable-jwks")
+                assert _rejects(h, token) == "revoked"  # TokenReview's exact answer
+            else:
+                with pytest.raises(VerifierUnavailable):
+                    h.verify(token)
+                assert h.calls == 0
+        finally:
+            h.close()
+            offline.close()
+    cl.close()
