@@ -32,6 +32,16 @@ Why the catch-all is ``bad_signature``: kube answers a token it cannot verify wi
 ("invalid bearer token", a go-jose message); for a caller "the issuer did not vouch for it" is the
 closest stable code.
 
+The bearer credential: the issuer authorizes every TokenReview with RBAC (create
+``tokenreviews.authentication.k8s.io``). Give the verifier a least-privilege credential — a token
+of a service account bound to the built-in ClusterRole ``system:auth-delegator``, minted for the
+issuer's API audiences — rather than an admin token, which can do everything on the issuer,
+minting tokens for any service account included. The same credential can read the invalidation
+stream (``HybridVerifier``). Such a token expires (the issuer caps it at ``token_max_expiration``,
+24 h by default); the verifier keeps the string it was given, so create a new verifier with a
+fresh token before then. Without the
+permission the answer is 403, which maps to ``VerifierUnavailable``, not to an invalid token.
+
 Audiences: when the request names audiences, the answer must return a compatible one in
 ``status.audiences`` — the TokenReview API doc (k8s.io/api/authentication/v1 TokenReviewStatus)
 tells clients to check this "to ensure that the TokenReview server is audience aware". An
