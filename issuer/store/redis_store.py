@@ -1,7 +1,22 @@
-"""Redis backend: many issuer replicas share one Redis (or Valkey, Sentinel, Cluster).
+"""Redis backend: many issuer replicas share one Redis (or Valkey), standalone, Sentinel or Cluster.
+
+Store URLs (:meth:`RedisStore.from_url`; every form also takes ``?prefix=NAME``)::
+
+    redis://[[user]:pw@]host:port[/db]                 one server (rediss:// for TLS, unix:///path)
+    redis+sentinel://[:pw@]host:port[,host:port...]/service[/db]
+                                                       the master of ``service``, found via Sentinel
+    redis+cluster://[[user]:pw@]host:port[,host:port...][/0]
+    rediss+cluster://...                               a Redis Cluster (TLS); the hosts are seeds
+    redis://host:port[,host:port...][/0]?cluster=true  the same cluster, in the ``redis://`` scheme
+                                                       that ``sa-issuer --store`` validates today
+
+Cluster mode is chosen by the URL, never detected: detection would cost a round trip at open time
+and make the client type depend on which node answered first.
 
 Every key carries one hash tag, so the whole store lives in one Cluster slot and multi-key Lua
-scripts are legal there (``P`` is ``{sa-oidc}``, or ``{sa-oidc:<prefix>}`` for an isolated store)::
+scripts are legal there (``P`` is ``{sa-oidc}``, or ``{sa-oidc:<prefix>}`` for an isolated store;
+"only the substring between the first { and the first following } is hashed", Redis Cluster spec,
+https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-tags)::
 
     P:keys                        hash  v (key-set version), d (key-set JSON)
     P:rv                          int   resourceVersion counter (INCR)
@@ -16,7 +31,40 @@ scripts are legal there (``P`` is ``{sa-oidc}``, or ``{sa-oidc:<prefix>}`` for a
 Every write is one Lua script: the precondition check, the counter bump, the write and the PUBLISH
 happen atomically, so a Conflict changes nothing and an event exists exactly when its delete did.
 Event seqs come from ``INCR P:seq`` inside the same script, so they are store-wide, strictly
-increasing across replicas, never reused, and equal to the stream ID's first part.
+increasing across replicas, never reused, and equal to the stream ID's first part. Reads that must
+be one snapshot (:meth:`RedisStore.read_events`, :meth:`RedisStore.list_objects`) are scripts too,
+not MULTI pipelines, so one code path serves every topology.
+
+Cluster notes:
+
+- Scripts declare their keys (``KEYS``), all in the tag's slot, so a cluster client routes each
+  call to the slot's primary ("all keys a script accesses must be in the same hash slot",
+  https://redis.io/docs/latest/develop/interact/programmability/eval-intro/). The list script also
+  reads object hashes it finds in the index; their names carry the same tag, hence the same slot,
+  which Redis checks at run time ("Script attempted to access keys that do not hash to the same
+  slot" otherwise). While the slot itself is being migrated (resharding), such calls may fail
+  with StoreUnavailable; a retry after the migration succeeds.
+- Scripts run as EVALSHA with an EVAL fallback on NOSCRIPT, not redis-py's ``register_script``:
+  its fallback sends SCRIPT LOAD to every primary, so one unreachable primary would fail calls
+  for our (healthy) slot.
+- XREAD BLOCK names ``P:events`` and so goes to the slot's primary, where XADD happens.
+- Change notification uses classic PUBLISH/SUBSCRIBE, not sharded pub/sub: "clients can subscribe
+  to every node, and can also publish to every other node. The cluster will make sure that
+  published messages are forwarded as needed" (cluster spec, #pubsub). Sharded pub/sub
+  (SPUBLISH/SSUBSCRIBE, Redis 7.0+,
+  https://redis.io/docs/latest/develop/interact/pubsub/#sharded-pubsub) would save the
+  cluster-bus broadcast, but needs Redis 7 and, on a slot move, the server just unsubscribes the
+  client, which a listener may not notice as a gap. Our write rate is low (rotations, object
+  changes), and a broken subscriber connection is a visible error after which the watcher tells
+  its caller to re-read. The channel name carries the tag anyway, so moving to SPUBLISH is local.
+- A failed command makes the cluster client re-read the topology (CLUSTER SLOTS), so after a
+  failover the next call reaches the new primary; the call that met the failure raises
+  StoreUnavailable. MOVED/ASK redirections are followed (the server did not run the command).
+
+Sentinel: redis-py asks the sentinels for the master's address on every new connection; Sentinel
+kills the old master's client connections on failover, so the next call fails with
+StoreUnavailable and the one after reaches the new master. Writes acknowledged by the old master
+but not yet replicated are lost on failover (Redis replication is asynchronous).
 
 Durability is the server's: run Redis with ``appendonly yes`` / ``appendfsync always`` (or
 replicas) if a key set must survive a Redis crash. Commands are never retried by the client: a
@@ -26,6 +74,7 @@ retried CAS could report Conflict for its own successful write.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -54,9 +103,16 @@ from issuer.store.base import (
 )
 
 if TYPE_CHECKING:
+    from redis.cluster import RedisCluster
+
     RedisClient = redis.Redis[bytes]
+    ClusterClient = RedisCluster[bytes]
 else:
     RedisClient = redis.Redis
+    ClusterClient = Any
+
+#: Any client the store can drive: a plain (or Sentinel-managed) client, or a cluster client.
+AnyClient = RedisClient | ClusterClient
 
 #: Bound on connect and on each command, so an unreachable Redis is StoreUnavailable quickly.
 DEFAULT_TIMEOUT = 2.0
@@ -137,6 +193,26 @@ end
 return out
 """
 
+# The page, the oldest entry and the counter as one snapshot (a script rather than MULTI, which a
+# cluster client pipelines differently). Returns {last_seq, oldest_id or '', id1, d1, id2, d2...}.
+_READ_EVENTS = """
+local out = {redis.call('GET', KEYS[2]) or '0', ''}
+local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #first > 0 then out[2] = first[1][1] end
+local n = tonumber(ARGV[2])
+if n > 0 then
+  for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', n)) do
+    local d, f = '', e[2]
+    for i = 1, #f, 2 do
+      if f[i] == 'd' then d = f[i + 1] end
+    end
+    out[#out + 1] = e[1]
+    out[#out + 1] = d
+  end
+end
+return out
+"""
+
 _ACQUIRE = """
 local h = redis.call('GET', KEYS[1])
 if h and h ~= ARGV[1] then return 0 end
@@ -150,6 +226,24 @@ return 0
 """
 
 
+class _Script:
+    """A Lua script run as EVALSHA, falling back to EVAL on NOSCRIPT (which also caches it).
+
+    Both go to the node owning the KEYS' slot. redis-py's ``register_script`` falls back to
+    SCRIPT LOAD instead, which a cluster client broadcasts to every primary.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+    def __call__(self, client: AnyClient, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        try:
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
+        except rexc.NoScriptError:  # not run: safe to send again
+            return client.execute_command("EVAL", self.source, len(keys), *keys, *args)
+
+
 @contextlib.contextmanager
 def _errors() -> Iterator[None]:
     """Map redis-py exceptions onto the store's error tree."""
@@ -157,6 +251,8 @@ def _errors() -> Iterator[None]:
         yield
     except StoreError:
         raise
+    except rexc.RedisClusterException as e:  # no slot owner / no node reachable (not a RedisError)
+        raise StoreUnavailable(f"redis cluster unavailable: {e}") from e
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
         raise StoreUnavailable(f"redis unreachable: {e}") from e
     except rexc.ResponseError as e:
@@ -202,8 +298,11 @@ class _RedisWatch:
         missed = False  # True after a failure: messages may have been lost, tell the caller
         backoff = 0.1
         while not self._stop.is_set():
-            ps = self._store._client.pubsub(ignore_subscribe_messages=True)
+            ps: Any = None
             try:
+                # Cluster: SUBSCRIBE goes to the node owning the channel's slot; PUBLISH on any
+                # node reaches it (see the module docstring).
+                ps = self._store._client.pubsub(ignore_subscribe_messages=True)
                 ps.subscribe(self._store._channel)
                 self._ready.set()
                 if missed:
@@ -217,14 +316,19 @@ class _RedisWatch:
                         known = _KINDS.get(msg["data"])
                         if known is not None:
                             self._deliver(known)
-            except (rexc.RedisError, OSError, ValueError):
+            except (rexc.RedisError, rexc.RedisClusterException, StoreError, OSError, ValueError):
                 missed = True
                 self._ready.set()  # don't keep watch() waiting while Redis is down
+                # A failing command makes a cluster client re-read the topology, so the next
+                # SUBSCRIBE finds a promoted primary; the pub/sub connection alone would not.
+                with contextlib.suppress(StoreError):
+                    self._store.ping()
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                with contextlib.suppress(Exception):
-                    ps.close()
+                if ps is not None:
+                    with contextlib.suppress(Exception):
+                        ps.close()
 
     def close(self) -> None:
         """Stop the listener thread (idempotent)."""
@@ -236,19 +340,35 @@ class _RedisWatch:
 class RedisStore:
     """The :class:`~issuer.store.base.Store` contract on Redis.
 
-    ``RedisStore(client, prefix="")`` takes a redis-py client created with
+    ``RedisStore(client, prefix="")`` takes a redis-py client (``redis.Redis``, a Sentinel
+    ``master_for`` client or ``redis.cluster.RedisCluster``) created with
     ``decode_responses=False``; ``prefix`` isolates stores sharing one server (keys become
-    ``{sa-oidc:<prefix>}:...``). Use :meth:`from_url` for bounded timeouts and no retries.
-    The constructor does not connect: an unreachable server surfaces as StoreUnavailable on the
-    first call (:meth:`ping` checks).
+    ``{sa-oidc:<prefix>}:...``). ``RedisStore(connect=factory)`` builds the client on first use
+    instead (a cluster client connects in its constructor). Use :meth:`from_url` for bounded
+    timeouts and no retries. Opening does not connect: an unreachable server surfaces as
+    StoreUnavailable on the first call (:meth:`ping` checks).
     """
 
     backend = "redis"
 
-    def __init__(self, client: RedisClient, prefix: str = "") -> None:
+    def __init__(
+        self,
+        client: AnyClient | None = None,
+        prefix: str = "",
+        *,
+        connect: Callable[[], AnyClient] | None = None,
+        topology: str = "standalone",
+    ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ValueError("prefix may not contain '{' or '}' (it is part of the hash tag)")
-        self._client = client
+        if (client is None) == (connect is None):
+            raise TypeError("pass exactly one of client and connect")
+        self._conn: AnyClient | None = client
+        self._connect = connect
+        self._conn_lock = threading.Lock()
+        #: "standalone", "sentinel" or "cluster" (informational).
+        self.topology = topology
+        # One hash tag on every key and on the channel: one slot (see the module docstring).
         tag = "{sa-oidc:" + prefix + "}" if prefix else "{sa-oidc}"
         self._p = tag
         self._k_keys = f"{tag}:keys"
@@ -256,44 +376,65 @@ class RedisStore:
         self._k_seq = f"{tag}:seq"
         self._k_events = f"{tag}:events"
         self._channel = f"{tag}:changes"
-        self._cas_keys = client.register_script(_CAS_KEYS)
-        self._create = client.register_script(_CREATE)
-        self._update = client.register_script(_UPDATE)
-        self._delete = client.register_script(_DELETE)
-        self._append = client.register_script(_APPEND)
-        self._list = client.register_script(_LIST)
-        self._acquire = client.register_script(_ACQUIRE)
-        self._release = client.register_script(_RELEASE)
+        self._cas_keys = _Script(_CAS_KEYS)
+        self._create = _Script(_CREATE)
+        self._update = _Script(_UPDATE)
+        self._delete = _Script(_DELETE)
+        self._append = _Script(_APPEND)
+        self._list = _Script(_LIST)
+        self._read_events = _Script(_READ_EVENTS)
+        self._acquire = _Script(_ACQUIRE)
+        self._release = _Script(_RELEASE)
         self._watches: list[_RedisWatch] = []
         self._closed = False
+
+    @property
+    def _client(self) -> AnyClient:
+        """The client, built on first use when opened with ``connect`` (StoreUnavailable if that
+        fails; the next call tries again)."""
+        client = self._conn
+        if client is not None:
+            return client
+        with self._conn_lock:
+            if self._conn is None:
+                if self._closed or self._connect is None:
+                    raise StoreUnavailable("store is closed")
+                with _errors():
+                    self._conn = self._connect()
+            return self._conn
 
     @classmethod
     def from_url(
         cls, url: str, *, prefix: str | None = None, timeout: float = DEFAULT_TIMEOUT
     ) -> RedisStore:
-        """Open ``redis://``, ``rediss://``, ``unix://`` or
-        ``redis+sentinel://[:password@]host:port[,host:port...]/service_name[/db]``.
+        """Open any URL of the module docstring: ``redis://``, ``rediss://``, ``unix://``,
+        ``redis+sentinel://``, ``redis+cluster://``, ``rediss+cluster://`` or ``redis://...``
+        with ``?cluster=true``.
 
         A ``prefix`` query parameter (``redis://h:6379/0?prefix=test1``) or argument isolates
-        the store. Connect and command timeouts are ``timeout`` seconds.
+        the store. Connect and command timeouts are ``timeout`` seconds. Raises ValueError for a
+        malformed URL; never connects.
         """
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         url_prefix = query.pop("prefix", "")
-        url = urlunsplit(parts._replace(query=urlencode(query)))
+        cluster = _cluster_flag(query.pop("cluster", None), parts.scheme)
+        prefix = prefix if prefix is not None else url_prefix
         opts: dict[str, Any] = {
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
-            "retry": Retry(NoBackoff(), 0),
             "health_check_interval": 30,
             "decode_responses": False,
         }
-        client: RedisClient
+        no_retry = Retry(NoBackoff(), 0)
+        if cluster:
+            connect = _cluster_connect(parts, query, opts, no_retry)
+            return cls(connect=connect, prefix=prefix, topology="cluster")
+        opts["retry"] = no_retry
         if parts.scheme == "redis+sentinel":
-            client = _sentinel_client(parts, opts)
-        else:
-            client = redis.Redis.from_url(url, **opts)
-        return cls(client, prefix=prefix if prefix is not None else url_prefix)
+            return cls(_sentinel_client(parts, opts), prefix=prefix, topology="sentinel")
+        url = urlunsplit(parts._replace(query=urlencode(query)))
+        return cls(redis.Redis.from_url(url, **opts), prefix=prefix)
 
     # --- key names ---------------------------------------------------------------------------
     def _obj_key(self, kind: str, namespace: str, name: str) -> str:
@@ -305,9 +446,14 @@ class RedisStore:
 
     # --- health -------------------------------------------------------------------------------
     def ping(self) -> None:
-        """Raise StoreUnavailable unless Redis answers PING."""
+        """Raise StoreUnavailable unless Redis answers PING (on a cluster: the primary that owns
+        the store's slot, not every node)."""
         with _errors():
-            self._client.ping()
+            client = self._client
+            if isinstance(client, redis.Redis):
+                client.ping()
+            else:
+                client.ping(target_nodes=client.get_node_from_key(self._k_keys))
 
     def close(self) -> None:
         """Stop watchers and disconnect the pool (idempotent)."""
@@ -317,8 +463,10 @@ class RedisStore:
         for w in self._watches:
             w.close()
         self._watches.clear()
-        with contextlib.suppress(Exception):
-            self._client.close()
+        client = self._conn  # kept: a caller's client reconnects if used again, as before
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.close()
 
     # --- signing keys -------------------------------------------------------------------------
     def load_keys(self) -> KeySetState:
@@ -336,7 +484,7 @@ class RedisStore:
         doc = _codec.encode_keys(keys)
         with _errors():
             ok, v = self._cas_keys(
-                keys=[self._k_keys], args=[int(expected_version), doc, self._channel]
+                self._client, keys=[self._k_keys], args=[int(expected_version), doc, self._channel]
             )
         if not ok:
             raise Conflict(f"key set is at version {v}, not {expected_version}")
@@ -349,6 +497,7 @@ class RedisStore:
         body = _codec.strip_rv(obj)
         with _errors():
             res = self._create(
+                self._client,
                 keys=[key, self._idx_key(kind), self._k_rv],
                 args=[
                     f"{namespace}\x00{name}",
@@ -378,7 +527,9 @@ class RedisStore:
         else:
             lo, hi = f"[{namespace}\x00", f"({namespace}\x01"
         with _errors():
-            flat = self._list(keys=[self._idx_key(kind)], args=[f"{self._p}:obj:{kind}:", lo, hi])
+            flat = self._list(
+                self._client, keys=[self._idx_key(kind)], args=[f"{self._p}:obj:{kind}:", lo, hi]
+            )
         out: list[JSON] = []
         for i in range(0, len(flat), 3):
             what = f"{kind} {flat[i].decode(errors='replace')}"
@@ -399,6 +550,7 @@ class RedisStore:
         body = _codec.strip_rv(obj)
         with _errors():
             res = self._update(
+                self._client,
                 keys=[key, self._k_rv],
                 args=[
                     "0" if resource_version is None else "1",
@@ -431,6 +583,7 @@ class RedisStore:
         event_doc = _codec.dump_json(event) if event is not None else b""
         with _errors():
             res = self._delete(
+                self._client,
                 keys=[key, self._idx_key(kind), self._k_seq, self._k_events],
                 args=[
                     f"{namespace}\x00{name}",
@@ -455,28 +608,28 @@ class RedisStore:
         """Append an event; return its seq (store-wide, strictly increasing)."""
         doc = _codec.dump_json(data)
         with _errors():
-            seq = self._append(keys=[self._k_seq, self._k_events], args=[doc, self._channel])
+            seq = self._append(
+                self._client, keys=[self._k_seq, self._k_events], args=[doc, self._channel]
+            )
         return int(seq)
 
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""
         with _errors():
-            # MULTI/EXEC: the page, the oldest entry and the counter form one snapshot.
-            pipe = self._client.pipeline(transaction=True)
-            pipe.xrange(self._k_events, min=f"{max(0, after) + 1}-0", max="+", count=max(1, limit))
-            pipe.xrange(self._k_events, min="-", max="+", count=1)
-            pipe.get(self._k_seq)
-            entries, first, last = pipe.execute()
-        if limit <= 0:
-            entries = []
+            # One script: the page, the oldest entry and the counter form one snapshot.
+            flat = self._read_events(
+                self._client,
+                keys=[self._k_events, self._k_seq],
+                args=[f"{max(0, after) + 1}-0", max(0, limit)],
+            )
         events = tuple(
-            Event(seq=_stream_seq(eid), data=_codec.load_json(f[b"d"], f"event {eid!r}"))
-            for eid, f in entries
+            Event(seq=_stream_seq(eid), data=_codec.load_json(d, f"event {eid!r}"))
+            for eid, d in zip(flat[2::2], flat[3::2], strict=True)
         )
         return EventPage(
             events=events,
-            oldest_seq=_stream_seq(first[0][0]) if first else 0,
-            last_seq=int(last) if last is not None else 0,
+            oldest_seq=_stream_seq(flat[1]) if flat[1] else 0,
+            last_seq=int(flat[0]),
         )
 
     def wait_events(self, after: int, timeout: float) -> EventPage:
@@ -518,14 +671,16 @@ class RedisStore:
         """Take or renew ``name`` for ``holder``; False while another holder's lease is live."""
         with _errors():
             ok = self._acquire(
-                keys=[f"{self._p}:lease:{name}"], args=[holder, max(1, int(ttl * 1000))]
+                self._client,
+                keys=[f"{self._p}:lease:{name}"],
+                args=[holder, max(1, int(ttl * 1000))],
             )
         return bool(ok)
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` has it."""
         with _errors():
-            self._release(keys=[f"{self._p}:lease:{name}"], args=[holder])
+            self._release(self._client, keys=[f"{self._p}:lease:{name}"], args=[holder])
 
     # --- change notification ------------------------------------------------------------------
     def watch(self, callback: Callable[[ChangeKind], None]) -> _RedisWatch:
@@ -539,24 +694,97 @@ class RedisStore:
         return w
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _cluster_flag(value: str | None, scheme: str) -> bool:
+    """Whether the URL names a Redis Cluster (``redis[s]+cluster://`` or ``?cluster=true``)."""
+    explicit = scheme in ("redis+cluster", "rediss+cluster")
+    if value is None:
+        return explicit
+    if value.lower() in _TRUE:
+        if scheme not in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+            raise ValueError(f"cluster=true needs a redis:// or rediss:// URL, not {scheme}://")
+        return True
+    if value.lower() in _FALSE and not explicit:
+        return False
+    raise ValueError(f"cluster={value!r} in a {scheme}:// URL: use cluster=true or omit it")
+
+
+def _host_ports(netloc: str, default_port: int, what: str) -> list[tuple[str, int]]:
+    """``[userinfo@]h:p[,h:p...]`` -> [(h, p)...]; ``[v6]:p`` works, a missing port defaults."""
+    out: list[tuple[str, int]] = []
+    for hp in netloc.rsplit("@", 1)[-1].split(","):
+        host, sep, port = hp.rpartition(":")
+        if not sep or host.endswith(":") or "]" in port:  # no port (or a bare IPv6 address)
+            host, port = hp, ""
+        host = host.strip("[]")
+        if not host:
+            raise ValueError(f"{what} URL has an empty host in {netloc!r}")
+        try:
+            out.append((host, int(port) if port else default_port))
+        except ValueError:
+            raise ValueError(f"{what} URL has a bad port in {hp!r}") from None
+    return out
+
+
+def _cluster_connect(
+    parts: Any, query: dict[str, str], opts: dict[str, Any], retry: Retry
+) -> Callable[[], ClusterClient]:
+    """Validate a cluster URL now; return the factory of its client (which connects at once).
+
+    ``[[user]:pw@]h:p[,h:p...]``: the hosts are seed nodes, the rest of the topology is read from
+    the cluster (CLUSTER SLOTS). The path may only be empty or ``/0``: a cluster has one database.
+    Other query parameters are redis-py connection options, as for ``redis://``.
+    """
+    from redis.cluster import ClusterNode, RedisCluster
+
+    seeds = _host_ports(parts.netloc, 6379, "redis cluster")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(f"a Redis Cluster has only database 0, not {parts.path.strip('/')!r}")
+    scheme = "rediss" if parts.scheme in ("rediss", "rediss+cluster") else "redis"
+    userinfo = parts.netloc.rpartition("@")[0]
+    host, port = seeds[0]
+    host = f"[{host}]" if ":" in host else host
+    # redis-py parses credentials, TLS and query options from the URL of the first seed.
+    first = urlunsplit(
+        (
+            scheme,
+            f"{userinfo}@{host}:{port}" if userinfo else f"{host}:{port}",
+            "/0",
+            urlencode(query),
+            "",
+        )
+    )
+
+    def connect() -> ClusterClient:
+        # retry=0: a connection error or timeout is not retried (a retried CAS could see its own
+        # write as a Conflict); MOVED/ASK redirections still are, the command did not run.
+        client: ClusterClient = RedisCluster(
+            url=first,
+            startup_nodes=[ClusterNode(h, p) for h, p in seeds[1:]],
+            retry=retry,
+            **opts,
+        )
+        return client
+
+    return connect
+
+
 def _sentinel_client(parts: Any, opts: dict[str, Any]) -> RedisClient:
     """Master client for ``redis+sentinel://[:pw@]h:p[,h:p]/service[/db]``."""
     from redis.sentinel import Sentinel
 
-    hosts: list[tuple[str, int]] = []
-    for hp in parts.netloc.rsplit("@", 1)[-1].split(","):
-        host, _, port = hp.rpartition(":")
-        hosts.append((host or hp, int(port) if host else 26379))
+    hosts = _host_ports(parts.netloc, 26379, "redis+sentinel")
     path = [p for p in parts.path.split("/") if p]
     if not path:
         raise ValueError("redis+sentinel URL needs a service name: redis+sentinel://h:p/mymaster")
     service = path[0]
     db = int(path[1]) if len(path) > 1 else 0
     password = parts.password
-    sentinel = Sentinel(
-        hosts,
-        socket_timeout=opts["socket_timeout"],
-        sentinel_kwargs={"socket_timeout": opts["socket_timeout"]},
-    )
+    timeouts = {k: opts[k] for k in ("socket_timeout", "socket_connect_timeout")}
+    # Every new master connection asks the sentinels where the master is now (failover).
+    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
     client: RedisClient = sentinel.master_for(service, db=db, password=password, **opts)
     return client
