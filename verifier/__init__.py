@@ -9,6 +9,8 @@ Public API (DESIGN.md "Verifier public API")::
     cache = VerifiedTokenCache(max_entries=10_000)   # optional: verify(..., cache=cache)
     payload = keys.verify_signature(token, algorithms=("RS256",))
 
+    TokenReviewVerifier(url, BearerTokenFile(path), audiences=[...])   # a rotating credential
+
 ``OIDCVerifier``/``AsyncOIDCVerifier`` (remote.py), ``TokenReviewVerifier`` (tokenreview.py) and
 ``HybridVerifier`` (hybrid.py) are imported lazily on first access, so ``import verifier`` stays
 cheap and never pulls in HTTP or web-framework modules.
@@ -20,22 +22,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .core import VerifiedTokenCache, verify
+from .credentials import BearerTokenFile
 from .errors import InvalidToken, KeySetError, VerificationError, VerifierUnavailable
 from .identity import ServiceAccountIdentity
 from .jwk import KeySet, kid_for_public_key
 from .policy import Policy
 
 if TYPE_CHECKING:  # pragma: no cover
-    # Written by other modules' owners; the ignores keep mypy clean while a module is missing.
-    from .hybrid import HybridVerifier  # type: ignore[import-not-found,unused-ignore]
-    from .remote import (  # type: ignore[import-not-found,unused-ignore]
-        AsyncOIDCVerifier,
-        OIDCVerifier,
-    )
-    from .tokenreview import TokenReviewVerifier  # type: ignore[import-not-found,unused-ignore]
+    from .hybrid import HybridVerifier
+    from .remote import AsyncOIDCVerifier, OIDCVerifier
+    from .tokenreview import TokenReviewVerifier
 
 __all__ = [
     "AsyncOIDCVerifier",
+    "BearerTokenFile",
     "HybridVerifier",
     "InvalidToken",
     "KeySet",

@@ -38,6 +38,7 @@ from typing import Any, Final
 
 import httpx
 
+from .credentials import BearerToken, as_bearer_token
 from .identity import ServiceAccountIdentity
 
 __all__ = [
@@ -277,7 +278,7 @@ class StreamFollower:
     def __init__(
         self,
         base_url: str,
-        bearer_token: str,
+        bearer_token: str | BearerToken,
         *,
         heartbeat: float = 1.0,
         client: httpx.Client | None = None,
@@ -290,7 +291,7 @@ class StreamFollower:
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.endpoint = base_url.rstrip("/") + INVALIDATIONS_PATH
-        self._bearer = bearer_token
+        self._bearer = as_bearer_token(bearer_token)
         self.heartbeat = max(0.2, heartbeat)  # the issuer's minimum
         self._owns_client = client is None
         # The read timeout notices a dead connection (no heartbeat) within a few heartbeats.
@@ -370,7 +371,7 @@ class StreamFollower:
     def _headers(self) -> dict[str, str]:
         # identity: the size caps below apply to what is buffered, not to a compressed form.
         return {
-            "Authorization": f"Bearer {self._bearer}",
+            "Authorization": f"Bearer {self._bearer.value()}",
             "Accept": "application/json",
             "Accept-Encoding": "identity",
         }
@@ -425,6 +426,8 @@ class StreamFollower:
         ) as resp:
             if resp.status_code == 410:
                 raise StreamGone()
+            if resp.status_code == 401:
+                self._bearer.invalidate()  # a rotated credential file: re-read on reconnect
             if resp.status_code != 200:
                 raise httpx.HTTPStatusError(
                     f"invalidations list: HTTP {resp.status_code}",
@@ -492,6 +495,8 @@ class StreamFollower:
         try:
             if resp.status_code == 410:
                 raise StreamGone()
+            if resp.status_code == 401:
+                self._bearer.invalidate()  # a rotated credential file: re-read on reconnect
             if resp.status_code != 200:
                 raise httpx.HTTPStatusError(
                     f"invalidations watch: HTTP {resp.status_code}", request=req, response=resp

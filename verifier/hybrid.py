@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol
 import httpx
 
 from ._stream import FollowerStatus, StreamFollower
+from .credentials import BearerToken, as_bearer_token
 from .errors import InvalidToken, VerifierUnavailable
 from .identity import ServiceAccountIdentity
 from .tokenreview import TokenReviewVerifier
@@ -53,7 +54,8 @@ class HybridVerifier:
 
     - ``issuer``: the issuer URL (exact ``iss``); discovery and JWKS are fetched from it.
     - ``audiences``: accepted audiences.
-    - ``bearer_token``: credential for the stream and TokenReview (allowed to review tokens).
+    - ``bearer_token``: credential for the stream and TokenReview (allowed to review tokens): a
+      ``str``, or a :class:`~verifier.credentials.BearerTokenFile` for a token that rotates.
     - ``review_url``: base URL of the issuer's API (stream + TokenReview); defaults to ``issuer``.
     - ``staleness``: seconds without an event or heartbeat after which local state is not trusted.
     - ``on_stale``: ``"tokenreview"`` (ask the issuer) or ``"fail_closed"`` (VerifierUnavailable).
@@ -71,7 +73,7 @@ class HybridVerifier:
         issuer: str,
         audiences: Iterable[str],
         *,
-        bearer_token: str,
+        bearer_token: str | BearerToken,
         review_url: str | None = None,
         staleness: float = 5.0,
         on_stale: OnStale = "tokenreview",
@@ -120,10 +122,11 @@ class HybridVerifier:
             )
         self.offline: _SyncVerifier = offline
         self._owned_review: TokenReviewVerifier | None = None
+        bearer = as_bearer_token(bearer_token)  # one credential for the stream and TokenReview
         if review is None:
             self._owned_review = TokenReviewVerifier(
                 self.review_url,
-                bearer_token,
+                bearer,
                 self.audiences,
                 client=client,
                 timeout=timeout,
@@ -138,7 +141,7 @@ class HybridVerifier:
 
             verify = ssl.create_default_context(cafile=os.fspath(ca_bundle))
         self.follower = StreamFollower(
-            self.review_url, bearer_token, heartbeat=hb, client=client, verify=verify, clock=clock
+            self.review_url, bearer, heartbeat=hb, client=client, verify=verify, clock=clock
         )
         #: Issuer requests made by checks (TokenReview fallbacks).
         self.calls = 0

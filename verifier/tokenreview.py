@@ -73,6 +73,7 @@ from typing import Any, Final
 
 import httpx
 
+from .credentials import BearerToken, as_bearer_token
 from .errors import InvalidToken, Reason, VerifierUnavailable
 from .identity import USERNAME_PREFIX, ServiceAccountIdentity
 
@@ -236,7 +237,7 @@ class _Base:
     def __init__(
         self,
         url: str,
-        bearer_token: str,
+        bearer_token: str | BearerToken,
         audiences: Iterable[str],
         *,
         timeout: float,
@@ -260,10 +261,11 @@ class _Base:
             )
         if not bearer_token:
             raise ValueError("bearer_token is required (the issuer authorizes TokenReview callers)")
+        bearer = as_bearer_token(bearer_token)
         self.url = url.rstrip("/")
         self.endpoint = self.url + TOKENREVIEW_PATH
         self.timeout = timeout
-        self._bearer = bearer_token
+        self._bearer = bearer
         self._verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=os.fspath(ca_bundle)) if ca_bundle else True
         )
@@ -276,7 +278,7 @@ class _Base:
 
     def _headers(self) -> dict[str, str]:
         return {
-            "Authorization": f"Bearer {self._bearer}",
+            "Authorization": f"Bearer {self._bearer.value()}",
             "Content-Type": "application/json",
             "Accept": "application/json",
             "Accept-Encoding": "identity",
@@ -315,6 +317,8 @@ class _Base:
         code = resp.status_code
         if code == 400:
             raise InvalidToken("malformed", "issuer refused the TokenReview request (400)")
+        if code == 401:
+            self._bearer.invalidate()  # a rotated credential file: re-read before the next call
         if code not in (200, 201):
             # 401/403: our own credentials are wrong; 429/5xx: the issuer cannot answer. Either way
             # the token was not checked (DESIGN.md failure rules: never "invalid", never "valid").
@@ -356,16 +360,18 @@ class TokenReviewVerifier(_Base):
     """Check tokens by asking the issuer (TokenReview). Thread-safe.
 
     ``url`` is the issuer's base URL (the TokenReview path is appended); ``bearer_token`` a
-    credential allowed to create tokenreviews. ``cache_ttl`` seconds (0 = off; kube uses 10)
-    enables the success cache. ``client`` may be an ``httpx.Client`` to reuse (its transport is
-    used; this verifier does not close it). ``ca_bundle``: PEM file of CAs for an https issuer.
-    ``insecure_allow_http``: allow an http URL — tokens then travel in clear text; tests only.
+    credential allowed to create tokenreviews: a ``str``, or a
+    :class:`~verifier.credentials.BearerTokenFile` for a token that rotates. ``cache_ttl``
+    seconds (0 = off; kube uses 10) enables the success cache. ``client`` may be an
+    ``httpx.Client`` to reuse (its transport is used; this verifier does not close it).
+    ``ca_bundle``: PEM file of CAs for an https issuer. ``insecure_allow_http``: allow an http
+    URL — tokens then travel in clear text; tests only.
     """
 
     def __init__(
         self,
         url: str,
-        bearer_token: str,
+        bearer_token: str | BearerToken,
         audiences: Iterable[str],
         *,
         client: httpx.Client | None = None,
@@ -431,7 +437,7 @@ class AsyncTokenReviewVerifier(_Base):
     def __init__(
         self,
         url: str,
-        bearer_token: str,
+        bearer_token: str | BearerToken,
         audiences: Iterable[str],
         *,
         client: httpx.AsyncClient | None = None,

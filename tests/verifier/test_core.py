@@ -241,6 +241,7 @@ def test_public_api_exports() -> None:
         "VerifierUnavailable",
         "KeySetError",
         "VerifiedTokenCache",
+        "BearerTokenFile",
     ]:
         assert name in verifier.__all__
 
