@@ -129,6 +129,10 @@ class RedisServer:
         self.start()
 
 
+def _link_up(c: redis.Redis) -> bool:
+    return bool(c.info("replication").get("master_link_status") == "up")
+
+
 def _cluster_ok(c: redis.Redis) -> bool:
     """``cluster_state:ok``, and this node maps all 16384 slots (else a client could be sent
     MOVED around while gossip settles)."""
@@ -233,6 +237,9 @@ class RedisSentinelDeployment:
         self.replica.spawn()
         self.master.wait_ready()
         self.replica.wait_ready()
+        # Synced before the Sentinel first looks (it re-reads a replica's INFO only every 10 s).
+        with contextlib.closing(self.replica.client()) as c:
+            _wait("the replica to sync", lambda: _link_up(c), timeout)
         sdir = self.workdir / "sentinel"
         sdir.mkdir(parents=True, exist_ok=True)
         conf = sdir / "sentinel.conf"  # Sentinel rewrites its config: it must be writable
@@ -271,10 +278,14 @@ class RedisSentinelDeployment:
         return redis.Redis(host="127.0.0.1", port=self.sentinel_port, socket_timeout=5)
 
     def master_port(self) -> int:
-        """The master's port, as the Sentinel reports it now."""
+        """The master's port, as the Sentinel reports it to clients now.
+
+        ``SENTINEL MASTER`` (what redis-py reads), not ``GET-MASTER-ADDR-BY-NAME``: the latter
+        names the promoted replica as soon as it is promoted, before the failover has ended.
+        """
         with contextlib.closing(self.sentinel_client()) as s:
-            _host, port = s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE)
-        return int(port)
+            state = s.execute_command("SENTINEL", "MASTER", SENTINEL_SERVICE)
+        return int(state[b"port"])
 
     def server(self, port: int) -> RedisServer:
         """The master or replica listening on ``port``."""

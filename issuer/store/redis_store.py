@@ -85,6 +85,7 @@ import redis
 import redis.exceptions as rexc
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.sentinel import SentinelConnectionPool
 
 from issuer.store import _codec
 from issuer.store.base import (
@@ -116,6 +117,11 @@ AnyClient = RedisClient | ClusterClient
 
 #: Bound on connect and on each command, so an unreachable Redis is StoreUnavailable quickly.
 DEFAULT_TIMEOUT = 2.0
+
+#: A Sentinel check (see :meth:`RedisStore._writer`) slower than this means the sentinels are
+#: not answering: skip the check for :data:`_SENTINEL_QUIET` s rather than stall every write.
+_SENTINEL_SLOW = 0.5
+_SENTINEL_QUIET = 5.0
 
 #: Longest single XREAD BLOCK (ms); must stay well below the socket timeout.
 _BLOCK_SLICE_MS = 1000
@@ -385,8 +391,31 @@ class RedisStore:
         self._read_events = _Script(_READ_EVENTS)
         self._acquire = _Script(_ACQUIRE)
         self._release = _Script(_RELEASE)
+        pool = getattr(client, "connection_pool", None)
+        self._sentinel_pool = pool if isinstance(pool, SentinelConnectionPool) else None
+        self._sentinel_quiet_until = 0.0
         self._watches: list[_RedisWatch] = []
         self._closed = False
+
+    def _writer(self) -> AnyClient:
+        """The client for a write. Through Sentinel, first ask where the master is now.
+
+        redis-py asks only when it opens a connection, and after a manual ``SENTINEL FAILOVER``
+        the old master stays up and keeps accepting writes on open connections until Sentinel
+        demotes it (about 10 s later), when they are silently discarded. A changed address makes
+        redis-py drop the connections to the old master (idle ones now, busy ones on release), so
+        a write sent after Sentinel switched reaches the new master. Writes are rare (rotations,
+        object changes), one Sentinel round trip each is cheap.
+        """
+        pool = self._sentinel_pool
+        if pool is not None and time.monotonic() >= self._sentinel_quiet_until:
+            t0 = time.monotonic()
+            # On failure the write itself tells whether the master we know still works.
+            with contextlib.suppress(rexc.RedisError, OSError):
+                pool.get_master_address()
+            if time.monotonic() - t0 > _SENTINEL_SLOW:
+                self._sentinel_quiet_until = time.monotonic() + _SENTINEL_QUIET
+        return self._client
 
     @property
     def _client(self) -> AnyClient:
@@ -484,7 +513,9 @@ class RedisStore:
         doc = _codec.encode_keys(keys)
         with _errors():
             ok, v = self._cas_keys(
-                self._client, keys=[self._k_keys], args=[int(expected_version), doc, self._channel]
+                self._writer(),
+                keys=[self._k_keys],
+                args=[int(expected_version), doc, self._channel],
             )
         if not ok:
             raise Conflict(f"key set is at version {v}, not {expected_version}")
@@ -497,7 +528,7 @@ class RedisStore:
         body = _codec.strip_rv(obj)
         with _errors():
             res = self._create(
-                self._client,
+                self._writer(),
                 keys=[key, self._idx_key(kind), self._k_rv],
                 args=[
                     f"{namespace}\x00{name}",
@@ -550,7 +581,7 @@ class RedisStore:
         body = _codec.strip_rv(obj)
         with _errors():
             res = self._update(
-                self._client,
+                self._writer(),
                 keys=[key, self._k_rv],
                 args=[
                     "0" if resource_version is None else "1",
@@ -583,7 +614,7 @@ class RedisStore:
         event_doc = _codec.dump_json(event) if event is not None else b""
         with _errors():
             res = self._delete(
-                self._client,
+                self._writer(),
                 keys=[key, self._idx_key(kind), self._k_seq, self._k_events],
                 args=[
                     f"{namespace}\x00{name}",
@@ -609,7 +640,7 @@ class RedisStore:
         doc = _codec.dump_json(data)
         with _errors():
             seq = self._append(
-                self._client, keys=[self._k_seq, self._k_events], args=[doc, self._channel]
+                self._writer(), keys=[self._k_seq, self._k_events], args=[doc, self._channel]
             )
         return int(seq)
 
@@ -664,14 +695,14 @@ class RedisStore:
                 if len(batch) < 500:
                     break
                 start = "(" + batch[-1][0].decode()
-            return int(self._client.xtrim(self._k_events, minid=cut, approximate=False))
+            return int(self._writer().xtrim(self._k_events, minid=cut, approximate=False))
 
     # --- leases -------------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take or renew ``name`` for ``holder``; False while another holder's lease is live."""
         with _errors():
             ok = self._acquire(
-                self._client,
+                self._writer(),
                 keys=[f"{self._p}:lease:{name}"],
                 args=[holder, max(1, int(ttl * 1000))],
             )
@@ -680,7 +711,7 @@ class RedisStore:
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` has it."""
         with _errors():
-            self._release(self._client, keys=[f"{self._p}:lease:{name}"], args=[holder])
+            self._release(self._writer(), keys=[f"{self._p}:lease:{name}"], args=[holder])
 
     # --- change notification ------------------------------------------------------------------
     def watch(self, callback: Callable[[ChangeKind], None]) -> _RedisWatch:
@@ -783,8 +814,10 @@ def _sentinel_client(parts: Any, opts: dict[str, Any]) -> RedisClient:
     service = path[0]
     db = int(path[1]) if len(path) > 1 else 0
     password = parts.password
-    timeouts = {k: opts[k] for k in ("socket_timeout", "socket_connect_timeout")}
+    # Sentinel connections: bounded, and not retried with backoff (redis-py's default), so an
+    # unreachable Sentinel is StoreUnavailable within the timeout.
+    sentinel_opts = {k: opts[k] for k in ("socket_timeout", "socket_connect_timeout", "retry")}
     # Every new master connection asks the sentinels where the master is now (failover).
-    sentinel = Sentinel(hosts, sentinel_kwargs=timeouts, **timeouts)
+    sentinel = Sentinel(hosts, sentinel_kwargs=sentinel_opts)
     client: RedisClient = sentinel.master_for(service, db=db, password=password, **opts)
     return client
