@@ -199,11 +199,29 @@ class KeyManager:
             sub.close()
 
     def _run(self, interval: float) -> None:
-        while not self._stop.wait(interval * random.uniform(0.8, 1.2)):  # noqa: S311 - jitter
+        wait = self._next_wait(interval)
+        while not self._stop.wait(wait):
             try:
                 self.rotate_if_due()
+                wait = self._next_wait(interval)
             except Exception:
                 log.exception("key rotation step failed; will retry")
+                wait = interval  # no fast retries against a failing store
+
+    def _next_wait(self, interval: float) -> float:
+        """Sleep the jittered ``interval``, but wake just after the published set's next change
+        is due: until the change is written, Cache-Control says max-age=0 (the documents count
+        down to ``next_change``), so every verifier would refetch on every request. The small
+        extra jitter spreads replicas out; CAS makes exactly one of them write (invariant 3)."""
+        wait = interval * random.uniform(0.8, 1.2)  # noqa: S311 - jitter, not a secret
+        snap = self._snapshot
+        if snap is not None and snap.next_change is not None:
+            until = snap.next_change - self._clock()
+            # Already due yet unchanged after a step: nothing to gain by waking early (and no
+            # tight loop); keep the interval.
+            if until > 0:
+                wait = min(wait, until + random.uniform(0.01, 0.25))  # noqa: S311
+        return wait
 
     def _on_store_change(self, kind: str) -> None:
         if kind != "keys":

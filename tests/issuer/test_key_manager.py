@@ -335,6 +335,23 @@ def test_background_rotation_thread(make: Callable[..., KeyManager], store: Stor
     m.stop()  # idempotent
 
 
+def test_rotation_loop_wakes_when_the_published_set_is_due_to_change(
+    make: Callable[..., KeyManager], store: Store
+) -> None:
+    """Until a due change is written, the documents say max-age=0 (they count down to
+    next_change): the loop must not sleep its whole interval past that moment."""
+    policy = KeyPolicy(
+        alg="ES256", rotation_period=3, jwks_max_age=1, publish_margin=0.5, max_token_lifetime=60
+    )
+    m = make(store=store, policy=policy, clock=time.time)
+    m.start(rotate=True, interval=30.0)
+    due = m.published().next_change
+    assert due is not None and 0 < due - time.time() <= 2.0
+    assert wait_for(lambda: any(k.state == "next" for k in store.load_keys().keys), 3.0)
+    assert time.time() - due < 1.0  # written right after it was due, not ~30 s later
+    m.stop()
+
+
 # --- manual operations -----------------------------------------------------------------------
 
 
