@@ -268,3 +268,42 @@ def test_sentinel_manual_failover_writes_reach_the_new_master(
         assert store.load_keys().version == 2
     finally:
         store.close()
+
+
+# --- the issuer on each topology ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+def test_issuer_app_serves_jwks_from_the_topology(
+    request: pytest.FixtureRequest, tmp_path: Path, topology: str
+) -> None:
+    # As `sa-issuer serve --store URL` builds it: load_config -> build_context -> create_app.
+    # The cluster is spelled redis://...?cluster=true, the form the config validator accepts.
+    from starlette.testclient import TestClient
+
+    from issuer.app import create_app
+    from issuer.config import load_config
+    from issuer.context import build_context
+
+    if topology == "cluster":
+        url = request.getfixturevalue("redis_cluster_url")
+        url = url.replace("redis+cluster://", "redis://") + "/0?cluster=true"
+    else:
+        url = request.getfixturevalue("redis_sentinel_url")
+    jwks = []
+    for replica in ("a", "b"):  # two replicas: the second one finds the first one's key
+        flags = {
+            "data_dir": str(tmp_path / "data"),  # shared: same KEK
+            "store": url,
+            "key_alg": "ES256",
+            "audit_log": str(tmp_path / f"audit-{replica}.log"),
+        }
+        ctx = build_context(load_config(flags, {}))
+        assert isinstance(ctx.store, RedisStore) and ctx.store.topology == topology
+        with TestClient(create_app(ctx)) as client:
+            resp = client.get("/openid/v1/jwks")
+            assert resp.status_code == 200
+            jwks.append(resp.json())
+            assert client.get("/readyz").status_code == 200
+            assert ctx.keys.signer().kid == jwks[-1]["keys"][0]["kid"]
+    assert len(jwks[0]["keys"]) == 1 and jwks[0] == jwks[1]
