@@ -61,10 +61,15 @@ Cluster notes:
   failover the next call reaches the new primary; the call that met the failure raises
   StoreUnavailable. MOVED/ASK redirections are followed (the server did not run the command).
 
-Sentinel: redis-py asks the sentinels for the master's address on every new connection; Sentinel
-kills the old master's client connections on failover, so the next call fails with
-StoreUnavailable and the one after reaches the new master. Writes acknowledged by the old master
-but not yet replicated are lost on failover (Redis replication is asynchronous).
+Sentinel (https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/): redis-py
+asks the sentinels where the master is whenever it opens a connection, and the store also asks
+before every write (:meth:`RedisStore._writer`). When the master dies, calls fail with
+StoreUnavailable until Sentinel has promoted a replica, then reach it. After a manual
+``SENTINEL FAILOVER`` the old master stays up and would accept writes on open connections until
+Sentinel demotes it (~10 s later) and discards them; asking first closes that window except for
+the moment between the promotion and Sentinel's switch. Writes the old master acknowledged but
+had not yet replicated are lost either way (replication is asynchronous; ``WAIT`` or the server's
+``min-replicas-to-write`` narrow it).
 
 Durability is the server's: run Redis with ``appendonly yes`` / ``appendfsync always`` (or
 replicas) if a key set must survive a Redis crash. Commands are never retried by the client: a
@@ -792,10 +797,12 @@ def _cluster_connect(
     def connect() -> ClusterClient:
         # retry=0: a connection error or timeout is not retried (a retried CAS could see its own
         # write as a Conflict); MOVED/ASK redirections still are, the command did not run.
+        # require_full_coverage=False: the store needs its one slot, not every slot served.
         client: ClusterClient = RedisCluster(
             url=first,
             startup_nodes=[ClusterNode(h, p) for h, p in seeds[1:]],
             retry=retry,
+            require_full_coverage=False,
             **opts,
         )
         return client
