@@ -6,6 +6,7 @@
 
 Used by the fixtures in ``tests/conftest.py``; importable on its own for benchmarks or scripts.
 A missing binary raises RuntimeError (the fixtures turn it into a failure, never a skip).
+Needs Redis 7.0+ (``--cluster-port``; Debian bookworm's redis-server and redis-tools).
 """
 
 from __future__ import annotations
