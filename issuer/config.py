@@ -92,7 +92,15 @@ _MAX_EXPIRATION = 1 << 32
 
 _ALGORITHMS = ("RS256", "ES256", "ES384", "ES512")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
-_STORE_SCHEMES = ("sqlite", "redis", "rediss", "redis+sentinel", "unix")
+_STORE_SCHEMES = (
+    "sqlite",
+    "redis",
+    "rediss",
+    "redis+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+    "unix",
+)
 
 
 class ConfigError(ValueError):
@@ -180,13 +188,18 @@ class Config:
         if self.store == "sqlite":
             return f"sqlite:{self.data_dir / 'issuer.db'}"
         parts = urlsplit(self.store)
-        if parts.password is not None:
-            host = parts.hostname or ""
-            if parts.port is not None:
-                host = f"{_bracket(host)}:{parts.port}"
-            user = parts.username or ""
-            return parts._replace(netloc=f"{user}:***@{host}").geturl()
-        return self.store
+        # Split the netloc by hand: sentinel/cluster URLs list several hosts ("h:1,h:2"), which
+        # urlsplit's .port refuses. A password may also come as a query parameter.
+        userinfo, at, hosts = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            parts = parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{hosts}")
+        if parts.query:
+            query = "&".join(
+                "password=***" if q.split("=", 1)[0].lower() == "password" else q
+                for q in parts.query.split("&")
+            )
+            parts = parts._replace(query=query)
+        return parts.geturl()
 
 
 # --- value parsers: each takes (value, where, from_text) and returns the typed value ------------

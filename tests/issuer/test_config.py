@@ -133,6 +133,27 @@ def test_store_description_redacts_password() -> None:
     assert c.store_description() == "redis://user:***@r.example:6379/0"
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "redis+sentinel://:hunter2@s1:26379,s2:26379/mymaster",
+            "redis+sentinel://:***@s1:26379,s2:26379/mymaster",
+        ),
+        ("redis+cluster://u:hunter2@n1:7000,n2:7001", "redis+cluster://u:***@n1:7000,n2:7001"),
+        (
+            "rediss+cluster://n1:7000?password=hunter2&prefix=a",
+            "rediss+cluster://n1:7000?password=***&prefix=a",
+        ),
+        ("redis://r:6379/0?cluster=true", "redis://r:6379/0?cluster=true"),
+    ],
+)
+def test_multi_host_store_urls_are_accepted_and_redacted(url: str, shown: str) -> None:
+    c = load_config({"store": url}, {})
+    assert c.store_description() == shown
+    assert "hunter2" not in repr(c)
+
+
 def test_config_to_env_round_trips(tmp_path: Path) -> None:
     c = load_config(
         {"data_dir": str(tmp_path), "issuer": "https://x.example/p", "listen": "127.0.0.1:9"},
