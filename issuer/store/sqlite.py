@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import sqlite3
 import threading
 import time
@@ -85,6 +86,14 @@ INSERT INTO keyset (id, version, doc) VALUES (1, 0, X'');
 """
 
 _OUR_TABLES = {"meta", "keyset", "objects", "events", "leases", "sqlite_sequence"}
+
+
+def _is_busy(e: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED ("database is locked", "database table is locked")."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "locked" in str(e) or "busy" in str(e)
 
 
 def _map_error(e: sqlite3.Error, path: Path) -> StoreError:
@@ -232,16 +241,29 @@ class SQLiteStore:
             )
         except sqlite3.Error as e:
             raise _map_error(e, self.path) from e
-        try:
-            # Read first: on a file that is not SQLite this fails without writing anything.
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
-        except sqlite3.Error as e:
-            conn.close()
-            raise _map_error(e, self.path) from e
-        return conn
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        delay = 0.002
+        while True:
+            try:
+                # Read first: on a file that is not SQLite this fails without writing anything.
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+                return conn
+            except sqlite3.OperationalError as e:
+                # Several processes opening a new file at once (two replicas, --workers N): the
+                # switch to WAL needs an exclusive lock, and SQLite answers SQLITE_BUSY at once,
+                # without its busy handler, when waiting could deadlock (sqlite.org/c3ref/
+                # busy_handler.html). Retry within the same budget as any other busy wait.
+                if not _is_busy(e) or time.monotonic() >= deadline:
+                    conn.close()
+                    raise _map_error(e, self.path) from e
+                time.sleep(delay * random.uniform(0.5, 1.5))  # noqa: S311 - jitter
+                delay = min(delay * 2, 0.1)
+            except sqlite3.Error as e:
+                conn.close()
+                raise _map_error(e, self.path) from e
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)

@@ -72,3 +72,17 @@ def cas_forever(url: str, data_dir: str, payload_size: int) -> None:
         v = state.version + 1
         payload = bytes([v % 256]) * payload_size
         store.cas_keys(state.version, [key(f"v{v}", payload), key(f"v{v}-next", payload)])
+
+
+def open_fresh(path: str, barrier: Any, results: Any) -> None:
+    """Open a (new) SQLite store right after the others; report "ok" or the error."""
+    from issuer.store.sqlite import SQLiteStore
+
+    barrier.wait(timeout=30)
+    try:
+        store = SQLiteStore(Path(path))
+        store.ping()
+        store.close()
+        results.put("ok")
+    except Exception as e:  # reported, not raised: the test shows every outcome
+        results.put(f"{type(e).__name__}: {e}")

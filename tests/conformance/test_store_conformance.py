@@ -766,6 +766,22 @@ def test_sqlite_sigkill_mid_write_leaves_a_whole_key_set(sqlite_path: Path) -> N
         s.close()
 
 
+def test_sqlite_new_file_opened_by_many_processes_at_once(tmp_path: Path) -> None:
+    """Replicas (or --workers N) starting together on a fresh data dir: the switch to WAL may
+    answer SQLITE_BUSY without waiting; every opener must still succeed."""
+    n = 8
+    for round_ in range(4):
+        path = tmp_path / f"fresh-{round_}.db"
+        barrier, results = MP.Barrier(n), MP.Queue()
+        procs = [
+            MP.Process(target=_workers.open_fresh, args=(str(path), barrier, results))
+            for _ in range(n)
+        ]
+        run_procs(procs)
+        outcomes = [results.get(timeout=5) for _ in range(n)]
+        assert outcomes == ["ok"] * n, outcomes
+
+
 def test_sqlite_two_instances_in_one_thread(sqlite_path: Path) -> None:
     a, b = SQLiteStore(sqlite_path), SQLiteStore(sqlite_path)
     try:
