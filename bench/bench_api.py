@@ -219,7 +219,13 @@ def main() -> int:
     for alg in ("RS256", "ES256"):
         bare = rate(bare_signer(alg), args.seconds)
         mint = rate(mint_fn(alg), args.seconds)
-        iss = Issuer(store=args.store, env={"SA_ISSUER_KEY_ALG": alg})
+        store_url = args.store
+        if store_url and store_url.startswith("redis"):
+            # Each run has a fresh data dir, so a fresh KEK: give it its own keys in Redis (the
+            # issuer rightly refuses a store whose keys another KEK encrypted).
+            sep = "&" if "?" in store_url else "?"
+            store_url += f"{sep}prefix=bench-{alg}-{time.time_ns()}"
+        iss = Issuer(store=store_url, env={"SA_ISSUER_KEY_ALG": alg})
         try:
             p50, p99, seq, par = http_bench(iss, args.seconds, args.threads)
             served.append((alg, *server_capacity(iss, args.seconds)))

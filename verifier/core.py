@@ -14,7 +14,7 @@ Order, cheapest first, so that garbage can never make a caller refetch keys (STY
 hold — the one case where fetching the JWKS again can help (remote.py relies on this).
 Unverified claims never reach an exception message or a log line.
 
-Two paths, one contract (docs/BENCHMARKS-verify.md):
+Two paths, one contract (docs/BENCHMARKS.md §1):
 
 - :func:`verify_reference` is the straightforward composition of the building blocks
   (``parse_compact`` → ``KeySet.verify_parsed`` → ``loads_object`` → ``identity_from_claims``).

@@ -1,6 +1,6 @@
 """ServiceAccountIdentity: what a verified token says about the workload that holds it.
 
-Performance note (docs/BENCHMARKS-verify.md): an identity is built once per verified token, so its
+Performance note (docs/BENCHMARKS.md §1): an identity is built once per verified token, so its
 construction is on the hot path. It used to be a frozen ``slots`` dataclass with 19 fields, whose
 generated ``__init__`` performs 19 ``object.__setattr__`` calls (~1.3 µs). It is now a ``__slots__``
 class holding ONE tuple of values; the public field names are read-only properties over it. The

@@ -150,7 +150,7 @@ def parse_compact(token: str | bytes, max_token_bytes: int = MAX_TOKEN_BYTES) ->
     Every segment is checked to be canonical base64url here, before any key lookup, so a garbage
     token can never be reported as ``unknown_key`` (which makes remote verifiers refetch).
 
-    Hot path (docs/BENCHMARKS-verify.md): a ``str`` token is encoded inline (same cap and ASCII
+    Hot path (docs/BENCHMARKS.md §1): a ``str`` token is encoded inline (same cap and ASCII
     rule as :func:`to_bytes`); the two dots are located with ``bytes.find`` (memchr) rather than
     ``split`` (a byte-by-byte loop, ~4x slower on a 1 KiB token); the header cache is probed
     inline; the result is built with ``tuple.__new__`` (skipping the NamedTuple's Python-level

@@ -1,6 +1,6 @@
 """The hand-written fast paths agree with the reference paths; the verified-token cache is safe.
 
-Fast paths under test (docs/BENCHMARKS-verify.md):
+Fast paths under test (docs/BENCHMARKS.md §1):
 
 - ``verify`` (with its fused fast path) versus ``core.verify_reference`` (the plain composition of
   parse_compact → verify_parsed → loads_object → identity_from_claims) AND versus
