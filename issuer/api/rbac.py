@@ -81,6 +81,7 @@ from issuer.api.validation import (
     KindInfo,
     decode_object,
     dns1123_subdomain_errors,
+    type_error,
 )
 from issuer.authz import RBAC_GROUP, Attributes, PolicyRule, Role
 from issuer.context import IssuerContext
@@ -130,28 +131,10 @@ _BUILTIN_ANNOTATIONS: Final = {"rbac.authorization.kubernetes.io/autoupdate": "t
 
 # --- decoding (400) -----------------------------------------------------------------------------
 
-_JSON_TYPE_NAMES: Final = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    bool: "bool",
-    int: "number",
-    float: "number",
-    type(None): "null",
-}
-
-
-def _type_error(value: Any, where: str, go_type: str) -> Exception:
-    # kube's JSON decoder (same text as issuer.api.validation).
-    got = _JSON_TYPE_NAMES.get(type(value), "value")
-    return bad_request(
-        f"json: cannot unmarshal {got} into Go struct field {where} of type {go_type}"
-    )
-
 
 def _obj(value: Any, where: str, go_type: str) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _type_error(value, where, go_type)
+        raise type_error(value, where, go_type)
     return dict(value)
 
 
@@ -159,7 +142,7 @@ def _str(value: Any, where: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise _type_error(value, where, "string")
+        raise type_error(value, where, "string")
     return value
 
 
@@ -167,10 +150,10 @@ def _strs(value: Any, where: str) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _type_error(value, where, "[]string")
+        raise type_error(value, where, "[]string")
     for item in value:
         if not isinstance(item, str):
-            raise _type_error(item, where, "string")
+            raise type_error(item, where, "string")
     return list(value)
 
 
@@ -195,7 +178,7 @@ def _decode_rules(kind: str, value: Any, mode: FieldValidation, warnings: list[s
     if value is None:
         return []
     if not isinstance(value, list):
-        raise _type_error(value, f"{kind}.rules", "[]v1.PolicyRule")
+        raise type_error(value, f"{kind}.rules", "[]v1.PolicyRule")
     rules = []
     for i, raw in enumerate(value):
         rule = _obj(raw, f"{kind}.rules", "v1.PolicyRule")
@@ -216,7 +199,7 @@ def _decode_binding(
     decoded_subjects = []
     if subjects is not None:
         if not isinstance(subjects, list):
-            raise _type_error(subjects, f"{kind}.subjects", "[]v1.Subject")
+            raise type_error(subjects, f"{kind}.subjects", "[]v1.Subject")
         for i, raw in enumerate(subjects):
             subject = _obj(raw, f"{kind}.subjects", "v1.Subject")
             warnings += _unknown(subject, _SUBJECT_FIELDS, f"subjects[{i}].", mode)

@@ -44,6 +44,7 @@ __all__ = [
     "decode_token_review",
     "dns1123_label_errors",
     "dns1123_subdomain_errors",
+    "type_error",
     "validate_object",
 ]
 
@@ -202,8 +203,9 @@ _JSON_TYPE_NAMES: Final = {
 }
 
 
-def _type_error(value: Any, where: str, go_type: str) -> Exception:
-    # kube's JSON decoder: "json: cannot unmarshal string into Go struct field X of type Y".
+def type_error(value: Any, where: str, go_type: str) -> Exception:
+    """kube's JSON decoder error (400): "json: cannot unmarshal string into Go struct field X of
+    type Y" — for a field of the wrong JSON type."""
     got = _JSON_TYPE_NAMES.get(type(value), "value")
     return bad_request(
         f"json: cannot unmarshal {got} into Go struct field {where} of type {go_type}"
@@ -212,31 +214,31 @@ def _type_error(value: Any, where: str, go_type: str) -> Exception:
 
 def _want_obj(value: Any, where: str, go_type: str = "object") -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _type_error(value, where, go_type)
+        raise type_error(value, where, go_type)
     return value
 
 
 def _want_list(value: Any, where: str, go_type: str) -> list[Any]:
     if not isinstance(value, list):
-        raise _type_error(value, where, go_type)
+        raise type_error(value, where, go_type)
     return value
 
 
 def _want_str(value: Any, where: str) -> str:
     if not isinstance(value, str):
-        raise _type_error(value, where, "string")
+        raise type_error(value, where, "string")
     return value
 
 
 def _want_bool(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
-        raise _type_error(value, where, "bool")
+        raise type_error(value, where, "bool")
     return value
 
 
 def _want_int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(value, where, "int64")
+        raise type_error(value, where, "int64")
     return value
 
 
