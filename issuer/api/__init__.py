@@ -36,7 +36,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import objects, rbac, tokenrequest, tokenreview
+from issuer.api import discovery, objects, rbac, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
@@ -181,6 +181,7 @@ def routes() -> list[BaseRoute]:
     from issuer import stream
 
     return [
+        *discovery.routes(),
         *stream.routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),
         Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),
