@@ -5,8 +5,9 @@ store ...: one line ``sa-issuer: error: ...`` on stderr, nothing overwritten), 2
 
 Configuration resolution is the same for every subcommand (issuer.config: flags > SA_ISSUER_* env
 > TOML file > defaults), so ``keys`` and ``export`` act on exactly the store and issuer that
-``serve`` uses. Key changes made with ``keys rotate|revoke`` are written to the store with
-compare-and-swap; running replicas pick them up through the store's change notifications.
+``serve`` uses. Key changes made with ``keys rotate|revoke|rewrap`` are written to the store with
+compare-and-swap; running replicas pick them up through the store's change notifications
+(``keys rewrap`` re-encrypts under a new KEK, which every replica must then be given).
 """
 
 from __future__ import annotations
@@ -119,6 +120,27 @@ def build_parser() -> argparse.ArgumentParser:
     _common(krev)
     krev.add_argument("kid", metavar="KID")
     krev.set_defaults(func=cmd_keys_revoke)
+    krw = ksub.add_parser(
+        "rewrap",
+        help="re-encrypt every stored private key under a new key-encryption key (KEK rotation)",
+        description=(
+            "Re-encrypt every stored private key under a new KEK in one compare-and-swap write; "
+            "the current KEK comes from the usual configuration (--kek, SA_ISSUER_KEK, config "
+            "file, DATA_DIR/kek). Afterwards every replica must be given the new KEK."
+        ),
+    )
+    _common(krw)
+    new = krw.add_mutually_exclusive_group(required=True)
+    new.add_argument(
+        "--new-kek", metavar="SOURCE", help="the new KEK: a file path (preferred) or base64"
+    )
+    new.add_argument("--new-kek-file", metavar="PATH", type=Path, help="the new KEK file")
+    krw.add_argument(
+        "--create",
+        action="store_true",
+        help="create --new-kek-file with a fresh random KEK (mode 0600; never overwrites)",
+    )
+    krw.set_defaults(func=cmd_keys_rewrap)
 
     export = sub.add_parser(
         "export",
@@ -384,6 +406,76 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     finally:
         store.close()
     print(f"{PROG}: key {args.kid} revoked (removed from the JWKS)")
+    return 0
+
+
+def _new_kek(args: argparse.Namespace) -> tuple[Any, Path | None, str]:
+    """(new KEK, file created by --create or None, how to name it to the operator)."""
+    from issuer.crypto import create_kek_file, load_kek, load_kek_file
+
+    path: Path | None = args.new_kek_file
+    if path is not None and args.create:
+        try:
+            return create_kek_file(path), path, str(path)
+        except FileExistsError:
+            raise CliError(
+                f"{path} already exists: refusing to overwrite a KEK (drop --create to use it)"
+            ) from None
+        except OSError as e:
+            raise CliError(f"cannot create new KEK file {path}: {e.strerror or e}") from None
+    try:
+        if path is not None:
+            return load_kek_file(path), None, str(path)
+        source: str = args.new_kek
+        kek = load_kek(source)
+    except KekError as e:
+        raise CliError(f"new KEK: {e}") from None
+    shown = source.strip() if os.path.exists(source.strip()) else "the new KEK (base64)"
+    return kek, None, shown
+
+
+def cmd_keys_rewrap(args: argparse.Namespace) -> int:
+    """``sa-issuer keys rewrap --new-kek SOURCE | --new-kek-file PATH [--create]``."""
+    config = _config(args)
+    _setup_logging("error")
+    if args.create and args.new_kek_file is None:
+        raise CliError("--create needs --new-kek-file PATH")
+    store = _open_store(config)
+    created: Path | None = None
+    try:
+        km = _key_manager(config, store, create_kek=False)  # the current KEK
+        new_kek, created, shown = _new_kek(args)
+        try:
+            state = km.rewrap(new_kek)
+        except KekError:
+            if created is not None:  # sealed nothing: do not leave a KEK that protects nothing
+                with contextlib.suppress(OSError):
+                    created.unlink()
+            raise
+    finally:
+        store.close()
+    if not state.keys:
+        print(f"{PROG}: the store holds no keys: nothing re-encrypted")
+        print(f"next: configure {shown} as the kek setting before the first `{PROG} serve`")
+        return 0
+    # Never echo config.kek: it may be base64 key material.
+    where = "the kek setting (--kek / SA_ISSUER_KEK / config file)"
+    if config.kek is None:
+        where = f"{config.data_dir / 'kek'} (replace it with the new KEK file) or the kek setting"
+    print(
+        f"{PROG}: re-encrypted {len(state.keys)} private keys under the new KEK "
+        f"(key set version {state.version}); kids and public keys unchanged"
+    )
+    print("next steps:")
+    print(f"  1. now, on EVERY replica: point {where} at {shown}, and restart it")
+    print(
+        "  2. until then, replicas on the old KEK sign with keys already in memory but cannot "
+        "load keys written from now on, cannot rotate, and will not start again"
+    )
+    print(
+        "  3. once all replicas run with the new KEK, destroy the old KEK; store backups taken "
+        "before now still need the old KEK"
+    )
     return 0
 
 

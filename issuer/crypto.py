@@ -247,6 +247,18 @@ class Kek:
                 "tampered with or copied from another kid"
             ) from None
 
+    def same_key(self, other: Kek) -> bool:
+        """True if ``other`` is the same KEK (a probe sealed by one opens under the other).
+
+        Compares without ever exposing either key's bytes.
+        """
+        probe = os.urandom(16)
+        blob = self.encrypt("kek-compare", probe)
+        try:
+            return other.decrypt("kek-compare", blob) == probe
+        except KekError:
+            return False
+
     def __repr__(self) -> str:
         return "Kek(<redacted>)"
 

@@ -13,6 +13,7 @@ the current :class:`Signer` without locks; writers swap them under a lock.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -125,8 +126,8 @@ class KeyManager:
     """Signing keys for one replica: bootstrap, rotation, revocation, snapshots, signer.
 
     Contract (used by the HTTP app, the CLI, TokenRequest and TokenReview):
-    ``start``, ``stop``, ``refresh``, ``rotate_if_due``, ``rotate``, ``revoke``, ``signer``,
-    ``published``, ``add_listener``, ``is_revoked``.
+    ``start``, ``stop``, ``refresh``, ``rotate_if_due``, ``rotate``, ``revoke``, ``rewrap``,
+    ``signer``, ``published``, ``add_listener``, ``is_revoked``.
     """
 
     def __init__(
@@ -228,6 +229,13 @@ class KeyManager:
             return
         try:
             self.refresh()
+        except KekError as e:
+            log.error(
+                "could not refresh keys after a store change: %s. If the KEK was rotated "
+                "(`sa-issuer keys rewrap`), set this replica's KEK to the new one and restart it; "
+                "keeping the last good snapshot",
+                e,
+            )
         except Exception:
             log.exception("could not refresh keys after a store change; keeping the last snapshot")
 
@@ -367,6 +375,57 @@ class KeyManager:
                 return keys
             raise Conflict(f"lost {MAX_CAS_ATTEMPTS} compare-and-swap races in a row")
 
+    def rewrap(self, new_kek: Kek) -> KeySetState:
+        """Re-encrypt every stored private key under ``new_kek`` in ONE compare-and-swap write.
+
+        Each key is decrypted with the current KEK (and checked against its kid and public JWK),
+        then sealed under ``new_kek`` (AAD = kid, fresh nonce); kids, states, times and public
+        material are unchanged. On :class:`Conflict` (a rotation or revocation won the race) the
+        key set is re-read and the whole re-encryption redone (bounded). Raises :class:`KekError`
+        — before writing anything — if ``new_kek`` is the current KEK or any stored key does not
+        open under the current KEK. On success this manager uses ``new_kek`` from now on and the
+        written state is returned (nothing is written if the store holds no keys).
+
+        Other replicas still holding the old KEK keep signing with the keys they have decrypted
+        in memory, but can neither load keys written afterwards nor write (``_check_kek``): roll
+        the new KEK out to them right away.
+        """
+        if self._kek.same_key(new_kek):
+            raise KekError("the new KEK is the same as the current one: nothing to re-encrypt")
+        with self._write_lock:
+            for _ in range(MAX_CAS_ATTEMPTS):
+                state = self._store.load_keys()
+                if not state.keys:
+                    return state
+                keys = tuple(self._rewrapped(k, new_kek) for k in state.keys)
+                try:
+                    version = self._store.cas_keys(state.version, keys)
+                except Conflict:
+                    log.info("key set changed during the KEK rewrap; re-reading and redoing it")
+                    continue
+                with self._lock:
+                    self._kek = new_kek
+                new_state = KeySetState(version, keys)
+                self._install(new_state)
+                log.warning(
+                    "re-encrypted %d private keys under a new KEK (key set version %d): replicas "
+                    "still on the old KEK cannot load keys written from now on",
+                    len(keys),
+                    version,
+                )
+                return new_state
+            raise Conflict(f"KEK rewrap lost {MAX_CAS_ATTEMPTS} compare-and-swap races in a row")
+
+    def _rewrapped(self, k: StoredKey, new_kek: Kek) -> StoredKey:
+        """``k`` with its private key sealed under ``new_kek`` (KekError if it cannot be opened
+        with the current KEK, or does not match its kid and public JWK)."""
+        der = self._kek.decrypt(k.kid, k.private_enc)  # always the blob, never the cache
+        key = self._parse_checked(k, der)
+        blob = new_kek.encrypt(k.kid, crypto.private_key_to_pkcs8(key))
+        if new_kek.decrypt(k.kid, blob) != crypto.private_key_to_pkcs8(key):  # pragma: no cover
+            raise KekError(f"re-encrypting the private key of kid {k.kid} did not round-trip")
+        return dataclasses.replace(k, private_enc=blob)
+
     # --- internals ----------------------------------------------------------------------------
 
     def _generate(self, now: float) -> StoredKey:
@@ -396,6 +455,12 @@ class KeyManager:
         if key is not None:
             return key
         der = self._kek.decrypt(k.kid, k.private_enc)
+        key = self._parse_checked(k, der)
+        self._private[k.kid] = key
+        return key
+
+    @staticmethod
+    def _parse_checked(k: StoredKey, der: bytes) -> PrivateKey:
         try:
             key = crypto.load_private_key(der)
         except ValueError:
@@ -405,14 +470,43 @@ class KeyManager:
             k.public_jwk
         ) != crypto.public_jwk(key.public_key(), k.kid):
             raise KekError(f"stored private key of kid {k.kid} does not match its public key")
-        self._private[k.kid] = key
         return key
 
     def _check_kek(self, state: KeySetState) -> None:
-        """Never write under a KEK that cannot read what is stored (invariant 4)."""
+        """Never write under a KEK that cannot read what is stored (invariant 4).
+
+        Opens the stored blobs themselves, not the in-memory cache: after ``keys rewrap`` a
+        replica still on the old KEK holds the keys decrypted, but must not add a key sealed under
+        the old KEK to a key set sealed under the new one.
+        """
         for k in state.keys:
             if k.state in ("active", "next"):
                 self._decrypt(k)
+                try:
+                    self._kek.decrypt(k.kid, k.private_enc)
+                except KekError as e:
+                    raise KekError(
+                        f"{e} (the stored keys are sealed under another KEK: after "
+                        "`sa-issuer keys rewrap`, configure the new KEK on this replica)"
+                    ) from None
+
+    def _warn_kek_mismatch(self, state: KeySetState) -> None:
+        """Log (once per key set) when cached keys no longer open under this replica's KEK."""
+        for k in state.keys:
+            if k.state in ("active", "next") and k.kid in self._private:
+                try:
+                    self._kek.decrypt(k.kid, k.private_enc)
+                except KekError:
+                    log.error(
+                        "KEK mismatch: the stored private key of kid %s (key set version %d) does "
+                        "not open under this replica's KEK (rotated with `sa-issuer keys "
+                        "rewrap`?). Still signing with the keys held in memory, but this replica "
+                        "cannot load new keys, rotate, or restart: set its KEK to the new one and "
+                        "restart it",
+                        k.kid,
+                        state.version,
+                    )
+                    return
 
     def _install(self, state: KeySetState) -> None:
         """Swap in a snapshot of ``state`` if it is newer; notify listeners."""
@@ -425,6 +519,7 @@ class KeyManager:
                 state = self._store.load_keys()
             if cur is not None and state.version == cur.version and state.keys == cur.keys:
                 return
+            self._warn_kek_mismatch(state)
             act = rotation.active(state.keys)
             signer: Signer | None = None
             if act is not None:
