@@ -3,8 +3,8 @@ RBAC and SubjectAccessReview.
 
 ``routes()`` returns the Starlette routes the app mounts. Every route authenticates a bearer
 token (an admin token or a service-account token of this issuer) and authorizes the request with
-RBAC (:func:`issuer.api.auth.authorize`); anonymous callers get discovery and JWKS only (served
-elsewhere).
+RBAC (:func:`issuer.api.auth.authorize`); anonymous callers get OIDC discovery and JWKS only
+(served elsewhere), plus ``/version``; the API discovery documents need any authenticated caller.
 
 ==================================================================  ==========================
 path                                                                methods
@@ -19,6 +19,8 @@ path                                                                methods
 /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews               POST (TokenReview)
 /apis/rbac.authorization.k8s.io/v1/...                              see :mod:`issuer.api.rbac`
 /apis/authorization.k8s.io/{v1,v1beta1}/subjectaccessreviews        POST (SubjectAccessReview)
+/version, /api, /api/v1, /apis, /apis/{group}/{version}             GET (API discovery)
+/apis/sa-oidc.dev/v1/{invalidations|tokenrevocations}               see :mod:`issuer.stream`
 ==================================================================  ==========================
 
 Module map: pure logic in ``validation`` (decoding, names), ``admission`` (pod admission),
