@@ -217,37 +217,33 @@ def _check_bound(ident: ServiceAccountIdentity, objects: ObjectGetter) -> Review
             "service_account_uid_mismatch",
         )
     if ident.secret_name:
-        secret = _get(objects, "Secret", ns, ident.secret_name)
-        if secret is None:
-            return _fail(INVALIDATED, "bound_object_not_found")
-        if _uid(secret) != (ident.secret_uid or ""):
-            return _fail(
-                f"secret UID ({_uid(secret)}) does not match service account secret ref claim "
-                f"({ident.secret_uid or ''})",
-                "bound_object_uid_mismatch",
-            )
+        failure = _check_ref(objects, "Secret", ns, ident.secret_name, ident.secret_uid)
+        if failure is not None:
+            return failure
     if ident.pod_name:
-        pod = _get(objects, "Pod", ns, ident.pod_name)
-        if pod is None:
-            return _fail(INVALIDATED, "bound_object_not_found")
-        if _uid(pod) != (ident.pod_uid or ""):
-            return _fail(
-                f"pod UID ({_uid(pod)}) does not match service account pod ref claim "
-                f"({ident.pod_uid or ''})",
-                "bound_object_uid_mismatch",
-            )
-    elif ident.node_name:
+        return _check_ref(objects, "Pod", ns, ident.pod_name, ident.pod_uid)
+    if ident.node_name:
         # A node claim on a pod-bound token is informational only (kube: claims.go); a
         # node-bound token needs the node to exist with that uid.
-        node = _get(objects, "Node", "", ident.node_name)
-        if node is None:
-            return _fail(INVALIDATED, "bound_object_not_found")
-        if _uid(node) != (ident.node_uid or ""):
-            return _fail(
-                f"node UID ({_uid(node)}) does not match service account node ref claim "
-                f"({ident.node_uid or ''})",
-                "bound_object_uid_mismatch",
-            )
+        return _check_ref(objects, "Node", "", ident.node_name, ident.node_uid)
+    return None
+
+
+def _check_ref(
+    objects: ObjectGetter, kind: str, namespace: str, name: str, claimed_uid: str | None
+) -> ReviewResult | None:
+    """The bound object exists with the uid in the token (kube: claims.go, texts verbatim:
+    "<kind> UID (%s) does not match service account <kind> ref claim (%s)")."""
+    obj = _get(objects, kind, namespace, name)
+    if obj is None:
+        return _fail(INVALIDATED, "bound_object_not_found")
+    if _uid(obj) != (claimed_uid or ""):
+        label = kind.lower()
+        return _fail(
+            f"{label} UID ({_uid(obj)}) does not match service account {label} ref claim "
+            f"({claimed_uid or ''})",
+            "bound_object_uid_mismatch",
+        )
     return None
 
 
