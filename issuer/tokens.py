@@ -19,7 +19,7 @@ and the token id are parameters: no I/O, no hidden time.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -164,17 +164,4 @@ def legacy_claims(*, namespace: str, service_account: BoundRef, secret_name: str
         "kubernetes.io/serviceaccount/service-account.name": service_account.name,
         "kubernetes.io/serviceaccount/service-account.uid": service_account.uid,
         "sub": username_for(namespace, service_account.name),
-    }
-
-
-def claims_summary(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of ``claims`` an audit line may carry (never the token): sub, aud, jti, exp and
-    the bound objects."""
-    kube = claims.get("kubernetes.io") or {}
-    return {
-        "sub": claims.get("sub"),
-        "aud": claims.get("aud"),
-        "jti": claims.get("jti"),
-        "exp": claims.get("exp"),
-        "bound": {k: kube[k] for k in ("pod", "secret", "node") if k in kube},
     }

@@ -371,7 +371,7 @@ class KeySet:
     token's signature with :meth:`verify_signature`. Thread-safe (never mutated after construction).
     """
 
-    __slots__ = ("_ambiguous", "_by_alg", "_by_kid", "_keys", "skipped")
+    __slots__ = ("_by_alg", "_by_kid", "_keys", "skipped")
 
     def __init__(
         self, keys: Iterable[PublicKey], skipped: Iterable[tuple[str | None, str]] = ()
@@ -391,7 +391,6 @@ class KeySet:
         for kid in ambiguous:
             del by_kid[kid]
         self._by_kid = by_kid
-        self._ambiguous: frozenset[str] = frozenset(ambiguous)
         by_alg: dict[str, tuple[PublicKey, ...]] = {}
         for alg in SUPPORTED_ALGORITHMS:
             by_alg[alg] = tuple(k for k in self._keys if alg in k.algorithms)

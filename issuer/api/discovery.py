@@ -88,10 +88,6 @@ class Resource:
         return out
 
 
-def _versions(api_versions: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(gv.partition("/")[2] for gv in api_versions)
-
-
 _TOKENREVIEW: Final = (Resource("tokenreviews", "tokenreview", False, "TokenReview", ("create",)),)
 _SAR: Final = (
     Resource(

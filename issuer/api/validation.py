@@ -249,11 +249,6 @@ def _want_str_map(value: Any, where: str) -> dict[str, str]:
     return obj
 
 
-def _opt(obj: Mapping[str, Any], key: str) -> Any:
-    v = obj.get(key)
-    return v
-
-
 @dataclass(slots=True)
 class Decoded:
     """A decoded body: the object to validate/store and field warnings (fieldValidation=Warn)."""
