@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from issuer.store import AlreadyExists, Conflict, NotFound, Store
+from issuer.timefmt import rfc3339
 
 __all__ = [
     "KIND",
@@ -72,10 +73,6 @@ def valid_jti(jti: object) -> bool:
     return isinstance(jti, str) and _JTI_RE.match(jti) is not None
 
 
-def _rfc3339(t: float) -> str:
-    return datetime.fromtimestamp(int(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _seq_of(obj: Mapping[str, Any]) -> int | None:
     status = obj.get("status")
     seq = status.get("seq") if isinstance(status, Mapping) else None
@@ -103,8 +100,8 @@ def revoke_token(store: Store, jti: str, exp: float, now: float) -> int:
     obj: dict[str, Any] = {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {"name": jti, "creationTimestamp": _rfc3339(now)},
-        "spec": {"jti": jti, "exp": int(exp), "expirationTimestamp": _rfc3339(exp)},
+        "metadata": {"name": jti, "creationTimestamp": rfc3339(now)},
+        "spec": {"jti": jti, "exp": int(exp), "expirationTimestamp": rfc3339(exp)},
         "status": {},
     }
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
@@ -31,7 +30,6 @@ __all__ = [
     "endpoint",
     "field_validation",
     "json_response",
-    "rfc3339",
     "run_sync",
 ]
 
@@ -45,11 +43,6 @@ def context(request: Request) -> IssuerContext:
     """The process's :class:`IssuerContext`."""
     ctx: IssuerContext = request.app.state.ctx
     return ctx
-
-
-def rfc3339(t: float) -> str:
-    """``2006-01-02T15:04:05Z`` (metav1.Time, second precision, UTC)."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(t)))
 
 
 def _warning_value(text: str) -> str:

@@ -38,6 +38,7 @@ from issuer.api.validation import (
 from issuer.context import IssuerContext
 from issuer.http.status import StatusError
 from issuer.store import JSON, AlreadyExists, Conflict, NotFound, Store
+from issuer.timefmt import rfc3339
 
 __all__ = [
     "TOKEN_KINDS",
@@ -55,12 +56,6 @@ _NAMESPACE_CONTENTS: Final = ("Pod", "Secret", "ServiceAccount")
 #: that a namespace recreated with the same name would inherit.
 _NAMESPACE_GRANTS: Final = ("RoleBinding", "Role")
 _RETRIES: Final = 8
-
-
-def _rfc3339(t: float) -> str:
-    from issuer.api._http import rfc3339
-
-    return rfc3339(t)
 
 
 def _namespace_phase(store: Store, namespace: str) -> str | None:
@@ -86,7 +81,7 @@ def _require_active_namespace(store: Store, info: KindInfo, namespace: str, name
 def _stamp(ctx: IssuerContext, obj: JSON, namespace: str) -> None:
     meta = obj["metadata"]
     meta["uid"] = str(uuid.uuid4())
-    meta["creationTimestamp"] = _rfc3339(ctx.clock())
+    meta["creationTimestamp"] = rfc3339(ctx.clock())
     if namespace:
         meta["namespace"] = namespace
 
@@ -257,7 +252,7 @@ def _mark_terminating(ctx: IssuerContext, name: str) -> JSON:
         ns = dict(ns)
         ns["status"] = {**status, "phase": "Terminating"}
         meta = dict(ns.get("metadata") or {})
-        meta.setdefault("deletionTimestamp", _rfc3339(ctx.clock()))
+        meta.setdefault("deletionTimestamp", rfc3339(ctx.clock()))
         ns["metadata"] = meta
         try:
             return store.update_object(

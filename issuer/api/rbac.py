@@ -54,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from issuer import authz
-from issuer.api._http import context, endpoint, field_validation, json_response, rfc3339, run_sync
+from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import (
     CLUSTER_ROLE,
     CLUSTER_ROLE_BINDING,
@@ -87,6 +87,7 @@ from issuer.authz import RBAC_GROUP, Attributes, PolicyRule, Role
 from issuer.context import IssuerContext
 from issuer.http.status import read_json_body
 from issuer.store import JSON, AlreadyExists, NotFound
+from issuer.timefmt import rfc3339
 
 __all__ = [
     "RBAC_KINDS",

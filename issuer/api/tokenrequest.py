@@ -23,6 +23,7 @@ from issuer.api.errors import FieldError, bad_request, conflict, invalid, not_fo
 from issuer.api.validation import FieldValidation, decode_token_request, validate_token_request
 from issuer.context import IssuerContext
 from issuer.store import JSON, NotFound
+from issuer.timefmt import rfc3339
 from issuer.tokens import BoundRef, bound_claims, new_token_id, plan_expiration
 
 __all__ = ["API_GROUP", "create_token"]
@@ -186,8 +187,6 @@ def create_token(
         exp=claims["exp"],
     )
     ctx.metrics.tokens_issued.inc(kind=bound_kind)
-
-    from issuer.api._http import rfc3339
 
     out_meta: dict[str, Any] = {
         "name": name,
