@@ -44,6 +44,7 @@ from issuer.api.errors import forbidden, internal_error, service_unavailable, un
 from issuer.authz import Attributes, Binding, Decision, Role
 from issuer.http.status import StatusError
 from issuer.store import NotFound, StoreCorrupt, StoreError, StoreUnavailable
+from verifier.middleware import bearer_token as header_bearer_token
 
 __all__ = [
     "Caller",
@@ -78,15 +79,8 @@ class Caller:
 
 def bearer_token(request: Request) -> str | None:
     """The credential of an ``Authorization: Bearer <token>`` header (scheme case-insensitive,
-    RFC 7235 §2.1), or None."""
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    value = value.strip()
-    if scheme.lower() != "bearer" or not value:
-        return None
-    return value
+    RFC 7235 §2.1), or None — parsed as the verifier's middleware does."""
+    return header_bearer_token(request.headers)
 
 
 def match_admin_token(presented: str, admin_tokens: Sequence[str]) -> int | None:
