@@ -167,31 +167,35 @@ def _build(args: argparse.Namespace) -> _Verifier:
         bearer = _read_file(args.bearer_token_file, "bearer token")
         if not (args.review_url or args.issuer):
             raise _UsageError(f"--review-url (or --issuer) is required with --mode {mode}")
+    if not args.insecure_allow_http:
+        for url in (args.issuer, args.review_url):
+            if url and url.lower().startswith("http://"):
+                raise _UsageError(
+                    f"{url!r} is not https: tokens would travel in clear text; "
+                    "--insecure-allow-http is for loopback tests only"
+                )
     common: dict[str, Any] = {
         "ca_bundle": args.ca_bundle,
         "insecure_allow_http": args.insecure_allow_http,
     }
+    # Imported here: a usage error should not pay for importing httpx.
     try:
         if mode == "oidc":
             from verifier.remote import OIDCVerifier
 
             return OIDCVerifier(args.issuer, args.audience, **common)
-        try:  # written separately; a build may ship without them
-            if mode == "tokenreview":
-                from verifier.tokenreview import TokenReviewVerifier
+        if mode == "tokenreview":
+            from verifier.tokenreview import TokenReviewVerifier
 
-                url = args.review_url or args.issuer
-                return TokenReviewVerifier(url, bearer, args.audience, **common)
-            from verifier.hybrid import HybridVerifier
-        except ImportError:
-            raise _UsageError(f"mode {mode} not available in this build") from None
+            url = args.review_url or args.issuer
+            return TokenReviewVerifier(url, bearer, args.audience, **common)
+        from verifier.hybrid import HybridVerifier
+
         return HybridVerifier(
             args.issuer, args.audience, bearer_token=bearer, review_url=args.review_url, **common
         )
-    except ValueError as exc:  # configuration refused by a constructor (e.g. http without flag)
-        # Name the CLI flag, not the constructor argument, in what the user reads.
-        msg = str(exc).replace("insecure_allow_http=True", "--insecure-allow-http")
-        raise _UsageError(msg) from None
+    except ValueError as exc:  # any other configuration a constructor refuses
+        raise _UsageError(str(exc)) from None
 
 
 def _print_identity(ident: ServiceAccountIdentity, *, as_json: bool, out: TextIO) -> None:

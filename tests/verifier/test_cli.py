@@ -163,17 +163,6 @@ def test_tokenreview_mode(
     assert server.counts["tokenreview"] == 1
 
 
-def test_missing_mode_module_is_a_usage_error(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setitem(sys.modules, "verifier.hybrid", None)  # import fails as in a slim build
-    cred = tmp_path / "cred"
-    cred.write_text("c")
-    argv = ["verify", "tok", "--issuer", "https://i.test", "--audience", "a", "--mode", "hybrid"]
-    assert main([*argv, "--bearer-token-file", str(cred)]) == 2
-    assert "mode hybrid not available in this build" in capsys.readouterr().err
-
-
 def test_console_script_reads_stdin(server: JWKSServer) -> None:
     token = token_for(server, rsa_key())
     proc = subprocess.run(
