@@ -93,6 +93,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from issuer.store import _codec
+from issuer.store._watch import WatchThread
 from issuer.store.base import (
     JSON,
     AlreadyExists,
@@ -285,25 +286,13 @@ def _stream_seq(entry_id: bytes) -> int:
     return int(entry_id.split(b"-", 1)[0])
 
 
-class _RedisWatch:
+class _RedisWatch(WatchThread):
     """A pub/sub listener thread that survives reconnects (see :meth:`RedisStore.watch`)."""
 
     def __init__(self, store: RedisStore, callback: Callable[[ChangeKind], None]) -> None:
         self._store = store
-        self._callback = callback
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="redis-store-watch", daemon=True)
-        self._thread.start()
-        # Once subscribed, every later write is seen; don't return before that (bounded wait).
-        self._ready.wait(timeout=DEFAULT_TIMEOUT + 1)
-
-    def _deliver(self, kind: ChangeKind) -> None:
-        if self._stop.is_set():
-            return
-        # A failing callback must not kill the listener.
-        with contextlib.suppress(Exception):
-            self._callback(kind)
+        # Ready once subscribed: every later write is seen.
+        super().__init__(callback, name="redis-store-watch", ready_timeout=DEFAULT_TIMEOUT + 1)
 
     def _run(self) -> None:
         missed = False  # True after a failure: messages may have been lost, tell the caller
@@ -318,7 +307,7 @@ class _RedisWatch:
                 self._ready.set()
                 if missed:
                     for kind in _KINDS.values():
-                        self._deliver(kind)
+                        self._notify(kind)
                     missed = False
                 backoff = 0.1
                 while not self._stop.is_set():
@@ -326,7 +315,7 @@ class _RedisWatch:
                     if msg and msg.get("type") == "message":
                         known = _KINDS.get(msg["data"])
                         if known is not None:
-                            self._deliver(known)
+                            self._notify(known)
             except (rexc.RedisError, rexc.RedisClusterException, StoreError, OSError, ValueError):
                 missed = True
                 self._ready.set()  # don't keep watch() waiting while Redis is down
@@ -340,12 +329,6 @@ class _RedisWatch:
                 if ps is not None:
                     with contextlib.suppress(Exception):
                         ps.close()
-
-    def close(self) -> None:
-        """Stop the listener thread (idempotent)."""
-        self._stop.set()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2)
 
 
 class RedisStore:

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from issuer.store import _codec
+from issuer.store._watch import WatchThread
 from issuer.store.base import (
     JSON,
     AlreadyExists,
@@ -127,18 +128,13 @@ def _signal_for(path: Path) -> _Signal:
         return sig
 
 
-class _Watch:
+class _Watch(WatchThread):
     """One polling thread per subscription (see :meth:`SQLiteStore.watch`)."""
 
     def __init__(self, store: SQLiteStore, callback: Callable[[ChangeKind], None]) -> None:
         self._store = store
-        self._callback = callback
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="sqlite-store-watch", daemon=True)
-        self._thread.start()
-        # Wait for the baseline so that every change committed after watch() returns is reported.
-        self._ready.wait(timeout=5)
+        # Ready once the baseline counters are read.
+        super().__init__(callback, name="sqlite-store-watch", ready_timeout=5)
 
     def _run(self) -> None:
         # A private connection: PRAGMA data_version changes whenever *another* connection (in this
@@ -181,20 +177,13 @@ class _Watch:
     def _deliver(self, old: tuple[int, int, int], new: tuple[int, int, int]) -> None:
         kinds: tuple[ChangeKind, ...] = ("keys", "events", "objects")
         for kind, a, b in zip(kinds, old, new, strict=True):
-            if a != b and not self._stop.is_set():
-                try:
-                    self._callback(kind)
-                except Exception:  # noqa: S112 - a failing callback must not kill the watcher
-                    continue
+            if a != b:
+                self._notify(kind)
 
-    def close(self) -> None:
-        """Stop the polling thread (idempotent)."""
-        self._stop.set()
+    def _wake(self) -> None:
         sig = self._store._signal
         with sig.cond:
             sig.cond.notify_all()
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout=2)
 
 
 class SQLiteStore:
