@@ -59,6 +59,7 @@ Tokens are never logged and never appear in an exception message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -74,6 +75,7 @@ from typing import Any, Final
 import httpx
 
 from .credentials import BearerToken, as_bearer_token
+from .deadline import DeadlineTransport, total_deadline
 from .errors import InvalidToken, Reason, VerifierUnavailable
 from .identity import USERNAME_PREFIX, ServiceAccountIdentity
 
@@ -392,7 +394,9 @@ class TokenReviewVerifier(_Base):
             insecure_allow_http=insecure_allow_http,
         )
         self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout, verify=self._verify)
+        self._client = client or httpx.Client(
+            timeout=timeout, transport=DeadlineTransport(self._verify)
+        )
 
     def verify(self, token: str) -> ServiceAccountIdentity:
         """The identity the issuer vouches for; else InvalidToken / VerifierUnavailable."""
@@ -403,14 +407,18 @@ class TokenReviewVerifier(_Base):
         self._count()
         deadline = time.monotonic() + self.timeout
         try:
-            with self._client.stream(
-                "POST",
-                self.endpoint,
-                json=self._body(token),
-                headers=self._headers(),
-                timeout=self.timeout,
-                follow_redirects=False,
-            ) as resp:
+            # The whole exchange, headers included, within ``timeout`` (verifier/deadline.py).
+            with (
+                total_deadline(self.timeout),
+                self._client.stream(
+                    "POST",
+                    self.endpoint,
+                    json=self._body(token),
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                ) as resp,
+            ):
                 self._check_head(resp)
                 raw = bytearray()
                 for chunk in resp.iter_bytes():  # identity only: see _check_head
@@ -469,18 +477,27 @@ class AsyncTokenReviewVerifier(_Base):
         self._count()
         deadline = time.monotonic() + self.timeout
         try:
-            async with self._client.stream(
-                "POST",
-                self.endpoint,
-                json=self._body(token),
-                headers=self._headers(),
-                timeout=self.timeout,
-                follow_redirects=False,
-            ) as resp:
+            # The whole exchange within ``timeout``: httpx's own timeouts are per socket
+            # operation, so trickled headers would never trip them (issue 9, item 3).
+            async with (
+                asyncio.timeout(self.timeout),
+                self._client.stream(
+                    "POST",
+                    self.endpoint,
+                    json=self._body(token),
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                ) as resp,
+            ):
                 self._check_head(resp)
                 raw = bytearray()
                 async for chunk in resp.aiter_bytes():  # identity only: see _check_head
                     self._add_chunk(raw, chunk, deadline)
+        except TimeoutError:
+            raise VerifierUnavailable(
+                f"TokenReview answer took longer than {self.timeout:g} s"
+            ) from None
         except httpx.HTTPError as e:
             raise VerifierUnavailable(f"TokenReview request failed: {type(e).__name__}") from None
         return self._handle(bytes(raw), key)
