@@ -34,6 +34,9 @@ __all__ = ["DeadlineTransport", "total_deadline"]
 
 _local = threading.local()
 
+#: httpx's own defaults (``httpx.HTTPTransport``).
+DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
+
 
 @contextmanager
 def total_deadline(seconds: float) -> Iterator[None]:
@@ -135,10 +138,11 @@ class DeadlineTransport(httpx.HTTPTransport):
         self,
         verify: ssl.SSLContext | bool = True,
         *,
-        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        limits: httpx.Limits = DEFAULT_LIMITS,
         trust_env: bool = True,
     ) -> None:
-        super().__init__(verify=verify, limits=limits, trust_env=trust_env)
+        # Not super().__init__(): it would build a second SSL context (loading the trust store
+        # twice) and a pool that is thrown away; HTTPTransport keeps nothing else.
         context = httpx.create_ssl_context(verify=verify, trust_env=trust_env)
         self._pool = httpcore.ConnectionPool(
             ssl_context=context,

@@ -1,8 +1,12 @@
-"""Outside review (issue 9), item 11: a write whose answer comes late is not "nothing changed".
+"""Outside review (issue 9), items 11 and 15.
+
+Item 11: a write whose answer comes late is not "nothing changed".
 
 With Redis, a write whose reply arrived after the 2 s command timeout was answered 503 "nothing
 was changed, try again" though Redis had applied it; a retry then got 409 (with generateName, a
 duplicate). Kubernetes answers an unknown outcome 504 Timeout ("may still be processing").
+
+Item 15: sa-verifier's messages name the actual problem (the CLI against a live issuer).
 
 A real Redis is made to answer late by a Lua script that keeps it busy for a few seconds (Redis
 runs one command at a time: the write waits behind the script, is applied when it ends, and its
@@ -12,9 +16,12 @@ reply comes after the client gave up).
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -132,3 +139,71 @@ def test_store_down_is_still_503_nothing_changed(
         assert r.json()["reason"] == "ServiceUnavailable"
     finally:
         redis_server.start()
+
+
+# -- item 15: sa-verifier says what is wrong ---------------------------------------------------
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "verifier.cli", "verify", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        input=stdin,
+    )
+
+
+@pytest.fixture
+def minted(issuer_factory: Any, tmp_path: Path) -> dict[str, Any]:
+    """A live issuer, a service-account token for audience ``aud1``, and credential files."""
+    issuer = issuer_factory.start()
+    headers = {"Authorization": f"Bearer {issuer.admin_token}"}
+    with issuer.client() as c:
+        assert c.post("/api/v1/namespaces", json=_namespace("dev"), headers=headers).status_code
+        sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "app"}}
+        c.post("/api/v1/namespaces/dev/serviceaccounts", json=sa, headers=headers)
+        r = c.post(
+            "/api/v1/namespaces/dev/serviceaccounts/app/token",
+            json={"spec": {"audiences": ["aud1"], "expirationSeconds": 3600}},
+            headers=headers,
+        )
+        assert r.status_code == 201, r.text
+    token = tmp_path / "token"
+    token.write_text(r.json()["status"]["token"])
+    admin = tmp_path / "reviewer"
+    admin.write_text(issuer.admin_token)
+    wrong = tmp_path / "wrong-reviewer"
+    wrong.write_text("not-a-credential-this-issuer-knows")
+    return {"url": issuer.url, "token": token, "admin": admin, "wrong": wrong}
+
+
+def _review_args(m: dict[str, Any], cred: Path, mode: str = "tokenreview") -> list[str]:
+    return [
+        "--mode", mode, "--issuer", m["url"], "--audience", "aud1",
+        "--bearer-token-file", str(cred), "--insecure-allow-http",
+    ]  # fmt: skip
+
+
+def test_tokenreview_mode_shows_the_tokens_expiry(minted: dict[str, Any]) -> None:
+    r = _cli("--token-file", str(minted["token"]), *_review_args(minted, minted["admin"]))
+    assert r.returncode == 0, r.stderr
+    assert "no expiry" not in r.stdout
+    assert "expires in 59m" in r.stdout or "expires in 1h00m" in r.stdout, r.stdout
+
+
+def test_tokenreview_mode_garbage_token_is_malformed_not_a_credential_problem(
+    minted: dict[str, Any],
+) -> None:
+    r = _cli("garbage.x.y", *_review_args(minted, minted["admin"]))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("invalid token: malformed:"), r.stderr
+    assert "bearer" not in r.stderr
+
+
+def test_refused_bearer_token_file_is_named(minted: dict[str, Any]) -> None:
+    for mode in ("tokenreview", "hybrid"):
+        r = _cli("--token-file", str(minted["token"]), *_review_args(minted, minted["wrong"], mode))
+        assert r.returncode == 3, (mode, r.stderr)
+        assert str(minted["wrong"]) in r.stderr, (mode, r.stderr)
+        assert "HTTP 401" in r.stderr

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-
 from jwks_server import JWKSServer
 
 from verifier import AsyncOIDCVerifier, OIDCVerifier, TokenReviewVerifier, VerifierUnavailable
@@ -145,7 +144,7 @@ def test_async_twins_stop_at_their_timeout_too(trickle: TrickleServer) -> None:
 
 
 def test_deadline_transport_bounds_any_request(trickle: TrickleServer) -> None:
-    """The public seam for a caller's own client: ``httpx.Client(transport=DeadlineTransport())``."""
+    """The seam for a caller's own client: ``httpx.Client(transport=DeadlineTransport())``."""
     with httpx.Client(transport=DeadlineTransport(), timeout=30) as client:
         start = time.monotonic()
         with pytest.raises(httpx.TimeoutException), total_deadline(TIMEOUT):
@@ -169,3 +168,20 @@ def test_deadline_transport_is_transparent_for_ordinary_servers() -> None:
                 assert resp.json()["issuer"] == server.url
     finally:
         server.stop()
+
+
+def test_hybrid_against_a_silent_issuer_gives_up_within_one_timeout(
+    trickle: TrickleServer,
+) -> None:
+    """Key fetch and TokenReview fallback share one budget (issue 9 item 15: it took both)."""
+    from verifier import HybridVerifier
+
+    timeout = 2.0  # before: 2 s for the key fetch, then 2 s more for the fallback
+    v = HybridVerifier(
+        trickle.url, ["aud"], bearer_token="reviewer-token", timeout=timeout,
+        insecure_allow_http=True,
+    )  # fmt: skip
+    try:
+        assert _timed(lambda: v.verify(TOKEN)) < timeout + 1.2
+    finally:
+        v.close(timeout=0)
