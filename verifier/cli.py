@@ -22,9 +22,14 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, Protocol, TextIO, cast
 
-from verifier.errors import InvalidToken, VerificationError, VerifierUnavailable
+from verifier.errors import (
+    CredentialRefused,
+    InvalidToken,
+    VerificationError,
+    VerifierUnavailable,
+)
 from verifier.identity import ServiceAccountIdentity
 
 EXIT_VALID: Final = 0
@@ -101,6 +106,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         ident = verifier.verify(token)
     except InvalidToken as exc:
         return _invalid(exc)
+    except CredentialRefused as exc:
+        # The reviewer credential, not the token, was refused: say which file to fix.
+        print(
+            f"unavailable: the issuer refused the credential in --bearer-token-file "
+            f"{str(args.bearer_token_file)!r} (HTTP {exc.status}); the token was not checked",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     except VerifierUnavailable as exc:
         print(f"unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -108,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"unavailable: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     finally:
-        verifier.close()
+        if args.mode == "hybrid":
+            # The follower's daemon thread may be waiting on a silent issuer; this process is
+            # about to exit, so don't wait for it (the check itself kept to --timeout).
+            cast(Any, verifier).close(timeout=0.0)
+        else:
+            verifier.close()
     _print_identity(ident, as_json=args.json, out=sys.stdout)
     return EXIT_VALID
 

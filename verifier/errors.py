@@ -6,7 +6,8 @@
     ├── InvalidToken                  the token was checked and is not acceptable
     │                                 (.reason is one of REASONS, stable; .detail is for logs)
     ├── VerifierUnavailable           could not check: issuer unreachable and nothing usable cached.
-    │                                 Never means "valid", never means "invalid".
+    │   │                             Never means "valid", never means "invalid".
+    │   └── CredentialRefused         the issuer refused the verifier's OWN credential (401/403)
     └── KeySetError                   a JWKS document (or a key in it) was refused
 
 "Invalid token" and "could not check" are different branches on purpose (STYLE.md §6): a caller
@@ -81,12 +82,25 @@ class VerifierUnavailable(VerificationError):
     """The token could not be checked (issuer unreachable, nothing usable cached)."""
 
 
+class CredentialRefused(VerifierUnavailable):
+    """The issuer refused this verifier's own bearer credential (HTTP ``status``: 401 or 403).
+
+    Nothing is known about the token; the reviewer credential (a token file, an admin token)
+    needs fixing or rotating.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
 class KeySetError(VerificationError, ValueError):
     """A JWKS document or a key in it was refused (not a JWKS, private material, weak key...)."""
 
 
 __all__ = [
     "REASONS",
+    "CredentialRefused",
     "InvalidToken",
     "KeySetError",
     "Reason",

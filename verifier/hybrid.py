@@ -36,6 +36,7 @@ import httpx
 
 from ._stream import FollowerStatus, StreamFollower
 from .credentials import BearerToken, as_bearer_token
+from .deadline import total_deadline
 from .errors import InvalidToken, VerifierUnavailable
 from .identity import ServiceAccountIdentity
 from .tokenreview import TokenReviewVerifier
@@ -103,6 +104,7 @@ class HybridVerifier:
                 "review_url must be https (a credential is sent to it); "
                 "pass insecure_allow_http=True only for loopback tests"
             )
+        self.timeout = float(timeout)
         self.staleness = float(staleness)
         self.on_stale: OnStale = on_stale
         hb = heartbeat if heartbeat is not None else min(2.0, max(0.25, staleness / 5.0))
@@ -161,9 +163,12 @@ class HybridVerifier:
         """Block until the first full list of events has been applied; True if it has."""
         return self.follower.wait_synced(timeout)
 
-    def close(self) -> None:
-        """Stop the follower and close owned clients."""
-        self.follower.close()
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the follower (waiting up to ``timeout`` s for its thread) and close owned clients.
+
+        The follower thread is a daemon: a process about to exit may pass ``timeout=0``.
+        """
+        self.follower.close(timeout)
         if self._owned_review is not None:
             self._owned_review.close()
         closer = getattr(self.offline, "close", None)
@@ -193,7 +198,16 @@ class HybridVerifier:
 
     # --- the check -----------------------------------------------------------------------------
     def verify(self, token: str) -> ServiceAccountIdentity:
-        """Verify offline, then against the invalidation state (see the module docstring)."""
+        """Verify offline, then against the invalidation state (see the module docstring).
+
+        One ``timeout`` bounds the whole check, fallback included: against a silent issuer the
+        key fetch and the TokenReview fallback share it rather than taking it twice each
+        (issue 9, item 15; enforced by :func:`verifier.deadline.total_deadline`).
+        """
+        with total_deadline(self.timeout):
+            return self._verify(token)
+
+    def _verify(self, token: str) -> ServiceAccountIdentity:
         try:
             ident = self.offline.verify(token)
         except VerifierUnavailable:

@@ -47,6 +47,7 @@ import httpx
 from verifier import _cache
 from verifier._cache import Decision, Do, Failed, Fetched, FetchResult, KeyCache, NotModified
 from verifier.core import verify as core_verify
+from verifier.deadline import DeadlineTransport, total_deadline
 from verifier.errors import InvalidToken, KeySetError, VerifierUnavailable
 from verifier.identity import ServiceAccountIdentity
 from verifier.jwk import KeySet
@@ -274,7 +275,7 @@ class OIDCVerifier(_Base):
         )
         self._owns_client = client is None
         self._client = client or httpx.Client(
-            verify=self._tls(ca_bundle),
+            transport=DeadlineTransport(self._tls(ca_bundle)),
             timeout=self._timeouts(),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
@@ -416,9 +417,13 @@ class OIDCVerifier(_Base):
     def _get(self, url: str, headers: dict[str, str]) -> _Response:
         headers = {"Accept-Encoding": "identity", "Accept": "application/json", **headers}
         deadline = time.monotonic() + self._timeout
-        with self._client.stream(
-            "GET", url, headers=headers, timeout=self._timeouts(), follow_redirects=False
-        ) as resp:
+        # The whole exchange, headers included, within ``timeout`` (see verifier/deadline.py).
+        with (
+            total_deadline(self._timeout),
+            self._client.stream(
+                "GET", url, headers=headers, timeout=self._timeouts(), follow_redirects=False
+            ) as resp,
+        ):
             self._read_limit(resp)
             body = bytearray()
             for chunk in resp.iter_raw():

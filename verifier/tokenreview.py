@@ -59,6 +59,7 @@ Tokens are never logged and never appear in an exception message.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -73,9 +74,12 @@ from typing import Any, Final
 
 import httpx
 
+from ._json import JSONError, loads_object
 from .credentials import BearerToken, as_bearer_token
-from .errors import InvalidToken, Reason, VerifierUnavailable
-from .identity import USERNAME_PREFIX, ServiceAccountIdentity
+from .deadline import DeadlineTransport, total_deadline
+from .errors import CredentialRefused, InvalidToken, Reason, VerifierUnavailable
+from .identity import FIELD_NAMES, USERNAME_PREFIX, ServiceAccountIdentity
+from .jws import parse_compact
 
 __all__ = [
     "TOKENREVIEW_PATH",
@@ -196,7 +200,10 @@ def identity_from_review(
         error = status.get("error")
         text = error if isinstance(error, str) else ""
         # The issuer's own words are for logs only (they never echo the token).
-        raise InvalidToken(error_reason(text), f"token review: {text or 'not authenticated'}")
+        raise InvalidToken(
+            error_reason(text),
+            f"the issuer did not authenticate the token (TokenReview: {text or 'no reason given'})",
+        )
     user = status.get("user")
     if not isinstance(user, Mapping):
         raise VerifierUnavailable("TokenReview answer authenticated without a user")
@@ -319,6 +326,13 @@ class _Base:
             raise InvalidToken("malformed", "issuer refused the TokenReview request (400)")
         if code == 401:
             self._bearer.invalidate()  # a rotated credential file: re-read before the next call
+        if code in (401, 403):
+            # Our own credential is wrong, revoked or lacks `create tokenreviews`: the token was
+            # not checked (DESIGN.md failure rules: never "invalid", never "valid").
+            what = "not accepted" if code == 401 else "not allowed to create tokenreviews"
+            raise CredentialRefused(
+                code, f"TokenReview failed: HTTP {code}: the reviewer credential was {what}"
+            )
         if code not in (200, 201):
             # 401/403: our own credentials are wrong; 429/5xx: the issuer cannot answer. Either way
             # the token was not checked (DESIGN.md failure rules: never "invalid", never "valid").
@@ -338,14 +352,18 @@ class _Base:
         if time.monotonic() > deadline:
             raise VerifierUnavailable(f"TokenReview answer took longer than {self.timeout:g} s")
 
-    def _handle(self, raw: bytes, key: bytes | None) -> ServiceAccountIdentity:
+    def _handle(self, raw: bytes, key: bytes | None, token: str) -> ServiceAccountIdentity:
         try:
             body = json.loads(raw)
         except (ValueError, RecursionError):  # RecursionError: absurdly nested JSON
             raise VerifierUnavailable("TokenReview answer is not JSON") from None
         if not isinstance(body, Mapping):
             raise VerifierUnavailable("TokenReview answer is not a JSON object")
-        ident = identity_from_review(body, self.audiences, issuer=None)
+        try:
+            ident = identity_from_review(body, self.audiences, issuer=None)
+        except InvalidToken as exc:
+            raise _explain_refusal(token, exc) from None
+        ident = _with_token_times(ident, token)
         if key is not None and self._cache is not None:
             self._cache.put(key, ident, time.monotonic())
         return ident
@@ -392,7 +410,9 @@ class TokenReviewVerifier(_Base):
             insecure_allow_http=insecure_allow_http,
         )
         self._owns_client = client is None
-        self._client = client or httpx.Client(timeout=timeout, verify=self._verify)
+        self._client = client or httpx.Client(
+            timeout=timeout, transport=DeadlineTransport(self._verify)
+        )
 
     def verify(self, token: str) -> ServiceAccountIdentity:
         """The identity the issuer vouches for; else InvalidToken / VerifierUnavailable."""
@@ -403,21 +423,25 @@ class TokenReviewVerifier(_Base):
         self._count()
         deadline = time.monotonic() + self.timeout
         try:
-            with self._client.stream(
-                "POST",
-                self.endpoint,
-                json=self._body(token),
-                headers=self._headers(),
-                timeout=self.timeout,
-                follow_redirects=False,
-            ) as resp:
+            # The whole exchange, headers included, within ``timeout`` (verifier/deadline.py).
+            with (
+                total_deadline(self.timeout),
+                self._client.stream(
+                    "POST",
+                    self.endpoint,
+                    json=self._body(token),
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                ) as resp,
+            ):
                 self._check_head(resp)
                 raw = bytearray()
                 for chunk in resp.iter_bytes():  # identity only: see _check_head
                     self._add_chunk(raw, chunk, deadline)
         except httpx.HTTPError as e:
             raise VerifierUnavailable(f"TokenReview request failed: {type(e).__name__}") from None
-        return self._handle(bytes(raw), key)
+        return self._handle(bytes(raw), key, token)
 
     def close(self) -> None:
         """Close the HTTP client if this verifier created it."""
@@ -469,21 +493,30 @@ class AsyncTokenReviewVerifier(_Base):
         self._count()
         deadline = time.monotonic() + self.timeout
         try:
-            async with self._client.stream(
-                "POST",
-                self.endpoint,
-                json=self._body(token),
-                headers=self._headers(),
-                timeout=self.timeout,
-                follow_redirects=False,
-            ) as resp:
+            # The whole exchange within ``timeout``: httpx's own timeouts are per socket
+            # operation, so trickled headers would never trip them (issue 9, item 3).
+            async with (
+                asyncio.timeout(self.timeout),
+                self._client.stream(
+                    "POST",
+                    self.endpoint,
+                    json=self._body(token),
+                    headers=self._headers(),
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                ) as resp,
+            ):
                 self._check_head(resp)
                 raw = bytearray()
                 async for chunk in resp.aiter_bytes():  # identity only: see _check_head
                     self._add_chunk(raw, chunk, deadline)
+        except TimeoutError:
+            raise VerifierUnavailable(
+                f"TokenReview answer took longer than {self.timeout:g} s"
+            ) from None
         except httpx.HTTPError as e:
             raise VerifierUnavailable(f"TokenReview request failed: {type(e).__name__}") from None
-        return self._handle(bytes(raw), key)
+        return self._handle(bytes(raw), key, token)
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""
@@ -495,3 +528,39 @@ class AsyncTokenReviewVerifier(_Base):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _explain_refusal(token: str, exc: InvalidToken) -> InvalidToken:
+    """Say "not a JWT" when it is not one, rather than the issuer's generic words.
+
+    kube-apiserver answers any token it cannot authenticate with "invalid bearer token", which
+    reads like a complaint about the *reviewer's* credential (issue 9, item 15). A token that is
+    not even a compact JWS gets the local parser's precise reason instead.
+    """
+    try:
+        parse_compact(token)
+    except InvalidToken as shape:
+        return InvalidToken(shape.reason, f"{shape.detail}; the issuer did not authenticate it")
+    return exc
+
+
+def _with_token_times(ident: ServiceAccountIdentity, token: str) -> ServiceAccountIdentity:
+    """``ident`` with the token's own iat/nbf/exp, which a TokenReview answer does not carry.
+
+    The issuer has just authenticated this exact token, so its claims are the issuer's; they are
+    read, not trusted for any decision (the review made it). A legacy token has no exp.
+    """
+    try:
+        payload = loads_object(parse_compact(token).payload)
+    except (InvalidToken, JSONError):
+        return ident
+    times = {
+        field: value
+        for field, claim in (("issued_at", "iat"), ("not_before", "nbf"), ("expires_at", "exp"))
+        if type(value := payload.get(claim)) is int
+    }
+    if not times:
+        return ident
+    values = {name: getattr(ident, name) for name in FIELD_NAMES}
+    values.update(times)
+    return ServiceAccountIdentity(**values)

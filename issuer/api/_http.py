@@ -18,12 +18,17 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from issuer.api.errors import bad_request, internal_error, service_unavailable
+from issuer.api.errors import (
+    bad_request,
+    internal_error,
+    outcome_unknown,
+    service_unavailable,
+)
 from issuer.api.validation import FieldValidation
 from issuer.context import IssuerContext
 from issuer.http.status import StatusError
 from issuer.keys.manager import NoActiveKey
-from issuer.store import StoreCorrupt, StoreUnavailable
+from issuer.store import StoreCorrupt, StoreOutcomeUnknown, StoreUnavailable
 
 __all__ = [
     "context",
@@ -89,6 +94,12 @@ def endpoint(
             return await fn(request)
         except StatusError as e:
             return e.response()
+        except StoreOutcomeUnknown:
+            log.warning(
+                "store did not answer a write serving %s %s", request.method, request.url.path
+            )
+            _count_store_error(request)
+            return outcome_unknown().response()
         except StoreUnavailable:
             log.warning("store unavailable serving %s %s", request.method, request.url.path)
             _count_store_error(request)

@@ -40,10 +40,16 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from issuer import authz
-from issuer.api.errors import forbidden, internal_error, service_unavailable, unauthorized
+from issuer.api.errors import (
+    forbidden,
+    internal_error,
+    outcome_unknown,
+    service_unavailable,
+    unauthorized,
+)
 from issuer.authz import Attributes, Binding, Decision, Role
 from issuer.http.status import StatusError
-from issuer.store import NotFound, StoreCorrupt, StoreError, StoreUnavailable
+from issuer.store import NotFound, StoreCorrupt, StoreError, StoreOutcomeUnknown, StoreUnavailable
 from verifier.middleware import bearer_token as header_bearer_token
 
 __all__ = [
@@ -203,6 +209,8 @@ def forbidden_error(attrs: Attributes, reason: str = "") -> StatusError:
 
 
 def _store_failure(e: StoreError) -> StatusError:
+    if isinstance(e, StoreOutcomeUnknown):
+        return outcome_unknown()
     if isinstance(e, StoreUnavailable):
         return service_unavailable("the store is unavailable; nothing was changed, try again")
     if isinstance(e, StoreCorrupt):

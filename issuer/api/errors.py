@@ -212,3 +212,23 @@ def internal_error(message: str) -> StatusError:
 def service_unavailable(message: str) -> StatusError:
     """503 ServiceUnavailable (the store could not be reached; nothing was decided)."""
     return StatusError(503, "ServiceUnavailable", message)
+
+
+#: apimachinery errors.go (FromObject/NewGenericServerResponse) words a 504 this way; client-go
+#: shows it for StatusReasonTimeout: the request may or may not have been applied.
+OUTCOME_UNKNOWN_MESSAGE = (
+    "the server was unable to return a response in the time allotted, but may still be "
+    "processing the request (the store did not answer the write in time: it may or may not "
+    "have been applied; read the object before retrying)"
+)
+
+
+def outcome_unknown() -> StatusError:
+    """504 Timeout: a write reached the store but its answer did not come back in time.
+
+    Kubernetes answers a storage timeout with reason Timeout and code 504 (apimachinery
+    ``errors.NewTimeoutError``); unlike 503 it does not promise that nothing changed.
+    """
+    return StatusError(
+        504, "Timeout", OUTCOME_UNKNOWN_MESSAGE, {"retryAfterSeconds": 1}, {"Retry-After": "1"}
+    )

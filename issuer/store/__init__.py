@@ -33,6 +33,7 @@ from issuer.store.base import (
     StoreCorrupt,
     StoredKey,
     StoreError,
+    StoreOutcomeUnknown,
     StoreUnavailable,
     Subscription,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "Store",
     "StoreCorrupt",
     "StoreError",
+    "StoreOutcomeUnknown",
     "StoreUnavailable",
     "StoredKey",
     "Subscription",

@@ -56,6 +56,14 @@ class StoreUnavailable(StoreError):
     """The backend could not be reached or did not answer in time."""
 
 
+class StoreOutcomeUnknown(StoreUnavailable):
+    """A write was sent but its answer never came (timeout, connection lost after sending).
+
+    It may or may not have been applied: callers must not say "nothing was changed". The HTTP
+    layer answers 504 Timeout, as kube-apiserver does when storage does not answer in time.
+    """
+
+
 class StoreCorrupt(StoreError):
     """Stored data could not be decoded: refuse to guess, never overwrite it."""
 

@@ -106,6 +106,7 @@ from issuer.store.base import (
     StoreCorrupt,
     StoredKey,
     StoreError,
+    StoreOutcomeUnknown,
     StoreUnavailable,
 )
 
@@ -257,8 +258,14 @@ class _Script:
 
 
 @contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Map redis-py exceptions onto the store's error tree."""
+def _errors(*, write: bool = False) -> Iterator[None]:
+    """Map redis-py exceptions onto the store's error tree.
+
+    ``write``: the block sends a write. If the connection was up but no answer came (a timeout
+    or a drop after sending), Redis may have applied it: that is StoreOutcomeUnknown, never
+    StoreUnavailable's "nothing was changed" (issue 9, item 11). A failure to connect at all is
+    still StoreUnavailable: the command was never sent.
+    """
     try:
         yield
     except StoreError:
@@ -266,6 +273,8 @@ def _errors() -> Iterator[None]:
     except rexc.RedisClusterException as e:  # no slot owner / no node reachable (not a RedisError)
         raise StoreUnavailable(f"redis cluster unavailable: {e}") from e
     except (rexc.ConnectionError, rexc.TimeoutError, OSError) as e:
+        if write and not _never_sent(e):
+            raise StoreOutcomeUnknown(f"redis did not answer a write: {e}") from e
         raise StoreUnavailable(f"redis unreachable: {e}") from e
     except rexc.ResponseError as e:
         if str(e).startswith("WRONGTYPE"):
@@ -273,6 +282,16 @@ def _errors() -> Iterator[None]:
         raise StoreUnavailable(f"redis error: {e}") from e
     except rexc.RedisError as e:
         raise StoreUnavailable(f"redis error: {e}") from e
+
+
+def _never_sent(e: BaseException) -> bool:
+    """True when redis-py failed while connecting, before any command could be sent.
+
+    redis-py words connect failures "Error ... connecting to ..." / "Timeout connecting to
+    server" (redis/connection.py ``AbstractConnection.connect``); every other timeout or
+    connection error happened on a connection that was up.
+    """
+    return "connecting to" in str(e)
 
 
 _KINDS: dict[bytes, ChangeKind] = {b"keys": "keys", b"events": "events", b"objects": "objects"}
@@ -499,7 +518,7 @@ class RedisStore:
     def cas_keys(self, expected_version: int, keys: Sequence[StoredKey]) -> int:
         """Replace the key set iff its version is ``expected_version``; return the new version."""
         doc = _codec.encode_keys(keys)
-        with _errors():
+        with _errors(write=True):
             ok, v = self._cas_keys(
                 self._writer(),
                 keys=[self._k_keys],
@@ -514,7 +533,7 @@ class RedisStore:
         """Store a new object; returns it with ``metadata.resourceVersion`` set."""
         key = self._obj_key(kind, namespace, name)
         body = _codec.strip_rv(obj)
-        with _errors():
+        with _errors(write=True):
             res = self._create(
                 self._writer(),
                 keys=[key, self._idx_key(kind), self._k_rv],
@@ -567,7 +586,7 @@ class RedisStore:
         """Replace an object; when ``resource_version`` is given it must match (else Conflict)."""
         key = self._obj_key(kind, namespace, name)
         body = _codec.strip_rv(obj)
-        with _errors():
+        with _errors(write=True):
             res = self._update(
                 self._writer(),
                 keys=[key, self._k_rv],
@@ -600,7 +619,7 @@ class RedisStore:
         """Delete an object (uid-conditioned), appending ``event`` in the same script."""
         key = self._obj_key(kind, namespace, name)
         event_doc = _codec.dump_json(event) if event is not None else b""
-        with _errors():
+        with _errors(write=True):
             res = self._delete(
                 self._writer(),
                 keys=[key, self._idx_key(kind), self._k_seq, self._k_events],
@@ -626,7 +645,7 @@ class RedisStore:
     def append_event(self, data: Mapping[str, Any]) -> int:
         """Append an event; return its seq (store-wide, strictly increasing)."""
         doc = _codec.dump_json(data)
-        with _errors():
+        with _errors(write=True):
             seq = self._append(
                 self._writer(), keys=[self._k_seq, self._k_events], args=[doc, self._channel]
             )
@@ -667,7 +686,7 @@ class RedisStore:
 
     def trim_events(self, before_time: float) -> int:
         """Drop events appended (server clock) before ``before_time``, keeping the newest."""
-        with _errors():
+        with _errors(write=True):
             newest = self._client.xrevrange(self._k_events, max="+", min="-", count=1)
             if not newest:
                 return 0
@@ -688,7 +707,7 @@ class RedisStore:
     # --- leases -------------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take or renew ``name`` for ``holder``; False while another holder's lease is live."""
-        with _errors():
+        with _errors(write=True):
             ok = self._acquire(
                 self._writer(),
                 keys=[f"{self._p}:lease:{name}"],
@@ -698,7 +717,7 @@ class RedisStore:
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` has it."""
-        with _errors():
+        with _errors(write=True):
             self._release(self._writer(), keys=[f"{self._p}:lease:{name}"], args=[holder])
 
     # --- change notification ------------------------------------------------------------------

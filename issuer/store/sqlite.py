@@ -27,6 +27,7 @@ import random
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,25 @@ class _Watch(WatchThread):
             sig.cond.notify_all()
 
 
+class _ThreadConn:
+    """The value a thread keeps in the store's thread-local: its connection (weakly finalized)."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+
+def _release(
+    conns: set[sqlite3.Connection], lock: threading.Lock, conn: sqlite3.Connection
+) -> None:
+    """Close a dead thread's connection and forget it (runs from ``weakref.finalize``)."""
+    with lock:
+        conns.discard(conn)
+    with contextlib.suppress(sqlite3.Error):
+        conn.close()
+
+
 class SQLiteStore:
     """The :class:`~issuer.store.base.Store` contract on one SQLite file.
 
@@ -199,7 +219,7 @@ class SQLiteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        self._conns: set[sqlite3.Connection] = set()
         self._lock = threading.Lock()
         self._closed = False
         self._watches: list[_Watch] = []
@@ -255,15 +275,21 @@ class SQLiteStore:
                 raise _map_error(e, self.path) from e
 
     def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
+        holder: _ThreadConn | None = getattr(self._local, "holder", None)
+        if holder is None:
             if self._closed:
                 raise StoreUnavailable("store is closed")
             conn = self._connect()
-            self._local.conn = conn
+            holder = _ThreadConn(conn)
             with self._lock:
-                self._conns.append(conn)
-        return conn
+                self._conns.add(conn)
+            # One connection per thread (sqlite3 objects are not shared between concurrent
+            # threads), closed when its thread ends: the thread-local value dies with the thread,
+            # and the finalizer closes the connection. Without it every retired worker thread
+            # (anyio's pool, watch streams) leaked an fd and its page cache (issue 9, item 9).
+            weakref.finalize(holder, _release, self._conns, self._lock, conn)
+            self._local.holder = holder
+        return holder.conn
 
     def _init_schema(self) -> None:
         conn = self._conn()
@@ -370,7 +396,8 @@ class SQLiteStore:
             w.close()
         self._watches.clear()
         with self._lock:
-            conns, self._conns = self._conns, []
+            conns = list(self._conns)
+            self._conns.clear()
         for c in conns:
             with contextlib.suppress(sqlite3.Error):
                 c.close()
