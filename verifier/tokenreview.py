@@ -534,9 +534,12 @@ def _explain_refusal(token: str, exc: InvalidToken) -> InvalidToken:
     """Say "not a JWT" when it is not one, rather than the issuer's generic words.
 
     kube-apiserver answers any token it cannot authenticate with "invalid bearer token", which
-    reads like a complaint about the *reviewer's* credential (issue 9, item 15). A token that is
-    not even a compact JWS gets the local parser's precise reason instead.
+    reads like a complaint about the *reviewer's* credential (issue 9, item 15). When the answer
+    is that generic one and the token is not even a compact JWS, the local parser's precise
+    reason is given instead; a specific answer (revoked, expired, wrong audience) is kept.
     """
+    if exc.reason != "bad_signature":
+        return exc  # the issuer named a specific cause (revoked, expired, audience...): keep it
     try:
         parse_compact(token)
     except InvalidToken as shape:

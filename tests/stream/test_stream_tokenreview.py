@@ -23,7 +23,13 @@ from verifier.tokenreview import (
 )
 
 URL = "https://issuer.example"
-TOKEN = "header.payload.signature-not-a-real-token"
+# Shaped like a compact JWS (so the verifier's local "not a JWT" explanation does not apply) but
+# signed by nobody: only the canned answers decide.
+TOKEN = (
+    "eyJhbGciOiJSUzI1NiIsImtpZCI6ImsxIn0"  # {"alg":"RS256","kid":"k1"}
+    ".eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6bnMxOmFwcCJ9"
+    ".bm90LWEtcmVhbC1zaWduYXR1cmU"
+)
 OK_STATUS: dict[str, Any] = {
     "authenticated": True,
     "user": {
