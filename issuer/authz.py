@@ -18,14 +18,11 @@ may bind a service account of another namespace (``subjects[].namespace``); a Ro
 references a ClusterRole grants that ClusterRole's rules in the binding's namespace only.
 
 Built-in ClusterRoles and ClusterRoleBindings (:data:`BUILTIN_CLUSTER_ROLES`,
-:data:`BUILTIN_CLUSTER_ROLE_BINDINGS`) are always in force and are never stored:
-
-- ``cluster-admin`` (everything, every non-resource URL), bound to the group ``system:masters``
-  (the bootstrap admin tokens authenticate into that group);
-- ``system:auth-delegator`` — create ``tokenreviews.authentication.k8s.io`` and
-  ``subjectaccessreviews.authorization.k8s.io`` as in kube, plus (sa-oidc) get/list/watch
-  ``invalidations.sa-oidc.dev``: the invalidation stream is for "callers allowed to review
-  tokens". Revoking tokens (create ``tokenrevocations.sa-oidc.dev``) is not part of it.
+:data:`BUILTIN_CLUSTER_ROLE_BINDINGS`) are kube's bootstrap policy (:mod:`issuer.bootstrap_policy`:
+cluster-admin for ``system:masters``, admin/edit/view by aggregation, system:auth-delegator,
+system:basic-user, system:discovery, system:public-info-viewer,
+system:service-account-issuer-discovery); they are always in force and never stored. The
+bootstrap admin tokens authenticate into ``system:masters``.
 
 Also here, for the RBAC registry: escalation checks (:func:`covers`, kube:
 component-helpers/auth/rbac/validation/policy_comparator.go) and kube's denial texts
@@ -39,7 +36,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from issuer import bootstrap_policy
+
 __all__ = [
+    "AGGREGATED_ROLES",
+    "aggregate",
     "ADMIN_GROUPS",
     "ADMIN_USER",
     "AUTHENTICATED_GROUP",
@@ -195,16 +196,22 @@ class Role:
     name: str
     rules: tuple[PolicyRule, ...] = ()
     namespace: str = ""
+    #: metadata.labels (sorted pairs): what aggregation selectors match.
+    labels: tuple[tuple[str, str], ...] = ()
+    #: aggregationRule.clusterRoleSelectors' matchLabels (sorted pairs each); empty = none.
+    aggregate: tuple[tuple[tuple[str, str], ...], ...] = ()
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Role:
         """From a stored Role/ClusterRole document."""
         meta = obj.get("metadata") or {}
         rules = obj.get("rules") if isinstance(obj.get("rules"), list) else []
+        labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
         return cls(
             name=str(meta.get("name") or ""),
             rules=tuple(PolicyRule.from_json(r) for r in rules or () if isinstance(r, Mapping)),
             namespace=str(meta.get("namespace") or ""),
+            labels=tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items())),
         )
 
 
@@ -235,44 +242,61 @@ class Binding:
         )
 
 
-# kube: plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go (cluster-admin,
-# system:auth-delegator) — the sa-oidc.dev rule is ours (see the module docstring).
-BUILTIN_CLUSTER_ROLES: Final[Mapping[str, Role]] = {
-    "cluster-admin": Role(
-        "cluster-admin",
-        (
-            PolicyRule(verbs=(_ALL,), api_groups=(_ALL,), resources=(_ALL,)),
-            PolicyRule(verbs=(_ALL,), non_resource_urls=(_ALL,)),
-        ),
-    ),
-    "system:auth-delegator": Role(
-        "system:auth-delegator",
-        (
-            PolicyRule(
-                verbs=("create",),
-                api_groups=("authentication.k8s.io",),
-                resources=("tokenreviews",),
-            ),
-            PolicyRule(
-                verbs=("create",),
-                api_groups=("authorization.k8s.io",),
-                resources=("subjectaccessreviews",),
-            ),
-            PolicyRule(
-                verbs=("get", "list", "watch"),
-                api_groups=(SA_OIDC_GROUP,),
-                resources=("invalidations",),
-            ),
-        ),
-    ),
-}
+def _builtin_role(name: str, spec: Mapping[str, Any]) -> Role:
+    return Role(
+        name,
+        tuple(PolicyRule.from_json(r) for r in spec["rules"]),
+        labels=tuple(sorted((spec.get("labels") or {}).items())),
+        aggregate=tuple(tuple(sorted(sel.items())) for sel in spec.get("aggregate") or ()),
+    )
+
+
+def _selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:
+    # metav1.LabelSelector matchLabels: every pair present.
+    return bool(selector) and all(labels.get(k) == v for k, v in selector)
+
+
+def aggregate(cluster_roles: Mapping[str, Role]) -> dict[str, Role]:
+    """``cluster_roles`` with every aggregated role's rules filled in: its own plus those of each
+    ClusterRole its selectors match (kube: pkg/controller/clusterroleaggregation), deduplicated,
+    in name order. Aggregated roles are resolved in :data:`AGGREGATION_ORDER` then name order,
+    so ``admin`` sees ``edit`` after ``edit`` has taken in ``view``."""
+    out = dict(cluster_roles)
+    order = [n for n in bootstrap_policy.AGGREGATION_ORDER if n in out]
+    order += sorted(n for n, r in out.items() if r.aggregate and n not in order)
+    for name in order:
+        role = out[name]
+        rules: list[PolicyRule] = list(role.rules)
+        for other_name in sorted(out):
+            other = out[other_name]
+            if other_name == name:
+                continue
+            labels = dict(other.labels)
+            if any(_selects(sel, labels) for sel in role.aggregate):
+                rules += [r for r in other.rules if r not in rules]
+        out[name] = dataclasses.replace(role, rules=tuple(rules))
+    return out
+
+
+# kube's bootstrap policy (issuer.bootstrap_policy), aggregated over the built-ins alone.
+BUILTIN_CLUSTER_ROLES: Final[Mapping[str, Role]] = aggregate(
+    {name: _builtin_role(name, spec) for name, spec in bootstrap_policy.CLUSTER_ROLES.items()}
+)
 BUILTIN_CLUSTER_ROLE_BINDINGS: Final[Mapping[str, Binding]] = {
-    "cluster-admin": Binding(
-        "cluster-admin",
-        RoleRef("ClusterRole", "cluster-admin"),
-        (Subject("Group", MASTERS_GROUP, api_group=RBAC_GROUP),),
-    ),
+    name: Binding(
+        name,
+        RoleRef("ClusterRole", role),
+        tuple(Subject("Group", g, api_group=RBAC_GROUP) for g in groups),
+    )
+    for name, (role, groups) in bootstrap_policy.CLUSTER_ROLE_BINDINGS.items()
 }
+#: Built-in roles whose rules depend on other ClusterRoles' labels.
+AGGREGATED_ROLES: Final = frozenset(n for n, r in BUILTIN_CLUSTER_ROLES.items() if r.aggregate)
+
+
+_AGGREGATE_KEYS: Final = frozenset(
+    bootstrap_policy.AGGREGATE_LABEL + n for n in bootstrap_policy.AGGREGATION_ORDER
+)
 
 
 # --- request attributes -------------------------------------------------------------------------
@@ -483,10 +507,16 @@ class _Index:
         index = cls()
         for r in roles:
             index.roles[(r.namespace, r.name)] = r
-        for r in cluster_roles:
+        stored = list(cluster_roles)
+        for r in stored:
             index.cluster_roles[r.name] = r
         # Built-ins win: the registry refuses stored objects with their names anyway.
         index.cluster_roles.update(BUILTIN_CLUSTER_ROLES)
+        if any(dict(r.labels).keys() & _AGGREGATE_KEYS for r in stored):
+            # A stored role labelled aggregate-to-{admin,edit,view} widens those roles.
+            index.cluster_roles = aggregate(
+                {**index.cluster_roles, **{n: BUILTIN_CLUSTER_ROLES[n] for n in AGGREGATED_ROLES}}
+            )
         return index
 
     def rules(self, ref: RoleRef, binding_namespace: str) -> tuple[PolicyRule, ...] | str:

@@ -399,11 +399,11 @@ def validate_rbac_object(kind: str, obj: Mapping[str, Any]) -> None:
 # --- built-ins ----------------------------------------------------------------------------------
 
 
-def _builtin_meta(name: str) -> dict[str, Any]:
+def _builtin_meta(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sa-oidc:rbac:{name}")),
-        "labels": dict(_BUILTIN_LABELS),
+        "labels": {**(labels or {}), **_BUILTIN_LABELS},
         "annotations": dict(_BUILTIN_ANNOTATIONS),
     }
 
@@ -413,12 +413,17 @@ def _builtin(kind: str, name: str) -> JSON | None:
         role = authz.BUILTIN_CLUSTER_ROLES.get(name)
         if role is None:
             return None
-        return {
+        out: JSON = {
             "apiVersion": RBAC_V1,
             "kind": CLUSTER_ROLE,
-            "metadata": _builtin_meta(name),
+            "metadata": _builtin_meta(name, dict(role.labels)),
             "rules": [r.to_json() for r in role.rules],
         }
+        if role.aggregate:
+            out["aggregationRule"] = {
+                "clusterRoleSelectors": [{"matchLabels": dict(sel)} for sel in role.aggregate]
+            }
+        return out
     if kind == CLUSTER_ROLE_BINDING:
         binding = authz.BUILTIN_CLUSTER_ROLE_BINDINGS.get(name)
         if binding is None:
@@ -504,6 +509,12 @@ def _referenced_rules(
         except NotFound:
             raise not_found("roles", ref["name"], RBAC_GROUP) from None
     builtin = authz.BUILTIN_CLUSTER_ROLES.get(ref["name"])
+    if builtin is not None and ref["name"] in authz.AGGREGATED_ROLES:
+        stored = {
+            r.name: r
+            for r in (Role.from_object(o) for o in ctx.store.list_objects(CLUSTER_ROLE, ""))
+        }
+        return list(authz.aggregate({**stored, **authz.BUILTIN_CLUSTER_ROLES})[ref["name"]].rules)
     if builtin is not None:
         return list(builtin.rules)
     try:
