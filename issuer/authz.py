@@ -39,10 +39,9 @@ from typing import Any, Final
 from issuer import bootstrap_policy
 
 __all__ = [
-    "AGGREGATED_ROLES",
-    "aggregate",
     "ADMIN_GROUPS",
     "ADMIN_USER",
+    "AGGREGATED_ROLES",
     "AUTHENTICATED_GROUP",
     "BUILTIN_CLUSTER_ROLES",
     "BUILTIN_CLUSTER_ROLE_BINDINGS",
@@ -56,6 +55,7 @@ __all__ = [
     "Role",
     "RoleRef",
     "Subject",
+    "aggregate",
     "api_group_matches",
     "applies_to",
     "authorize",
@@ -262,7 +262,7 @@ def aggregate(cluster_roles: Mapping[str, Role]) -> dict[str, Role]:
     in name order. Aggregated roles are resolved in :data:`AGGREGATION_ORDER` then name order,
     so ``admin`` sees ``edit`` after ``edit`` has taken in ``view``."""
     out = dict(cluster_roles)
-    order = [n for n in bootstrap_policy.AGGREGATION_ORDER if n in out]
+    order: list[str] = [n for n in bootstrap_policy.AGGREGATION_ORDER if n in out]
     order += sorted(n for n, r in out.items() if r.aggregate and n not in order)
     for name in order:
         role = out[name]

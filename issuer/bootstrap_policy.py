@@ -1,4 +1,4 @@
-"""Kubernetes' default ClusterRoles and ClusterRoleBindings that matter to sa-oidc, with kube's rules.
+"""Kubernetes' default ClusterRoles and ClusterRoleBindings that matter here, with kube's rules.
 
 Source: kube's bootstrap policy (plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go; the
 rendered rules are its testdata/cluster-roles.yaml and cluster-role-bindings.yaml). Pure data
@@ -71,9 +71,15 @@ CLUSTER_ROLES: Final[Mapping[str, Mapping[str, Any]]] = {
             _r(
                 _READ,
                 [""],
-                ["pods/attach", "pods/exec", "pods/portforward", "pods/proxy", "secrets",
-                 "services/proxy"],
-            ),  # fmt: skip
+                [
+                    "pods/attach",
+                    "pods/exec",
+                    "pods/portforward",
+                    "pods/proxy",
+                    "secrets",
+                    "services/proxy",
+                ],
+            ),
             _r(["impersonate"], [""], ["serviceaccounts"]),
             _r(
                 _WRITE,
@@ -84,26 +90,50 @@ CLUSTER_ROLES: Final[Mapping[str, Mapping[str, Any]]] = {
             _r(
                 _WRITE,
                 [""],
-                ["configmaps", "events", "persistentvolumeclaims", "replicationcontrollers",
-                 "replicationcontrollers/scale", "secrets", "serviceaccounts", "services",
-                 "services/proxy"],
-            ),  # fmt: skip
+                [
+                    "configmaps",
+                    "events",
+                    "persistentvolumeclaims",
+                    "replicationcontrollers",
+                    "replicationcontrollers/scale",
+                    "secrets",
+                    "serviceaccounts",
+                    "services",
+                    "services/proxy",
+                ],
+            ),
             _r(["create"], [""], ["serviceaccounts/token"]),
             _r(
                 _WRITE,
                 ["apps"],
-                ["daemonsets", "deployments", "deployments/rollback", "deployments/scale",
-                 "replicasets", "replicasets/scale", "statefulsets", "statefulsets/scale"],
-            ),  # fmt: skip
+                [
+                    "daemonsets",
+                    "deployments",
+                    "deployments/rollback",
+                    "deployments/scale",
+                    "replicasets",
+                    "replicasets/scale",
+                    "statefulsets",
+                    "statefulsets/scale",
+                ],
+            ),
             _r(_WRITE, ["autoscaling"], ["horizontalpodautoscalers"]),
             _r(_WRITE, ["batch"], ["cronjobs", "jobs"]),
             _r(
                 _WRITE,
                 ["extensions"],
-                ["daemonsets", "deployments", "deployments/rollback", "deployments/scale",
-                 "ingresses", "networkpolicies", "replicasets", "replicasets/scale",
-                 "replicationcontrollers/scale"],
-            ),  # fmt: skip
+                [
+                    "daemonsets",
+                    "deployments",
+                    "deployments/rollback",
+                    "deployments/scale",
+                    "ingresses",
+                    "networkpolicies",
+                    "replicasets",
+                    "replicasets/scale",
+                    "replicationcontrollers/scale",
+                ],
+            ),
             _r(_WRITE, ["policy"], ["poddisruptionbudgets"]),
             _r(_WRITE, ["networking.k8s.io"], ["ingresses", "networkpolicies"]),
             _r(_RW, ["coordination.k8s.io"], ["leases"]),
@@ -115,28 +145,54 @@ CLUSTER_ROLES: Final[Mapping[str, Mapping[str, Any]]] = {
             _r(
                 _READ,
                 [""],
-                ["configmaps", "endpoints", "persistentvolumeclaims",
-                 "persistentvolumeclaims/status", "pods", "replicationcontrollers",
-                 "replicationcontrollers/scale", "serviceaccounts", "services",
-                 "services/status"],
-            ),  # fmt: skip
+                [
+                    "configmaps",
+                    "endpoints",
+                    "persistentvolumeclaims",
+                    "persistentvolumeclaims/status",
+                    "pods",
+                    "replicationcontrollers",
+                    "replicationcontrollers/scale",
+                    "serviceaccounts",
+                    "services",
+                    "services/status",
+                ],
+            ),
             _r(
                 _READ,
                 [""],
-                ["bindings", "events", "limitranges", "namespaces/status", "pods/log",
-                 "pods/status", "replicationcontrollers/status", "resourcequotas",
-                 "resourcequotas/status"],
-            ),  # fmt: skip
+                [
+                    "bindings",
+                    "events",
+                    "limitranges",
+                    "namespaces/status",
+                    "pods/log",
+                    "pods/status",
+                    "replicationcontrollers/status",
+                    "resourcequotas",
+                    "resourcequotas/status",
+                ],
+            ),
             _r(_READ, [""], ["namespaces"]),
             _r(_READ, ["discovery.k8s.io"], ["endpointslices"]),
             _r(
                 _READ,
                 ["apps"],
-                ["controllerrevisions", "daemonsets", "daemonsets/status", "deployments",
-                 "deployments/scale", "deployments/status", "replicasets", "replicasets/scale",
-                 "replicasets/status", "statefulsets", "statefulsets/scale",
-                 "statefulsets/status"],
-            ),  # fmt: skip
+                [
+                    "controllerrevisions",
+                    "daemonsets",
+                    "daemonsets/status",
+                    "deployments",
+                    "deployments/scale",
+                    "deployments/status",
+                    "replicasets",
+                    "replicasets/scale",
+                    "replicasets/status",
+                    "statefulsets",
+                    "statefulsets/scale",
+                    "statefulsets/status",
+                ],
+            ),
             _r(
                 _READ,
                 ["autoscaling"],
@@ -146,11 +202,21 @@ CLUSTER_ROLES: Final[Mapping[str, Mapping[str, Any]]] = {
             _r(
                 _READ,
                 ["extensions"],
-                ["daemonsets", "daemonsets/status", "deployments", "deployments/scale",
-                 "deployments/status", "ingresses", "ingresses/status", "networkpolicies",
-                 "replicasets", "replicasets/scale", "replicasets/status",
-                 "replicationcontrollers/scale"],
-            ),  # fmt: skip
+                [
+                    "daemonsets",
+                    "daemonsets/status",
+                    "deployments",
+                    "deployments/scale",
+                    "deployments/status",
+                    "ingresses",
+                    "ingresses/status",
+                    "networkpolicies",
+                    "replicasets",
+                    "replicasets/scale",
+                    "replicasets/status",
+                    "replicationcontrollers/scale",
+                ],
+            ),
             _r(_READ, ["policy"], ["poddisruptionbudgets", "poddisruptionbudgets/status"]),
             _r(_READ, ["networking.k8s.io"], ["ingresses", "ingresses/status", "networkpolicies"]),
         ],
@@ -176,9 +242,20 @@ CLUSTER_ROLES: Final[Mapping[str, Mapping[str, Any]]] = {
         "rules": [
             _u(
                 ["get"],
-                ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                 "/openapi/*", "/readyz", "/version", "/version/"],
-            ),  # fmt: skip
+                [
+                    "/api",
+                    "/api/*",
+                    "/apis",
+                    "/apis/*",
+                    "/healthz",
+                    "/livez",
+                    "/openapi",
+                    "/openapi/*",
+                    "/readyz",
+                    "/version",
+                    "/version/",
+                ],
+            ),
         ]
     },
     "system:public-info-viewer": {

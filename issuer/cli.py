@@ -250,7 +250,9 @@ def banner(config: Config) -> str:
     if config.serving_tls == "self-signed":
         ca = f"; CA {config.data_dir / 'ca.crt'}"
     scheme = config.serving_scheme
-    listening = "" if config.issuer.startswith(scheme + "://") else f" on {scheme}://{config.listen}"
+    listening = (
+        "" if config.issuer.startswith(scheme + "://") else f" on {scheme}://{config.listen}"
+    )
     return (
         f"{PROG}: serving issuer {config.issuer}{listening} (store {config.store_description()}) "
         f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}{ca}; "
@@ -274,7 +276,9 @@ def _setup_tls(config: Config) -> tuple[Path | None, Path | None, Path | None]:
     try:
         files, _why = tlsboot.ensure_self_signed(config.data_dir, names)
     except (OSError, ValueError) as e:
-        raise CliError(f"cannot create the self-signed TLS certificate in {config.data_dir}: {e}")
+        raise CliError(
+            f"cannot create the self-signed TLS certificate in {config.data_dir}: {e}"
+        ) from None
     stop = threading.Event()
     threading.Thread(
         target=tlsboot.renew_loop,
@@ -296,10 +300,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """``sa-issuer serve``."""
     import uvicorn
 
+    from issuer import kubeconfig, tlsboot
     from issuer.app import create_app
     from issuer.context import build_context
-
-    from issuer import kubeconfig, tlsboot
 
     config = _config(args)
     _setup_logging(config.log_level)

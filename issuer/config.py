@@ -455,7 +455,9 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     host, port = parse_listen(listen, _where(raw, "listen"))
     tls: str = get("tls", "auto")
     if tls not in _TLS_MODES:
-        raise ConfigError(_where(raw, "tls"), f"must be one of {', '.join(_TLS_MODES)}, got {tls!r}")
+        raise ConfigError(
+            _where(raw, "tls"), f"must be one of {', '.join(_TLS_MODES)}, got {tls!r}"
+        )
     default_scheme = "http" if tls == "off" else "https"
     issuer: str = get("issuer", f"{default_scheme}://{_bracket(host)}:{port}")
     insecure: bool = get("insecure_allow_http_issuer", False)
@@ -481,7 +483,8 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
 
     if tls == "off" and tls_cert is not None:
         raise ConfigError(
-            _where(raw, "tls"), "--tls off serves plain http: drop --tls-cert/--tls-key or --tls off"
+            _where(raw, "tls"),
+            "--tls off serves plain http: drop --tls-cert/--tls-key or --tls off",
         )
     if tls == "self-signed" and tls_cert is not None:
         raise ConfigError(
@@ -652,7 +655,9 @@ def _check_issuer(issuer: str, where: str, insecure: bool, listen_host: str) -> 
             )
 
 
-_DNS_NAME_RE = re.compile(r"(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*")
+_DNS_NAME_RE = re.compile(
+    r"(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
+)
 
 
 def _check_san(san: str, where: str) -> None:

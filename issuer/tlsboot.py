@@ -87,12 +87,14 @@ def wanted_names(issuer: str, listen_host: str, extra: Iterable[str] = ()) -> tu
     names: list[str] = []
     for n in (urlsplit(issuer).hostname or "", listen_host, *_ALWAYS, *extra):
         n = n.strip("[]")
-        if n and n not in ("0.0.0.0", "::") and n not in names:
+        if n and n not in ("0.0.0.0", "::") and n not in names:  # noqa: S104 - not a bind
             names.append(n)
     return tuple(names)
 
 
-def _split(names: Sequence[str]) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
+def _split(
+    names: Sequence[str],
+) -> tuple[list[str], list[ipaddress.IPv4Address | ipaddress.IPv6Address]]:
     dns: list[str] = []
     ips: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
     for n in names:
@@ -156,9 +158,13 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _new_ca(files: TLSFiles, now: datetime.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _new_ca(
+    files: TLSFiles, now: datetime.datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"sa-oidc-ca@{int(now.timestamp())}")])
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, f"sa-oidc-ca@{int(now.timestamp())}")]
+    )
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
         x509.CertificateBuilder()
@@ -171,12 +177,18 @@ def _new_ca(files: TLSFiles, now: datetime.datetime) -> tuple[x509.Certificate, 
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(ski, critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -186,7 +198,9 @@ def _new_ca(files: TLSFiles, now: datetime.datetime) -> tuple[x509.Certificate, 
     return cert, key
 
 
-def _load_ca(files: TLSFiles, now: datetime.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _load_ca(
+    files: TLSFiles, now: datetime.datetime
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     if not files.ca_cert.exists() or not files.ca_key.exists():
         return _new_ca(files, now)
     cert = x509.load_pem_x509_certificate(files.ca_cert.read_bytes())
@@ -223,12 +237,18 @@ def _new_serving(
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(
@@ -328,7 +348,9 @@ class ReloadingSSL:
                 log.exception("reloading the TLS certificate failed; serving the previous one")
             return self._current
 
-    def _sni(self, sock: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext) -> None:
+    def _sni(
+        self, sock: ssl.SSLObject | ssl.SSLSocket, _name: str | None, _ctx: ssl.SSLContext
+    ) -> None:
         ctx = self._fresh()
         if ctx is not None:
             sock.context = ctx

@@ -66,15 +66,15 @@ from verifier.middleware import bearer_token as header_bearer_token
 __all__ = [
     "Caller",
     "Impersonation",
-    "authenticate",
-    "impersonated",
-    "impersonation_request",
     "PolicyObjects",
+    "authenticate",
     "authenticate_token",
     "authorize",
     "bearer_token",
     "decide",
     "forbidden_error",
+    "impersonated",
+    "impersonation_request",
     "load_policy",
     "match_admin_token",
 ]

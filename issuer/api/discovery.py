@@ -134,7 +134,9 @@ GROUP_VERSIONS: Final[dict[str, tuple[Resource, ...]]] = {
     **{gv: _SAR for gv in rbac.SAR_API_VERSIONS},
     selfreviews.AUTHENTICATION_V1: (
         *_TOKENREVIEW,
-        Resource("selfsubjectreviews", "selfsubjectreview", False, "SelfSubjectReview", ("create",)),
+        Resource(
+            "selfsubjectreviews", "selfsubjectreview", False, "SelfSubjectReview", ("create",)
+        ),
     ),
     selfreviews.AUTHORIZATION_V1: (
         Resource(

@@ -114,17 +114,26 @@ def self_subject_access_review(
     warnings += _unknown(spec_in, ("resourceAttributes", "nonResourceAttributes"), "spec.", mode)
     spec: dict[str, Any] = {}
     if spec_in.get("resourceAttributes") is not None:
-        ra = _mapping(spec_in["resourceAttributes"], f"{where}.resourceAttributes", "v1.ResourceAttributes")
+        ra = _mapping(
+            spec_in["resourceAttributes"], f"{where}.resourceAttributes", "v1.ResourceAttributes"
+        )
         warnings += _unknown(
-            ra, (*_RESOURCE_ATTRS, "fieldSelector", "labelSelector"), "spec.resourceAttributes.", mode
+            ra,
+            (*_RESOURCE_ATTRS, "fieldSelector", "labelSelector"),
+            "spec.resourceAttributes.",
+            mode,
         )
         spec["resourceAttributes"] = _strings(ra, _RESOURCE_ATTRS, f"{where}.resourceAttributes")
     if spec_in.get("nonResourceAttributes") is not None:
         nra = _mapping(
-            spec_in["nonResourceAttributes"], f"{where}.nonResourceAttributes", "v1.NonResourceAttributes"
+            spec_in["nonResourceAttributes"],
+            f"{where}.nonResourceAttributes",
+            "v1.NonResourceAttributes",
         )
         warnings += _unknown(nra, _NON_RESOURCE_ATTRS, "spec.nonResourceAttributes.", mode)
-        spec["nonResourceAttributes"] = _strings(nra, _NON_RESOURCE_ATTRS, f"{where}.nonResourceAttributes")
+        spec["nonResourceAttributes"] = _strings(
+            nra, _NON_RESOURCE_ATTRS, f"{where}.nonResourceAttributes"
+        )
     # kube: ValidateSelfSubjectAccessReviewSpec
     errs: list[FieldError] = []
     if "resourceAttributes" in spec and "nonResourceAttributes" in spec:
@@ -173,7 +182,9 @@ def self_subject_rules_review(
         body, _info(kind, "selfsubjectrulesreviews", AUTHORIZATION_V1), field_validation=mode
     )
     warnings = decoded.warnings
-    spec_in = _mapping(decoded.obj.get("spec") or {}, f"{kind}.spec", "v1.SelfSubjectRulesReviewSpec")
+    spec_in = _mapping(
+        decoded.obj.get("spec") or {}, f"{kind}.spec", "v1.SelfSubjectRulesReviewSpec"
+    )
     warnings += _unknown(spec_in, ("namespace",), "spec.", mode)
     namespace = _strings(spec_in, ("namespace",), f"{kind}.spec").get("namespace", "")
     if not namespace:
@@ -248,7 +259,9 @@ def self_subject_review(
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
-async def _review(request: Request) -> tuple[IssuerContext, Caller, dict[str, Any], FieldValidation]:
+async def _review(
+    request: Request,
+) -> tuple[IssuerContext, Caller, dict[str, Any], FieldValidation]:
     ctx = context(request)
     caller = await authorize(request)
     mode = field_validation(request)
