@@ -307,7 +307,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     config = _config(args)
     _setup_logging(config.log_level)
     _check_tls(config)
-    certfile, keyfile, ca_file = _setup_tls(config)
     ctx = build_context(config)
     try:
         # Preflight before binding: KEK check, bootstrap of the first key, catch-up rotation.
@@ -317,6 +316,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ctx.close()
         raise
     try:
+        # After the preflight: a refused start leaves the data dir as it was.
+        certfile, keyfile, ca_file = _setup_tls(config)
         kubeconfig.write(
             config.data_dir / "kubeconfig",
             _api_server_url(config),
@@ -326,6 +327,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as e:
         ctx.close()
         raise CliError(f"cannot write {config.data_dir / 'kubeconfig'}: {e.strerror}") from None
+    except BaseException:
+        ctx.close()
+        raise
     kwargs: dict[str, Any] = {
         "host": config.listen_host,
         "port": config.listen_port,

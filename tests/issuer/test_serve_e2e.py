@@ -175,7 +175,7 @@ def test_banner_secrets_and_restart_keeps_keys(issuer_process: IssuerProcess) ->
     assert out[0] == (
         f"sa-issuer: serving issuer {s.issuer} (store sqlite:{s.data_dir}/issuer.db) "
         f"\u2014 discovery {s.issuer}/.well-known/openid-configuration; "
-        f"admin token in {s.data_dir}/admin-token"
+        f"admin token in {s.data_dir}/admin-token; kubeconfig {s.data_dir}/kubeconfig"
     )
     token_file = s.data_dir / "admin-token"
     assert token_file.stat().st_mode & 0o777 == 0o600
