@@ -36,8 +36,9 @@ import resource
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from issuer.http.status import status_body
 
 if TYPE_CHECKING:
     from issuer.config import Config
@@ -140,18 +141,8 @@ def find_app_attr(app: Any, name: str, kind: type[Any]) -> Any:
 
 
 def _status_response(code: int, reason: str, message: str, extra: bytes = b"") -> bytes:
-    # A Kubernetes Status body (apimachinery metav1.Status), written straight to the socket.
-    body = orjson.dumps(
-        {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": message,
-            "reason": reason,
-            "code": code,
-        }
-    )
+    # A whole HTTP response with a Kubernetes Status body, written straight to the socket.
+    body = status_body(code, reason, message)
     phrase = {408: b"Request Timeout", 503: b"Service Unavailable"}[code]
     return (
         b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\n%s"

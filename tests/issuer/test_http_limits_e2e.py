@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from _rawhttp import read_response
 
 if TYPE_CHECKING:  # the fixtures' types (tests/issuer/conftest.py)
     from conftest import IssuerFactory, IssuerProcess
@@ -24,26 +25,6 @@ def _with_namespace(proc: IssuerProcess) -> IssuerProcess:
         r = c.post("/api/v1/namespaces", json={"metadata": {"name": "limits"}})
         assert r.status_code == 201, r.text
     return proc
-
-
-def _read_response(sock: socket.socket, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP/1.1 response (Content-Length framed) from ``sock``."""
-    sock.settimeout(timeout)
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before a response head: {buf!r}"
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection closed inside a response body"
-        rest += chunk
-    return status, headers, rest[:length]
 
 
 def _post_head(path: str, length: int, token: str | None, close: bool = False) -> bytes:
@@ -94,11 +75,11 @@ def test_body_in_the_same_read_as_the_head_is_not_431(issuer_process: IssuerProc
         body = _sa_body(f"big-{i}", size)
         with socket.create_connection(("127.0.0.1", issuer_process.port), timeout=10) as s:
             s.sendall(_post_head(path, len(body), token) + body)
-            status, _, data = _read_response(s)
+            status, _, data = read_response(s)
             assert status == 201, (size, status, data[:200])
             # ... and the keep-alive connection serves the next request.
             s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
-            assert _read_response(s)[0] == 200
+            assert read_response(s)[0] == 200
 
 
 def test_over_cap_body_gets_413_with_a_status(issuer_process: IssuerProcess) -> None:
@@ -106,7 +87,7 @@ def test_over_cap_body_gets_413_with_a_status(issuer_process: IssuerProcess) -> 
     body = _sa_body("too-big", 2 * 1024 * 1024)
     with socket.create_connection(("127.0.0.1", issuer_process.port), timeout=10) as s:
         s.sendall(_post_head(SA_PATH, len(body), token) + body)
-        status, headers, data = _read_response(s)
+        status, headers, data = read_response(s)
     assert status == 413
     assert headers["content-type"] == "application/json"
     st = json.loads(data)
@@ -145,7 +126,7 @@ def test_trickled_body_is_cut_off(issuer_factory: IssuerFactory) -> None:
     # The authenticated trickler, whose body the app was waiting for, gets a 408 Status.
     with socket.create_connection(("127.0.0.1", proc.port), timeout=10) as s:
         s.sendall(_post_head(SA_PATH, 1000, token) + b"{")
-        status, _, data = _read_response(s, timeout=6)
+        status, _, data = read_response(s, timeout=6)
         assert status == 408
         st = json.loads(data)
         assert (st["kind"], st["reason"], st["code"]) == ("Status", "Timeout", 408)
@@ -173,7 +154,7 @@ def test_body_below_the_minimum_rate_is_cut_off(issuer_factory: IssuerFactory) -
                 break
             slow.settimeout(0.2)
             try:
-                status = _read_response(slow, timeout=0.2)[0]
+                status = read_response(slow, timeout=0.2)[0]
                 break
             except TimeoutError:
                 continue
@@ -189,7 +170,7 @@ def test_body_below_the_minimum_rate_is_cut_off(issuer_factory: IssuerFactory) -
         for i in range(0, len(body), 500):
             s.sendall(body[i : i + 500])
             time.sleep(0.2)
-        assert _read_response(s)[0] == 201
+        assert read_response(s)[0] == 201
 
 
 def test_connections_beyond_the_cap_are_refused_fast(issuer_factory: IssuerFactory) -> None:
@@ -199,7 +180,7 @@ def test_connections_beyond_the_cap_are_refused_fast(issuer_factory: IssuerFacto
         time.sleep(0.2)  # let the server accept them all
         with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as extra:
             started = time.monotonic()
-            status, headers, data = _read_response(extra, timeout=3)
+            status, headers, data = read_response(extra, timeout=3)
             assert time.monotonic() - started < 1.0
             assert status == 503
             assert headers["retry-after"] == "1"

@@ -10,6 +10,8 @@ import json
 import socket
 from typing import TYPE_CHECKING
 
+from _rawhttp import read_response
+
 if TYPE_CHECKING:  # the fixtures' types (tests/issuer/conftest.py)
     from conftest import IssuerProcess
 
@@ -46,30 +48,13 @@ def _request(sock: socket.socket, method: str, path: str, token: str, body: byte
     return head.encode()
 
 
-def _response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
-    buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection dropped (got {buf!r})"
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
-    length = int(headers.get("content-length", "0"))
-    while len(rest) < length:
-        chunk = sock.recv(65536)
-        assert chunk, "connection dropped inside a body"
-        rest += chunk
-    return int(lines[0].split()[1]), headers, rest
-
-
 def test_bad_names_in_urls_are_400_on_every_route(issuer_process: IssuerProcess) -> None:
     token = issuer_process.admin_token
     with socket.create_connection(("127.0.0.1", issuer_process.port), timeout=10) as s:
         for method, path in BAD:
             body = b'{"apiVersion":"v1","kind":"ServiceAccount","metadata":{"name":"x"}}'
             _request(s, method, path, token, body if method == "POST" else b"")
-            status, headers, data = _response(s)
+            status, headers, data = read_response(s)
             assert status == 400, (method, path, status, data)
             assert headers["content-type"] == "application/json"
             st = json.loads(data)
@@ -77,7 +62,7 @@ def test_bad_names_in_urls_are_400_on_every_route(issuer_process: IssuerProcess)
             assert "invalid" in st["message"], st
         # The same keep-alive connection still serves a good request afterwards.
         _request(s, "GET", "/api/v1/namespaces/default/serviceaccounts", token)
-        assert _response(s)[0] in (200, 404)
+        assert read_response(s)[0] in (200, 404)
     # ':' is fine in names (ClusterRole system:auth-delegator) and in namespaced object names.
     with issuer_process.client(headers={"Authorization": f"Bearer {token}"}) as c:
         assert c.get(RBAC + "/clusterroles/system:auth-delegator").status_code == 200
