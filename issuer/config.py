@@ -4,7 +4,6 @@ Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSU
 TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
 var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
-=============================  =====================================  =========================
 key (env: SA_ISSUER_<KEY>)     meaning                                default
 =============================  =====================================  =========================
 data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
@@ -42,6 +41,10 @@ Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` o
 ``0/false/no/off``.
 Relative paths in the config file are relative to the file's directory; relative paths from flags
 and env vars are relative to the working directory.
+=======
+Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
+``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
+below, so a setting added here must be documented there (and the reverse).
 
 ``token_max_expiration`` mirrors kube-apiserver's ``--service-account-max-token-expiration``:
 a TokenRequest for longer is shortened to it (kube: registry/core/serviceaccount/storage/token.go);
@@ -81,6 +84,8 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_listen",
+    "setting_flag",
+    "settings",
 ]
 
 log = logging.getLogger("sa_issuer.config")
@@ -324,6 +329,12 @@ _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
 def settings() -> tuple[str, ...]:
     """All setting names (TOML keys; env var = ``SA_ISSUER_`` + upper-case)."""
     return tuple(_SETTINGS)
+
+
+def setting_flag(key: str) -> str | None:
+    """The command-line flag that sets ``key`` (``None``: config file and env var only).
+    Raises ``KeyError`` for an unknown setting."""
+    return _SETTINGS[key][1]
 
 
 def load_config(
