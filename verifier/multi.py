@@ -196,12 +196,13 @@ class _MultiBase(Generic[_V]):
         self,
         config: str | os.PathLike[str] | AuthenticationConfiguration,
         *,
-        watch: bool,
-        poll_interval: float,
-        leeway: int,
-        clock: Callable[[], float],
-        verifier_options: Mapping[str, Any] | None,
+        watch: bool = True,
+        poll_interval: float = 1.0,
+        leeway: int = 60,
+        clock: Callable[[], float] = time.time,
+        verifier_options: Mapping[str, Any] | None = None,
     ) -> None:
+        """See :class:`MultiIssuerVerifier` for the arguments."""
         if poll_interval <= 0:
             raise ValueError("poll_interval must be positive")
         self._leeway = leeway
@@ -383,25 +384,6 @@ class MultiIssuerVerifier(_MultiBase[OIDCVerifier]):
       (``timeout``, ``refetch_cooldown``, ``min_cache``...).
     """
 
-    def __init__(
-        self,
-        config: str | os.PathLike[str] | AuthenticationConfiguration,
-        *,
-        watch: bool = True,
-        poll_interval: float = 1.0,
-        leeway: int = 60,
-        clock: Callable[[], float] = time.time,
-        verifier_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            watch=watch,
-            poll_interval=poll_interval,
-            leeway=leeway,
-            clock=clock,
-            verifier_options=verifier_options,
-        )
-
     def _new_verifier(self, a: Authenticator) -> OIDCVerifier:
         return OIDCVerifier(a.issuer_url, a.audiences, **self._verifier_args(a))
 
@@ -449,25 +431,6 @@ class AsyncMultiIssuerVerifier(_MultiBase[AsyncOIDCVerifier]):
 
     Each issuer has an :class:`~verifier.remote.AsyncOIDCVerifier`; use it from one event loop.
     """
-
-    def __init__(
-        self,
-        config: str | os.PathLike[str] | AuthenticationConfiguration,
-        *,
-        watch: bool = True,
-        poll_interval: float = 1.0,
-        leeway: int = 60,
-        clock: Callable[[], float] = time.time,
-        verifier_options: Mapping[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            config,
-            watch=watch,
-            poll_interval=poll_interval,
-            leeway=leeway,
-            clock=clock,
-            verifier_options=verifier_options,
-        )
 
     def _new_verifier(self, a: Authenticator) -> AsyncOIDCVerifier:
         return AsyncOIDCVerifier(a.issuer_url, a.audiences, **self._verifier_args(a))
