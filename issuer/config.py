@@ -4,40 +4,9 @@ Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSU
 TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
 var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
-=============================  =====================================  =========================
-key (env: SA_ISSUER_<KEY>)     meaning                                default
-=============================  =====================================  =========================
-data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
-listen                         ``HOST:PORT`` (``[::1]:PORT`` for v6)  ``127.0.0.1:8080``
-issuer                         the ``iss`` URL (https; see below)     ``http://`` + listen
-store                          ``sqlite``, ``sqlite:///PATH``,        ``sqlite``
-                               ``redis://HOST:PORT/DB`` ...
-tls_cert / tls_key             PEM files; both or neither             none
-workers                        uvicorn worker processes (>= 1)        1
-kek                            KEK: a file path, or base64 (secret!)  ``DATA_DIR/kek`` (created)
-admin_token_file               bootstrap admin bearer token(s)        ``DATA_DIR/admin-token``
-audit_log                      JSON-lines audit log (``-`` = stderr)  ``DATA_DIR/audit.log``
-key_alg                        RS256 | ES256 | ES384 | ES512          RS256
-rsa_bits                       RSA modulus size: 2048, 3072, 4096     2048
-rotation_period                how long a key signs (duration)        7d
-rotation_check_interval        how often the rotation loop looks      10s
-jwks_max_age                   max Cache-Control max-age (duration)   3600 (1h)
-publish_margin                 extra pre-publication/retention time   300s
-leeway                         clock skew allowance                   60s
-api_audiences                  default token audiences (list)         [issuer]
-token_max_expiration           TokenRequest's configured maximum      86400 (24h)
-extended_expiration            kube's 3607 s -> 1 year pod tokens     false
-insecure_allow_http_issuer     allow an http issuer off loopback      false
-log_level                      debug | info | warning | error         info
-access_log                     uvicorn access log                     false
-max_body_bytes                 request body cap for the API           1048576 (1 MiB)
-=============================  =====================================  =========================
-
-Durations are seconds (int/float) or a string with a unit: ``90``, ``90s``, ``10m``, ``6h``, ``7d``.
-Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` or
-``0/false/no/off``.
-Relative paths in the config file are relative to the file's directory; relative paths from flags
-and env vars are relative to the working directory.
+Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
+``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
+below, so a setting added here must be documented there (and the reverse).
 
 ``token_max_expiration`` mirrors kube-apiserver's ``--service-account-max-token-expiration``:
 a TokenRequest for longer is shortened to it (kube: registry/core/serviceaccount/storage/token.go);
@@ -77,6 +46,8 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_listen",
+    "setting_flag",
+    "settings",
 ]
 
 log = logging.getLogger("sa_issuer.config")
@@ -314,6 +285,12 @@ _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
 def settings() -> tuple[str, ...]:
     """All setting names (TOML keys; env var = ``SA_ISSUER_`` + upper-case)."""
     return tuple(_SETTINGS)
+
+
+def setting_flag(key: str) -> str | None:
+    """The command-line flag that sets ``key`` (``None``: config file and env var only).
+    Raises ``KeyError`` for an unknown setting."""
+    return _SETTINGS[key][1]
 
 
 def load_config(
