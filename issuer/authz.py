@@ -37,11 +37,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from issuer import bootstrap_policy
+from issuer.selectors import LabelSelector, SelectorError, label_selector_from_json
 
 __all__ = [
     "ADMIN_GROUPS",
     "ADMIN_USER",
-    "AGGREGATED_ROLES",
     "AUTHENTICATED_GROUP",
     "BUILTIN_CLUSTER_ROLES",
     "BUILTIN_CLUSTER_ROLE_BINDINGS",
@@ -55,7 +55,6 @@ __all__ = [
     "Role",
     "RoleRef",
     "Subject",
-    "aggregate",
     "api_group_matches",
     "applies_to",
     "authorize",
@@ -65,6 +64,7 @@ __all__ = [
     "forbidden_message",
     "non_resource_url_matches",
     "request_info",
+    "resolve_aggregation",
     "resource_matches",
     "resource_name_matches",
     "rule_allows",
@@ -191,15 +191,19 @@ class RoleRef:
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    """A Role (``namespace`` set) or a ClusterRole (``namespace`` "")."""
+    """A Role (``namespace`` set) or a ClusterRole (``namespace`` "").
+
+    ``labels`` are the object's labels (aggregation selects ClusterRoles by them);
+    ``aggregation`` is a ClusterRole's ``aggregationRule.clusterRoleSelectors`` (None: no
+    aggregationRule; a None item is a selector that matches nothing), see
+    :func:`resolve_aggregation`.
+    """
 
     name: str
     rules: tuple[PolicyRule, ...] = ()
     namespace: str = ""
-    #: metadata.labels (sorted pairs): what aggregation selectors match.
     labels: tuple[tuple[str, str], ...] = ()
-    #: aggregationRule.clusterRoleSelectors' matchLabels (sorted pairs each); empty = none.
-    aggregate: tuple[tuple[tuple[str, str], ...], ...] = ()
+    aggregation: tuple[LabelSelector | None, ...] | None = None
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Role:
@@ -212,7 +216,67 @@ class Role:
             rules=tuple(PolicyRule.from_json(r) for r in rules or () if isinstance(r, Mapping)),
             namespace=str(meta.get("namespace") or ""),
             labels=tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items())),
+            aggregation=_aggregation_selectors(obj.get("aggregationRule")),
         )
+
+
+def _aggregation_selectors(rule: Any) -> tuple[LabelSelector | None, ...] | None:
+    if not isinstance(rule, Mapping):
+        return None
+    selectors = rule.get("clusterRoleSelectors")
+    out: list[LabelSelector | None] = []
+    for raw in selectors if isinstance(selectors, list) else ():
+        try:
+            out.append(label_selector_from_json(raw))
+        except SelectorError:
+            out.append(None)  # the controller fails on it; validation refuses it on create
+    return tuple(out)
+
+
+def resolve_aggregation(cluster_roles: Mapping[str, Role]) -> dict[str, Role]:
+    """ClusterRoles with an ``aggregationRule`` get the rules of the ClusterRoles their selectors
+    match (kube: pkg/controller/clusterroleaggregation/clusterroleaggregation_controller.go).
+
+    kube's controller writes them into the role's ``rules`` (replacing what was there); here the
+    same result is computed when the roles are read. Per selector, the matching roles in name
+    order, never the role itself, each rule once. An aggregated role that is itself selected
+    contributes its aggregated rules (the controller reaches that fixpoint too); in a cycle the
+    role met again contributes nothing more. Roles without an aggregationRule are unchanged.
+    """
+    resolved: dict[str, tuple[PolicyRule, ...]] = {}
+    by_name = sorted(cluster_roles.items())
+
+    def effective(name: str, visiting: frozenset[str]) -> tuple[PolicyRule, ...]:
+        role = cluster_roles[name]
+        if role.aggregation is None:
+            return role.rules
+        if name in resolved:
+            return resolved[name]
+        out: list[PolicyRule] = []
+        seen: set[PolicyRule] = set()
+        for selector in role.aggregation:
+            if selector is None:
+                continue
+            for other, candidate in by_name:
+                if other == name or other in visiting:
+                    continue
+                if not selector.matches(dict(candidate.labels)):
+                    continue
+                for rule in effective(other, visiting | {name}):
+                    if rule not in seen:
+                        seen.add(rule)
+                        out.append(rule)
+        rules = tuple(out)
+        if not visiting:
+            resolved[name] = rules
+        return rules
+
+    return {
+        name: role
+        if role.aggregation is None
+        else dataclasses.replace(role, rules=effective(name, frozenset()))
+        for name, role in cluster_roles.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,45 +307,22 @@ class Binding:
 
 
 def _builtin_role(name: str, spec: Mapping[str, Any]) -> Role:
+    aggregation = spec.get("aggregate")
     return Role(
         name,
         tuple(PolicyRule.from_json(r) for r in spec["rules"]),
         labels=tuple(sorted((spec.get("labels") or {}).items())),
-        aggregate=tuple(tuple(sorted(sel.items())) for sel in spec.get("aggregate") or ()),
+        aggregation=None
+        if aggregation is None
+        else tuple(label_selector_from_json({"matchLabels": sel}) for sel in aggregation),
     )
 
 
-def _selects(selector: tuple[tuple[str, str], ...], labels: Mapping[str, str]) -> bool:
-    # metav1.LabelSelector matchLabels: every pair present.
-    return bool(selector) and all(labels.get(k) == v for k, v in selector)
-
-
-def aggregate(cluster_roles: Mapping[str, Role]) -> dict[str, Role]:
-    """``cluster_roles`` with every aggregated role's rules filled in: its own plus those of each
-    ClusterRole its selectors match (kube: pkg/controller/clusterroleaggregation), deduplicated,
-    in name order. Aggregated roles are resolved in :data:`AGGREGATION_ORDER` then name order,
-    so ``admin`` sees ``edit`` after ``edit`` has taken in ``view``."""
-    out = dict(cluster_roles)
-    order: list[str] = [n for n in bootstrap_policy.AGGREGATION_ORDER if n in out]
-    order += sorted(n for n, r in out.items() if r.aggregate and n not in order)
-    for name in order:
-        role = out[name]
-        rules: list[PolicyRule] = list(role.rules)
-        for other_name in sorted(out):
-            other = out[other_name]
-            if other_name == name:
-                continue
-            labels = dict(other.labels)
-            if any(_selects(sel, labels) for sel in role.aggregate):
-                rules += [r for r in other.rules if r not in rules]
-        out[name] = dataclasses.replace(role, rules=tuple(rules))
-    return out
-
-
-# kube's bootstrap policy (issuer.bootstrap_policy), aggregated over the built-ins alone.
-BUILTIN_CLUSTER_ROLES: Final[Mapping[str, Role]] = aggregate(
-    {name: _builtin_role(name, spec) for name, spec in bootstrap_policy.CLUSTER_ROLES.items()}
-)
+# kube's bootstrap policy (issuer.bootstrap_policy). admin/edit/view carry their aggregationRule:
+# their rules are resolved with the other ClusterRoles (resolve_aggregation).
+BUILTIN_CLUSTER_ROLES: Final[Mapping[str, Role]] = {
+    name: _builtin_role(name, spec) for name, spec in bootstrap_policy.CLUSTER_ROLES.items()
+}
 BUILTIN_CLUSTER_ROLE_BINDINGS: Final[Mapping[str, Binding]] = {
     name: Binding(
         name,
@@ -290,13 +331,6 @@ BUILTIN_CLUSTER_ROLE_BINDINGS: Final[Mapping[str, Binding]] = {
     )
     for name, (role, groups) in bootstrap_policy.CLUSTER_ROLE_BINDINGS.items()
 }
-#: Built-in roles whose rules depend on other ClusterRoles' labels.
-AGGREGATED_ROLES: Final = frozenset(n for n, r in BUILTIN_CLUSTER_ROLES.items() if r.aggregate)
-
-
-_AGGREGATE_KEYS: Final = frozenset(
-    bootstrap_policy.AGGREGATE_LABEL + n for n in bootstrap_policy.AGGREGATION_ORDER
-)
 
 
 # --- request attributes -------------------------------------------------------------------------
@@ -507,16 +541,13 @@ class _Index:
         index = cls()
         for r in roles:
             index.roles[(r.namespace, r.name)] = r
-        stored = list(cluster_roles)
-        for r in stored:
+        for r in cluster_roles:
             index.cluster_roles[r.name] = r
-        # Built-ins win: the registry refuses stored objects with their names anyway.
-        index.cluster_roles.update(BUILTIN_CLUSTER_ROLES)
-        if any(dict(r.labels).keys() & _AGGREGATE_KEYS for r in stored):
-            # A stored role labelled aggregate-to-{admin,edit,view} widens those roles.
-            index.cluster_roles = aggregate(
-                {**index.cluster_roles, **{n: BUILTIN_CLUSTER_ROLES[n] for n in AGGREGATED_ROLES}}
-            )
+        # The registry refuses stored objects with the built-ins' names, so a given role of such
+        # a name is the built-in already resolved (issuer.rbac_index passes those).
+        for name, builtin in BUILTIN_CLUSTER_ROLES.items():
+            index.cluster_roles.setdefault(name, builtin)
+        index.cluster_roles = resolve_aggregation(index.cluster_roles)
         return index
 
     def rules(self, ref: RoleRef, binding_namespace: str) -> tuple[PolicyRule, ...] | str:

@@ -4,7 +4,6 @@ Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSU
 TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
 var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
-=============================  =====================================  =========================
 key (env: SA_ISSUER_<KEY>)     meaning                                default
 =============================  =====================================  =========================
 data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
@@ -34,6 +33,10 @@ insecure_allow_http_issuer     allow an http issuer off loopback      false
 log_level                      debug | info | warning | error         info
 access_log                     uvicorn access log                     false
 max_body_bytes                 request body cap for the API           1048576 (1 MiB)
+body_timeout                   a request body must arrive within      60s
+body_min_rate                  least body bytes/s after a 5 s grace   500 (0 = no rate check)
+max_connections                open connections per process; more    2048 (lowered to fit
+                               are answered 503 and closed            ``ulimit -n``)
 =============================  =====================================  =========================
 
 Durations are seconds (int/float) or a string with a unit: ``90``, ``90s``, ``10m``, ``6h``, ``7d``.
@@ -41,6 +44,10 @@ Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` o
 ``0/false/no/off``.
 Relative paths in the config file are relative to the file's directory; relative paths from flags
 and env vars are relative to the working directory.
+=======
+Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
+``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
+below, so a setting added here must be documented there (and the reverse).
 
 ``token_max_expiration`` mirrors kube-apiserver's ``--service-account-max-token-expiration``:
 a TokenRequest for longer is shortened to it (kube: registry/core/serviceaccount/storage/token.go);
@@ -88,6 +95,8 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_listen",
+    "setting_flag",
+    "settings",
 ]
 
 log = logging.getLogger("sa_issuer.config")
@@ -156,6 +165,9 @@ class Config:
     log_level: str = "info"
     access_log: bool = False
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 60.0
+    body_min_rate: int = 500
+    max_connections: int = 2048
     config_file: Path | None = None
 
     @property
@@ -339,6 +351,9 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "log_level": (_as_str, "--log-level"),
     "access_log": (_as_bool, "--access-log"),
     "max_body_bytes": (_as_int, None),
+    "body_timeout": (_as_duration, None),
+    "body_min_rate": (_as_int, None),
+    "max_connections": (_as_int, "--max-connections"),
 }
 
 _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
@@ -347,6 +362,12 @@ _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
 def settings() -> tuple[str, ...]:
     """All setting names (TOML keys; env var = ``SA_ISSUER_`` + upper-case)."""
     return tuple(_SETTINGS)
+
+
+def setting_flag(key: str) -> str | None:
+    """The command-line flag that sets ``key`` (``None``: config file and env var only).
+    Raises ``KeyError`` for an unknown setting."""
+    return _SETTINGS[key][1]
 
 
 def load_config(
@@ -552,6 +573,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     if max_body < 1024:
         raise ConfigError(_where(raw, "max_body_bytes"), f"must be >= 1024, got {max_body}")
 
+    # Request bounds enforced by issuer.http.limits (issue 9 item 2).
+    body_timeout: float = get("body_timeout", 60.0)
+    if body_timeout <= 0:
+        raise ConfigError(_where(raw, "body_timeout"), "must be > 0")
+    body_min_rate: int = get("body_min_rate", 500)
+    if body_min_rate < 0:
+        raise ConfigError(_where(raw, "body_min_rate"), f"must be >= 0, got {body_min_rate}")
+    max_connections: int = get("max_connections", 2048)
+    if max_connections < 1:
+        raise ConfigError(_where(raw, "max_connections"), f"must be >= 1, got {max_connections}")
+
     admin_token_file: Path = get("admin_token_file", data_dir / "admin-token")
     audit_log: str = get("audit_log", str(data_dir / "audit.log"))
 
@@ -583,6 +615,9 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         log_level=log_level,
         access_log=get("access_log", False),
         max_body_bytes=max_body,
+        body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
+        max_connections=max_connections,
         config_file=config_file,
     )
 

@@ -18,8 +18,10 @@ Every API route calls :func:`authorize` first (the invalidation stream and token
 
 2. **Authorize** the request's :func:`issuer.authz.request_info` attributes with RBAC
    (:func:`issuer.authz.authorize`) over the built-in roles and the stored Roles, ClusterRoles and
-   bindings, read fresh per request (no cache: deleting a binding revokes access at once). The
-   admin tokens are decided by the built-in ``cluster-admin`` binding without a store read.
+   bindings that name the caller, found in the in-memory RBAC index (:mod:`issuer.rbac_index`).
+   Each decision first reads the RBAC revisions (one constant-cost store read), so a binding
+   created or deleted through any replica takes effect at once, everywhere. The admin tokens are
+   decided by the built-in ``cluster-admin`` binding without a store read.
    A denial is 403 ``Forbidden`` with kube's text::
 
        serviceaccounts "x" is forbidden: User "system:serviceaccount:dev:app" cannot create
@@ -58,12 +60,24 @@ from issuer.api.errors import (
     service_unavailable,
     unauthorized,
 )
-from issuer.authz import Attributes, Binding, Decision, Role
+from issuer.authz import Attributes, Decision
 from issuer.http.status import StatusError
-from issuer.store import NotFound, StoreCorrupt, StoreError, StoreOutcomeUnknown, StoreUnavailable
+from issuer.rbac_index import (
+    CLUSTER_ROLE,
+    CLUSTER_ROLE_BINDING,
+    ROLE,
+    ROLE_BINDING,
+    PolicyObjects,
+    index_for,
+)
+from issuer.store import StoreCorrupt, StoreError, StoreOutcomeUnknown, StoreUnavailable
 from verifier.middleware import bearer_token as header_bearer_token
 
 __all__ = [
+    "CLUSTER_ROLE",
+    "CLUSTER_ROLE_BINDING",
+    "ROLE",
+    "ROLE_BINDING",
     "Caller",
     "Impersonation",
     "PolicyObjects",
@@ -80,12 +94,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("sa_issuer.api")
-
-#: Stored kinds of the RBAC objects (rbac.authorization.k8s.io/v1).
-ROLE: Final = "Role"
-CLUSTER_ROLE: Final = "ClusterRole"
-ROLE_BINDING: Final = "RoleBinding"
-CLUSTER_ROLE_BINDING: Final = "ClusterRoleBinding"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,69 +153,14 @@ def authenticate_token(ctx: Any, token: str) -> Caller | None:
     )
 
 
-# --- RBAC objects from the store ----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PolicyObjects:
-    """The stored RBAC objects that can matter for one (user, groups, namespace)."""
-
-    roles: tuple[Role, ...] = ()
-    cluster_roles: tuple[Role, ...] = ()
-    role_bindings: tuple[Binding, ...] = ()
-    cluster_role_bindings: tuple[Binding, ...] = ()
+# --- RBAC objects from the index -----------------------------------------------------------------
 
 
 def load_policy(store: Any, user: str, groups: Sequence[str], namespace: str) -> PolicyObjects:
-    """Read the bindings that apply to ``user`` (cluster-wide, and in ``namespace`` when given)
-    and the roles they reference — a few reads, no cache. StoreError propagates."""
-    crbs = tuple(
-        b
-        for b in (Binding.from_object(o) for o in store.list_objects(CLUSTER_ROLE_BINDING, ""))
-        if authz.applies_to(user, groups, b) is not None
-    )
-    rbs: tuple[Binding, ...] = ()
-    if namespace:
-        rbs = tuple(
-            b
-            for b in (Binding.from_object(o) for o in store.list_objects(ROLE_BINDING, namespace))
-            if authz.applies_to(user, groups, b) is not None
-        )
-    cluster_role_names = {
-        b.role_ref.name
-        for b in (*crbs, *rbs)
-        if b.role_ref.kind == "ClusterRole" and b.role_ref.name not in authz.BUILTIN_CLUSTER_ROLES
-    }
-    role_names = {b.role_ref.name for b in rbs if b.role_ref.kind == "Role"}
-    cluster_roles = [
-        Role.from_object(o)
-        for o in (_get(store, CLUSTER_ROLE, "", n) for n in sorted(cluster_role_names))
-        if o is not None
-    ]
-    if any(
-        b.role_ref.kind == "ClusterRole" and b.role_ref.name in authz.AGGREGATED_ROLES
-        for b in (*crbs, *rbs)
-    ):
-        # admin/edit/view take in every stored ClusterRole labelled aggregate-to-<name>.
-        cluster_roles += [
-            r
-            for r in (Role.from_object(o) for o in store.list_objects(CLUSTER_ROLE, ""))
-            if r.name not in cluster_role_names and r.labels
-        ]
-    roles = [
-        Role.from_object(o)
-        for o in (_get(store, ROLE, namespace, n) for n in sorted(role_names))
-        if o is not None
-    ]
-    return PolicyObjects(tuple(roles), tuple(cluster_roles), rbs, crbs)
-
-
-def _get(store: Any, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        obj: dict[str, Any] = store.get_object(kind, namespace, name)
-    except NotFound:
-        return None  # a dangling roleRef grants nothing (authorize reports it)
-    return obj
+    """The bindings that apply to ``user`` (cluster-wide, and in ``namespace`` when given) and the
+    roles they reference, from the process's RBAC index of ``store`` — current as of this call
+    (:mod:`issuer.rbac_index`: one revision read, then memory). StoreError propagates."""
+    return index_for(store).policy(user, groups, namespace)
 
 
 def decide(store: Any, attrs: Attributes) -> Decision:
