@@ -22,6 +22,7 @@ path                                                                methods
 /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews       POST (:mod:`.selfreviews`)
 /apis/authentication.k8s.io/v1/selfsubjectreviews                   POST (``auth whoami``)
 /version, /api, /api/v1, /apis, /apis/{group}/{version}             GET (API discovery)
+/openapi/v2, /openapi/v3, /openapi/v3/{api/v1 | apis/G/V}           GET (:mod:`.openapi`)
 /apis/sa-oidc.dev/v1/{invalidations|tokenrevocations}               see :mod:`issuer.stream`
 ==================================================================  ==========================
 
@@ -40,7 +41,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import discovery, objects, rbac, selfreviews, tokenrequest, tokenreview
+from issuer.api import discovery, objects, openapi, rbac, selfreviews, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
@@ -186,6 +187,7 @@ def routes() -> list[BaseRoute]:
 
     return [
         *discovery.routes(),
+        *openapi.routes(),
         *stream.routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),
         Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),
