@@ -9,8 +9,10 @@ as 503.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
@@ -25,6 +27,7 @@ from issuer.api.errors import (
     outcome_unknown,
     service_unavailable,
 )
+from issuer.api.tables import table_response
 from issuer.api.validation import FieldValidation
 from issuer.context import IssuerContext
 from issuer.http.status import StatusError
@@ -87,12 +90,17 @@ async def run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def endpoint(
     fn: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: typed failures become Kubernetes ``Status`` responses."""
+    """Wrap a handler: typed failures become Kubernetes ``Status`` responses; a GET answered
+    with JSON becomes a Table when the client asks for one (:mod:`issuer.api.tables`)."""
 
     @functools.wraps(fn)
     async def wrapper(request: Request) -> Response:
         try:
-            return await fn(request)
+            response = await fn(request)
+            if "as=Table" in request.headers.get("accept", ""):
+                # Server-side printing for kubectl get (content negotiation, one place).
+                response = table_response(request, response, _now(request))
+            return response
         except StatusError as e:
             return e.response()
         except InvalidAddress as e:
@@ -118,6 +126,11 @@ def endpoint(
             return service_unavailable("no active signing key yet; try again").response()
 
     return wrapper
+
+
+def _now(request: Request) -> datetime.datetime:
+    clock = getattr(request.app.state.ctx, "clock", time.time)
+    return datetime.datetime.fromtimestamp(clock(), datetime.UTC)
 
 
 def _count_store_error(request: Request) -> None:
