@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import issuer
-from issuer.api import rbac, selfreviews, tokenreview
+from issuer.api import aggregated, rbac, selfreviews, tokenreview
 from issuer.api._http import context, endpoint, json_response
 from issuer.api.auth import (
     authenticate,
@@ -268,11 +268,22 @@ async def version(request: Request) -> Response:
     return json_response(version_info())
 
 
+def _aggregated(request: Request, core: bool) -> Response | None:
+    version = aggregated.aggregated_version(request.headers.get("accept", ""))
+    if version is None:
+        return None
+    body = aggregated.discovery_list(GROUP_VERSIONS, core, version)
+    media = f"application/json;g={aggregated.MEDIA_GROUP};v={version};as=APIGroupDiscoveryList"
+    response = json_response(body)
+    response.headers["Content-Type"] = media
+    return response
+
+
 @endpoint
 async def core_versions(request: Request) -> Response:
-    """``GET /api``."""
+    """``GET /api`` (aggregated discovery when asked for, :mod:`issuer.api.aggregated`)."""
     await require_caller(request, anonymous=False)
-    return json_response(api_versions(request.url.netloc))
+    return _aggregated(request, core=True) or json_response(api_versions(request.url.netloc))
 
 
 @endpoint
@@ -284,9 +295,9 @@ async def core_resources(request: Request) -> Response:
 
 @endpoint
 async def groups(request: Request) -> Response:
-    """``GET /apis``."""
+    """``GET /apis`` (aggregated discovery when asked for)."""
     await require_caller(request, anonymous=False)
-    return json_response(api_group_list())
+    return _aggregated(request, core=False) or json_response(api_group_list())
 
 
 @endpoint
