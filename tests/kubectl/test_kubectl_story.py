@@ -118,7 +118,16 @@ def test_seed_story(cluster: Cluster) -> None:
     stale = {**sa, "metadata": {**sa["metadata"], "labels": {"tier": "stale"}}}
     assert "the object has been modified" in k.fails("replace", "-f", "-", stdin=json.dumps(stale))
     ssa = SA_MANIFEST.replace("  annotations:", "  labels:\n    managed: ssa\n  annotations:")
-    out = k.ok("apply", "--server-side", "--field-manager", "story", "--force-conflicts", "-f", "-", stdin=ssa)  # fmt: skip
+    out = k.ok(
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "story",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=ssa,
+    )
     assert out == "serviceaccount/app serverside-applied\n"
     sa = _sa(k)
     assert sa["metadata"]["labels"]["managed"] == "ssa"
@@ -126,9 +135,16 @@ def test_seed_story(cluster: Cluster) -> None:
 
     # Secrets kubectl creates.
     k.ok(
-        "create", "secret", "docker-registry", "regcred", "-n", "dev",
-        "--docker-server=registry.example", "--docker-username=u", "--docker-password=p",
-    )  # fmt: skip
+        "create",
+        "secret",
+        "docker-registry",
+        "regcred",
+        "-n",
+        "dev",
+        "--docker-server=registry.example",
+        "--docker-username=u",
+        "--docker-password=p",
+    )
     k.ok("create", "secret", "generic", "db", "-n", "dev", "--from-literal=password=s3cret")
     secrets = k.ok("get", "secrets", "-n", "dev")
     assert secrets.splitlines()[0].split() == ["NAME", "TYPE", "DATA", "AGE"]
@@ -151,23 +167,44 @@ def test_seed_story(cluster: Cluster) -> None:
 
     # A token bound to the pod.
     token = k.ok(
-        "create", "token", "app", "-n", "dev", "--audience", "vault", "--duration", "15m",
-        "--bound-object-kind", "Pod", "--bound-object-name", "web",
-    ).strip()  # fmt: skip
+        "create",
+        "token",
+        "app",
+        "-n",
+        "dev",
+        "--audience",
+        "vault",
+        "--duration",
+        "15m",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "web",
+    ).strip()
     claims = _claims(token)
     assert claims["sub"] == "system:serviceaccount:dev:app" and claims["aud"] == ["vault"]
     assert claims["kubernetes.io"]["pod"] == {"name": "web", "uid": pod["metadata"]["uid"]}
     assert claims["exp"] - claims["iat"] == 900
 
     # Cross-namespace RBAC on a resource the issuer does not serve.
-    assert k.ok("apply", "-f", "-", stdin=ROLE_MANIFEST) == "role.rbac.authorization.k8s.io/job-runner created\n"  # fmt: skip
+    assert (
+        k.ok("apply", "-f", "-", stdin=ROLE_MANIFEST)
+        == "role.rbac.authorization.k8s.io/job-runner created\n"
+    )
     k.ok(
-        "create", "rolebinding", "app-jobs", "-n", "maintenance", "--role=job-runner",
+        "create",
+        "rolebinding",
+        "app-jobs",
+        "-n",
+        "maintenance",
+        "--role=job-runner",
         "--serviceaccount=dev:app",
-    )  # fmt: skip
+    )
     as_app = "--as=system:serviceaccount:dev:app"
     assert k.ok("auth", "can-i", "list", "jobs.batch", "-n", "maintenance", as_app) == "yes\n"
-    assert k.run("auth", "can-i", "delete", "jobs.batch", "-n", "maintenance", as_app).stdout == "no\n"  # fmt: skip
+    assert (
+        k.run("auth", "can-i", "delete", "jobs.batch", "-n", "maintenance", as_app).stdout == "no\n"
+    )
     assert k.run("auth", "can-i", "list", "jobs.batch", "-n", "dev", as_app).stdout == "no\n"
     listed = k.ok("auth", "can-i", "--list", "-n", "maintenance", as_app)
     assert any(
@@ -190,7 +227,9 @@ def test_seed_story(cluster: Cluster) -> None:
     watch = k.popen("get", "pods", "-n", "dev", "-w", "--output-watch-events")
     lines: queue.Queue[str] = queue.Queue()
     assert watch.stdout is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in watch.stdout or ()], daemon=True).start()  # fmt: skip
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in watch.stdout or ()], daemon=True
+    ).start()
     try:
         first = lines.get(timeout=20)
         assert first.split()[:2] == ["EVENT", "NAME"], first
@@ -253,6 +292,20 @@ def test_explain_and_discovery(cluster: Cluster) -> None:
     names = k.ok("api-resources", "--api-group=", "-o", "name").split()
     assert {"serviceaccounts", "pods", "secrets", "namespaces", "nodes"} <= set(names)
     roles = k.ok("get", "clusterroles", "-o", "name").split()
-    assert {f"clusterrole.rbac.authorization.k8s.io/{n}" for n in ("admin", "edit", "view")} <= set(roles)  # fmt: skip
-    k.ok("create", "secret", "tls", "web-tls", "-n", "dev", f"--cert={k.issuer.data_dir / 'tls.crt'}", f"--key={k.issuer.data_dir / 'tls.key'}")  # fmt: skip
-    assert k.ok("get", "secret", "web-tls", "-n", "dev", "-o", "jsonpath={.type}") == "kubernetes.io/tls"
+    assert {f"clusterrole.rbac.authorization.k8s.io/{n}" for n in ("admin", "edit", "view")} <= set(
+        roles
+    )
+    k.ok(
+        "create",
+        "secret",
+        "tls",
+        "web-tls",
+        "-n",
+        "dev",
+        f"--cert={k.issuer.data_dir / 'tls.crt'}",
+        f"--key={k.issuer.data_dir / 'tls.key'}",
+    )
+    assert (
+        k.ok("get", "secret", "web-tls", "-n", "dev", "-o", "jsonpath={.type}")
+        == "kubernetes.io/tls"
+    )
