@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -61,6 +62,17 @@ class Cluster:
     @property
     def kubeconfig(self) -> Path:
         return self.issuer.data_dir / "kubeconfig"  # type: ignore[no-any-return]
+
+    def kubeconfig_for(self, token: str) -> Path:
+        """A kubeconfig for the same cluster whose user is ``token`` (the issuer's names the
+        admin token file, which client-go prefers over ``--token``)."""
+        doc = json.loads(self.kubeconfig.read_text())
+        doc["users"] = [{"name": "token", "user": {"token": token}}]
+        doc["contexts"][0]["context"]["user"] = "token"
+        path = self.home / f"kubeconfig-{len(list(self.home.glob('kubeconfig-*')))}"
+        path.write_text(json.dumps(doc))
+        path.chmod(0o600)
+        return path
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBE", "SA_ISSUER_"))}

@@ -216,11 +216,12 @@ def test_seed_story(cluster: Cluster) -> None:
     whoami = k.ok("auth", "whoami", "-o", "json")
     assert json.loads(whoami)["status"]["userInfo"]["username"] == "sa-oidc:admin"
     own = k.ok("create", "token", "app", "-n", "dev").strip()
-    me = json.loads(k.ok("auth", "whoami", "--token", own, "-o", "json"))["status"]["userInfo"]
+    as_sa = f"--kubeconfig={k.kubeconfig_for(own)}"
+    me = json.loads(k.ok(as_sa, "auth", "whoami", "-o", "json"))["status"]["userInfo"]
     assert me["username"] == "system:serviceaccount:dev:app"
     assert "system:serviceaccounts:dev" in me["groups"]
     # The account itself may not impersonate: --as is refused, never ignored.
-    err = k.fails("get", "sa", "-n", "dev", "--token", own, "--as=alice")
+    err = k.fails(as_sa, "get", "sa", "-n", "dev", "--as=alice")
     assert 'cannot impersonate resource "users"' in err
 
     # get pods -w sees the delete.
