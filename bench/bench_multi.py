@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "verifier")]
 
+from bench_remote import best_per_call  # noqa: E402 - this directory is sys.path[0]
 from jwks_server import (  # noqa: E402
     AUDIENCE,
     JWKSServer,
@@ -67,16 +68,6 @@ JWT_ENTRY = """\
   - expression: "!user.username.startsWith('system:')"
     message: reserved prefix
 """
-
-
-def best_per_call(fn: Callable[[], object], n: int, rounds: int = 5) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        for _ in range(n):
-            fn()
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
 
 
 def best_over(fn: Callable[[str], object], tokens: list[str], rounds: int = 3) -> float:
