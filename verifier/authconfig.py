@@ -608,7 +608,8 @@ class Authenticator:
             self._rules or self._username or self._groups or self._uid or self._extra
         )
         # Mapped users by keyed hash of the verified payload bytes (CEL has no clock or I/O, so
-        # the same claims always map to the same user); bounded LRU, successes only.
+        # the same claims always map to the same user); bounded, oldest evicted first, successes
+        # only.
         self._cache: OrderedDict[bytes, UserInfo] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._hasher = hashlib.blake2b(key=os.urandom(32), digest_size=32)

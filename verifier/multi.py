@@ -34,7 +34,6 @@ after kube-apiserver's ``apiserver_authentication_config_controller_*`` metrics)
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import logging
@@ -49,11 +48,12 @@ from typing import Any, Final, Generic, Self, TypeVar
 
 from ._json import JSONError, loads_object
 from .authconfig import (
+    MAX_CONFIG_BYTES,
     AuthConfigError,
     AuthenticationConfiguration,
     Authenticator,
     UserInfo,
-    load_authentication_config,
+    parse_authentication_config,
 )
 from .claims import identity_from_claims, validate_aud, validate_exp, validate_iat, validate_nbf
 from .errors import InvalidToken
@@ -323,11 +323,14 @@ class _MultiBase(Generic[_V]):
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _load(self) -> tuple[AuthenticationConfiguration, bytes]:
+        """Read the file once (capped) and parse those very bytes."""
         assert self._path is not None
-        config = load_authentication_config(self._path)
-        with contextlib.suppress(OSError):
-            return config, self._path.read_bytes()
-        return config, b""
+        try:
+            with self._path.open("rb") as f:
+                data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise AuthConfigError([f"cannot read {str(self._path)!r}: {exc.strerror}"]) from None
+        return parse_authentication_config(data, source=str(self._path)), data
 
     def _build(
         self, config: AuthenticationConfiguration, previous: Mapping[str, _Issuer[_V]]

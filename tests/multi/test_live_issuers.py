@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -149,6 +151,32 @@ def test_watching_picks_up_a_new_issuer_and_async_agrees(
             time.sleep(0.05)
         assert v.verify(tb).user.username == "cluster-b:system:serviceaccount:shop:orders"
         assert v.status.reloads_succeeded == 1
+
+    # no request dropped while versions swap: a thread verifies a's token throughout
+    ta = clusters.mint("a")
+    with MultiIssuerVerifier(path, watch=False) as v:
+        v.verify(ta)
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def hammer() -> None:
+            while not done.is_set():
+                try:
+                    v.verify(ta)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        try:
+            for i in range(10):
+                write_config(clusters.config_text(with_b=i % 2 == 1))
+                os.utime(path, ns=(i + 1, i + 1))  # a distinct mtime even within one tick
+                assert v.reload() is True
+        finally:
+            done.set()
+            worker.join()
+        assert errors == [] and v.status.generation == 11
 
     async def run() -> None:
         async with AsyncMultiIssuerVerifier(path, watch=False) as av:
