@@ -817,6 +817,11 @@ def parse_authentication_config(
         )
     specs = [_decode_jwt(d, raw, p) for p, raw in d.items(top, "jwt", "")]
     anonymous = d.obj(top.get("anonymous"), "anonymous", ("enabled", "conditions"))
+    conditions = []
+    for cp, c in d.items(anonymous, "conditions", "anonymous"):
+        conditions.append(d.string(d.obj(c, cp, ("path",)), "path", cp))
+    if not isinstance(anonymous.get("enabled", False), bool):
+        d.errors.append("anonymous.enabled: must be a boolean")
     if d.errors:
         raise AuthConfigError(d.errors)
     errs: list[str] = []
@@ -839,9 +844,11 @@ def parse_authentication_config(
             if spec.issuer.discovery_url in seen_discovery:
                 errs.append(_duplicate(f"{path}.issuer.discoveryURL", spec.issuer.discovery_url))
             seen_discovery.add(spec.issuer.discovery_url)
-    if anonymous and not anonymous.get("enabled") and anonymous.get("conditions"):
+    if not anonymous.get("enabled") and conditions:
+        # kube validation.go; only kube-apiserver serves anonymous requests, this verifier never.
+        shown = "[" + ", ".join(f"{{Path:{p}}}" for p in conditions) + "]"
         errs.append(
-            "anonymous.conditions: Invalid value: ...: enabled should be set to true when "
+            f"anonymous.conditions: Invalid value: {shown}: enabled should be set to true when "
             "conditions are defined"
         )
     if errs:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from verifier import InvalidToken
+from verifier import InvalidToken, multi
 from verifier.multi import AsyncMultiIssuerVerifier, MultiIssuerVerifier
 
 from ._live import AUDIENCE, Clusters, foreign_token, start_clusters
@@ -137,7 +137,7 @@ def test_two_clusters_map_their_users_foreign_refused_reload_removes_at_once(
 
 
 def test_watching_picks_up_a_new_issuer_and_async_agrees(
-    clusters: Clusters, write_config: Callable[[str], Path]
+    clusters: Clusters, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_config(clusters.config_text(with_b=False))
     tb = clusters.mint("b")
@@ -184,6 +184,13 @@ def test_watching_picks_up_a_new_issuer_and_async_agrees(
             assert {r.user.username for r in results} == {
                 "cluster-b:system:serviceaccount:shop:orders"
             }
-            assert clusters.b is not None
+            # removing b: its verifier is retired and closed on this loop by a later verify
+            monkeypatch.setattr(multi, "_RETIRE_AFTER", 0.0)
+            write_config(clusters.config_text(with_b=False))
+            os.utime(path, ns=(10**9, 10**9))
+            assert av.reload() is True
+            with pytest.raises(InvalidToken, match="issuer_mismatch"):
+                await av.verify(tb)
+            assert (await av.verify(ta)).issuer == clusters.a.issuer
 
     asyncio.run(run())
