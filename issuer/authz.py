@@ -18,14 +18,11 @@ may bind a service account of another namespace (``subjects[].namespace``); a Ro
 references a ClusterRole grants that ClusterRole's rules in the binding's namespace only.
 
 Built-in ClusterRoles and ClusterRoleBindings (:data:`BUILTIN_CLUSTER_ROLES`,
-:data:`BUILTIN_CLUSTER_ROLE_BINDINGS`) are always in force and are never stored:
-
-- ``cluster-admin`` (everything, every non-resource URL), bound to the group ``system:masters``
-  (the bootstrap admin tokens authenticate into that group);
-- ``system:auth-delegator`` — create ``tokenreviews.authentication.k8s.io`` and
-  ``subjectaccessreviews.authorization.k8s.io`` as in kube, plus (sa-oidc) get/list/watch
-  ``invalidations.sa-oidc.dev``: the invalidation stream is for "callers allowed to review
-  tokens". Revoking tokens (create ``tokenrevocations.sa-oidc.dev``) is not part of it.
+:data:`BUILTIN_CLUSTER_ROLE_BINDINGS`) are kube's bootstrap policy (:mod:`issuer.bootstrap_policy`:
+cluster-admin for ``system:masters``, admin/edit/view by aggregation, system:auth-delegator,
+system:basic-user, system:discovery, system:public-info-viewer,
+system:service-account-issuer-discovery); they are always in force and never stored. The
+bootstrap admin tokens authenticate into ``system:masters``.
 
 Also here, for the RBAC registry: escalation checks (:func:`covers`, kube:
 component-helpers/auth/rbac/validation/policy_comparator.go) and kube's denial texts
@@ -39,6 +36,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from issuer import bootstrap_policy
 from issuer.selectors import LabelSelector, SelectorError, label_selector_from_json
 
 __all__ = [
@@ -308,43 +306,30 @@ class Binding:
         )
 
 
-# kube: plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go (cluster-admin,
-# system:auth-delegator) — the sa-oidc.dev rule is ours (see the module docstring).
+def _builtin_role(name: str, spec: Mapping[str, Any]) -> Role:
+    aggregation = spec.get("aggregate")
+    return Role(
+        name,
+        tuple(PolicyRule.from_json(r) for r in spec["rules"]),
+        labels=tuple(sorted((spec.get("labels") or {}).items())),
+        aggregation=None
+        if aggregation is None
+        else tuple(label_selector_from_json({"matchLabels": sel}) for sel in aggregation),
+    )
+
+
+# kube's bootstrap policy (issuer.bootstrap_policy). admin/edit/view carry their aggregationRule:
+# their rules are resolved with the other ClusterRoles (resolve_aggregation).
 BUILTIN_CLUSTER_ROLES: Final[Mapping[str, Role]] = {
-    "cluster-admin": Role(
-        "cluster-admin",
-        (
-            PolicyRule(verbs=(_ALL,), api_groups=(_ALL,), resources=(_ALL,)),
-            PolicyRule(verbs=(_ALL,), non_resource_urls=(_ALL,)),
-        ),
-    ),
-    "system:auth-delegator": Role(
-        "system:auth-delegator",
-        (
-            PolicyRule(
-                verbs=("create",),
-                api_groups=("authentication.k8s.io",),
-                resources=("tokenreviews",),
-            ),
-            PolicyRule(
-                verbs=("create",),
-                api_groups=("authorization.k8s.io",),
-                resources=("subjectaccessreviews",),
-            ),
-            PolicyRule(
-                verbs=("get", "list", "watch"),
-                api_groups=(SA_OIDC_GROUP,),
-                resources=("invalidations",),
-            ),
-        ),
-    ),
+    name: _builtin_role(name, spec) for name, spec in bootstrap_policy.CLUSTER_ROLES.items()
 }
 BUILTIN_CLUSTER_ROLE_BINDINGS: Final[Mapping[str, Binding]] = {
-    "cluster-admin": Binding(
-        "cluster-admin",
-        RoleRef("ClusterRole", "cluster-admin"),
-        (Subject("Group", MASTERS_GROUP, api_group=RBAC_GROUP),),
-    ),
+    name: Binding(
+        name,
+        RoleRef("ClusterRole", role),
+        tuple(Subject("Group", g, api_group=RBAC_GROUP) for g in groups),
+    )
+    for name, (role, groups) in bootstrap_policy.CLUSTER_ROLE_BINDINGS.items()
 }
 
 

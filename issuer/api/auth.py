@@ -27,6 +27,16 @@ Every API route calls :func:`authorize` first (the invalidation stream and token
        serviceaccounts "x" is forbidden: User "system:serviceaccount:dev:app" cannot create
        resource "serviceaccounts/token" in API group "" in the namespace "dev"
 
+1b. **Impersonate** when the request carries ``Impersonate-User`` (and optionally
+   ``Impersonate-Group`` (repeatable), ``Impersonate-Uid``, ``Impersonate-Extra-<key>``), as
+   kube's impersonation filter (apiserver/pkg/endpoints/filters/impersonation.go): the
+   authenticated caller needs the ``impersonate`` verb on ``users`` (or
+   ``serviceaccounts`` NAME in NS for ``system:serviceaccount:NS:NAME``), ``groups``, ``uids``
+   and ``userextras/<key>`` (group ``authentication.k8s.io``) for each value, else 403 with kube's
+   text; groups/uid/extra without a user is 400. The request then runs as the impersonated
+   user: a service account gets its fixed groups unless groups were given, and everyone but
+   ``system:anonymous`` is in ``system:authenticated``. The headers are never ignored.
+
 A store that cannot be reached is 503 (never a guess either way).
 """
 
@@ -34,9 +44,10 @@ from __future__ import annotations
 
 import hmac
 import logging
+import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -68,12 +79,16 @@ __all__ = [
     "ROLE",
     "ROLE_BINDING",
     "Caller",
+    "Impersonation",
     "PolicyObjects",
+    "authenticate",
     "authenticate_token",
     "authorize",
     "bearer_token",
     "decide",
     "forbidden_error",
+    "impersonated",
+    "impersonation_request",
     "load_policy",
     "match_admin_token",
 ]
@@ -89,6 +104,8 @@ class Caller:
     groups: tuple[str, ...]
     label: str
     uid: str = ""
+    #: user.Info's extra (sorted (key, values) pairs); set by impersonation only.
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def bearer_token(request: Request) -> str | None:
@@ -182,25 +199,174 @@ def _store_failure(e: StoreError) -> StatusError:
     return internal_error("the store failed")
 
 
+# --- impersonation (kube: apiserver/pkg/endpoints/filters/impersonation.go) -----------------------
+
+_USER_HEADER: Final = "impersonate-user"
+_GROUP_HEADER: Final = "impersonate-group"
+_UID_HEADER: Final = "impersonate-uid"
+_EXTRA_PREFIX: Final = "impersonate-extra-"
+_ANONYMOUS: Final = "system:anonymous"
+_SA_PREFIX: Final = "system:serviceaccount:"
+_UNAUTHENTICATED: Final = "system:unauthenticated"
+
+
+@dataclass(frozen=True, slots=True)
+class Impersonation:
+    """What the ``Impersonate-*`` headers ask for."""
+
+    user: str
+    groups: tuple[str, ...] = ()
+    uid: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+
+def impersonation_request(headers: Any) -> Impersonation | None:
+    """Parse the ``Impersonate-*`` headers (Starlette ``Headers``); None when there are none.
+    400 for groups, uid or extra without a user (kube: "requested ... without impersonating a
+    user"). Extra keys are lower-cased and percent-decoded, as kube's ``unescapeExtraKey``."""
+    user = headers.get(_USER_HEADER)
+    groups = tuple(headers.getlist(_GROUP_HEADER))
+    uid = headers.get(_UID_HEADER)
+    extra: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        lname = name.lower()
+        if lname.startswith(_EXTRA_PREFIX) and len(lname) > len(_EXTRA_PREFIX):
+            key = urllib.parse.unquote(lname[len(_EXTRA_PREFIX) :])
+            extra.setdefault(key, []).append(value)
+    if user is None:
+        asked = [
+            what
+            for what, present in (("groups", groups), ("uid", uid is not None), ("extra", extra))
+            if present
+        ]
+        if asked:
+            raise StatusError(
+                400,
+                "BadRequest",
+                f"requested impersonation of {', '.join(asked)} without impersonating a user",
+                {},
+            )
+        return None
+    return Impersonation(
+        user,
+        groups,
+        uid or "",
+        tuple(sorted((k, tuple(v)) for k, v in extra.items())),
+    )
+
+
+def _impersonation_checks(imp: Impersonation) -> list[Attributes]:
+    """The ``impersonate`` requests the caller must be allowed (kube: buildImpersonationRequests
+    then the per-kind attributes in WithImpersonation)."""
+    checks: list[Attributes] = []
+    ns, _, name = imp.user.removeprefix(_SA_PREFIX).partition(":")
+    if imp.user.startswith(_SA_PREFIX) and ns and name and ":" not in name:
+        checks.append(
+            Attributes(verb="impersonate", resource="serviceaccounts", namespace=ns, name=name)
+        )
+    else:
+        checks.append(Attributes(verb="impersonate", resource="users", name=imp.user))
+    checks += [Attributes(verb="impersonate", resource="groups", name=g) for g in imp.groups]
+    if imp.uid:
+        checks.append(Attributes(verb="impersonate", resource="uids", name=imp.uid))
+    checks += [
+        Attributes(
+            verb="impersonate",
+            api_group="authentication.k8s.io",
+            resource="userextras",
+            subresource=key,
+            name=value,
+        )
+        for key, values in imp.extra
+        for value in values
+    ]
+    return checks
+
+
+def impersonated(caller: Caller, imp: Impersonation) -> Caller:
+    """The caller the request runs as (kube: WithImpersonation's user.DefaultInfo)."""
+    groups = list(imp.groups)
+    ns, _, name = imp.user.removeprefix(_SA_PREFIX).partition(":")
+    if imp.user.startswith(_SA_PREFIX) and ns and name and not groups:
+        # A service account's groups are a fixed mapping (kube: serviceaccount.MakeGroupNames).
+        groups = ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]
+    implied = _UNAUTHENTICATED if imp.user == _ANONYMOUS else authz.AUTHENTICATED_GROUP
+    if implied not in groups:
+        groups.append(implied)
+    return Caller(
+        imp.user,
+        tuple(groups),
+        f"{caller.label} as {imp.user}",
+        imp.uid,
+        imp.extra,
+    )
+
+
+def _impersonate(ctx: Any, caller: Caller, imp: Impersonation) -> Caller:
+    """Authorize each impersonation (403 with kube's text on the first refused) and return the
+    impersonated caller. Blocking (store reads)."""
+    for check in _impersonation_checks(imp):
+        attrs = check.as_user(caller.user, caller.groups)
+        decision = decide(ctx.store, attrs)
+        if not decision.allowed:
+            log.info("impersonation of %s refused to %s", imp.user, caller.user)
+            raise forbidden_error(attrs, decision.reason)
+    ctx.audit_event("impersonation", caller=caller.label, user=imp.user)
+    return impersonated(caller, imp)
+
+
 def _authenticate_and_decide(
-    ctx: Any, token: str, attrs: Attributes
+    ctx: Any, token: str, attrs: Attributes, imp: Impersonation | None = None
 ) -> tuple[Caller | None, Decision]:
     caller = authenticate_token(ctx, token)
     if caller is None:
         return None, Decision(False)
+    if imp is not None:
+        caller = _impersonate(ctx, caller, imp)
     return caller, decide(ctx.store, attrs.as_user(caller.user, caller.groups))
 
 
+def _authenticate_and_impersonate(ctx: Any, token: str, imp: Impersonation) -> Caller | None:
+    caller = authenticate_token(ctx, token)
+    return None if caller is None else _impersonate(ctx, caller, imp)
+
+
+async def authenticate(request: Request) -> Caller:
+    """The caller a request acts as — its bearer token, then any impersonation — without
+    authorizing the request itself (for endpoints any authenticated caller may use). Raise
+    401, 400, 403 or 503 as a StatusError."""
+    token = bearer_token(request)
+    if token is None:
+        raise unauthorized()
+    ctx = request.app.state.ctx
+    imp = impersonation_request(request.headers)
+    try:
+        if imp is None:
+            index = match_admin_token(token, ctx.admin_tokens)
+            if index is not None:
+                return _admin(index)
+            caller = await run_in_threadpool(authenticate_token, ctx, token)
+        else:
+            caller = await run_in_threadpool(_authenticate_and_impersonate, ctx, token, imp)
+    except StoreError as e:
+        raise _store_failure(e) from None
+    if caller is None:
+        raise unauthorized()
+    return caller
+
+
 async def authorize(request: Request, attrs: Attributes | None = None) -> Caller:
-    """Authenticate the request's bearer token and authorize ``attrs`` (default: the request's
-    own, :func:`issuer.authz.request_info`). Raise 401, 403 or 503 as a StatusError."""
+    """Authenticate the request's bearer token, apply any impersonation, and authorize ``attrs``
+    (default: the request's own, :func:`issuer.authz.request_info`). Raise 401, 400, 403 or 503
+    as a StatusError."""
     token = bearer_token(request)
     if token is None:
         raise unauthorized()
     ctx = request.app.state.ctx
     if attrs is None:
         attrs = authz.request_info(request.method, request.scope["path"], request.query_params)
-    index = match_admin_token(token, ctx.admin_tokens)
+    imp = impersonation_request(request.headers)
+    index = match_admin_token(token, ctx.admin_tokens) if imp is None else None
     caller: Caller | None
     if index is not None:
         # Fast lane: system:masters is allowed by the built-in cluster-admin binding, in-loop.
@@ -208,7 +374,9 @@ async def authorize(request: Request, attrs: Attributes | None = None) -> Caller
         decision = authz.authorize(attrs.as_user(caller.user, caller.groups))
     else:
         try:
-            caller, decision = await run_in_threadpool(_authenticate_and_decide, ctx, token, attrs)
+            caller, decision = await run_in_threadpool(
+                _authenticate_and_decide, ctx, token, attrs, imp
+            )
         except StoreError as e:
             raise _store_failure(e) from None
     if caller is None:
