@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
 from ._json import JSONError, loads_object
@@ -156,7 +156,7 @@ class _Issuer(Generic[_V]):
             validate_iat(claims, now, self.leeway)
             audiences = validate_aud(claims, policy)
         user = self.authenticator.user_for(claims, parsed.payload)
-        return Authenticated(user, sa, policy.issuer, audiences, claims)
+        return Authenticated(user, sa, policy.issuer, audiences, MappingProxyType(claims))
 
 
 class _Snapshot(Generic[_V]):
