@@ -21,7 +21,7 @@ oidc/oidc.go, with the checks of :mod:`verifier.core`):
    ``kubernetes.io`` claim) is also checked and mapped exactly as by :func:`verifier.verify`, so
    the result carries a :class:`~verifier.identity.ServiceAccountIdentity` too.
 4. The claims are mapped to a user and validated by the authenticator's rules
-   (:meth:`verifier.authconfig.Authenticator.user_for`).
+   (:meth:`verifier.usermap.Authenticator.user_for`).
 
 Hot reload: with ``watch=True`` a daemon thread polls the file's (inode, size, mtime) every
 ``poll_interval`` seconds (:meth:`reload` checks at once). A version that loads and validates
