@@ -1,0 +1,178 @@
+"""Fixtures for the agent and cloud federation tests (tests/federation/).
+
+- ``pki`` (session): a throwaway CA and a loopback serving certificate (:mod:`_tls`).
+- ``fed_issuer`` (module): a REAL ``sa-issuer serve`` over https (explicit ``--tls-cert`` /
+  ``--tls-key``, RS256 like the clouds expect), SQLite in a tmp dir; ``fed_cluster`` (function)
+  wraps it in a :class:`Cluster` for admin calls (namespaces, accounts, pods, RBAC, tokens).
+- ``serve`` (module): tests/issuer/conftest.py, loaded by path (IssuerFactory, clean_env ...).
+
+Each test uses its own namespace (``fed_cluster.fresh_namespace()``), so module-scoped issuers
+are shared safely.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import pytest
+from _tls import Pki, make_pki
+
+TESTS = Path(__file__).resolve().parents[1]
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
+#: least-privilege rule of the agent's credential (docs/FEDERATION.md)
+MINT_RULE = {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+serve = _load("_sa_issuer_serve_fixtures", TESTS / "issuer" / "conftest.py")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """The test CA and the loopback serving certificate."""
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+_namespaces = itertools.count(1)
+
+
+class Cluster:
+    """Admin calls against a running issuer (``proc``: a tests/issuer IssuerProcess)."""
+
+    def __init__(self, proc: Any, ca: Path) -> None:
+        self.proc = proc
+        self.ca = ca
+        self.url: str = proc.url
+        self.issuer: str = proc.issuer
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
+        """One API call (admin credential unless ``token``); the JSON answer, asserting 2xx."""
+        r = self.raw(method, path, body, token)
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json()
+
+    def raw(
+        self, method: str, path: str, body: Any = None, token: str | None = None
+    ) -> httpx.Response:
+        """One API call, any status."""
+        headers = {"Authorization": f"Bearer {token or self.proc.admin_token}"}
+        with self.proc.client(headers=headers) as c:
+            return c.request(method, path, json=body)
+
+    def fresh_namespace(self) -> str:
+        """A new namespace, unique in this issuer."""
+        ns = f"fed{next(_namespaces)}"
+        self.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+        return ns
+
+    def service_account(self, ns: str, name: str) -> dict[str, Any]:
+        """Create a ServiceAccount."""
+        return self.call(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": name}}
+        )
+
+    def pod(self, ns: str, name: str, sa: str) -> dict[str, Any]:
+        """Create a Pod running as ``sa``."""
+        body = {
+            "metadata": {"name": name},
+            "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "app"}]},
+        }
+        return self.call("POST", f"/api/v1/namespaces/{ns}/pods", body)  # type: ignore[no-any-return]
+
+    def delete(self, ns: str, resource: str, name: str) -> None:
+        """Delete a namespaced object."""
+        self.call("DELETE", f"/api/v1/namespaces/{ns}/{resource}/{name}")
+
+    def mint(
+        self,
+        ns: str,
+        sa: str,
+        audiences: Sequence[str] = (),
+        seconds: int = 3600,
+        pod: str | None = None,
+    ) -> str:
+        """A token from TokenRequest (admin credential)."""
+        spec: dict[str, Any] = {"audiences": list(audiences), "expirationSeconds": seconds}
+        if pod:
+            spec["boundObjectRef"] = {"apiVersion": "v1", "kind": "Pod", "name": pod}
+        out = self.call(
+            "POST", f"/api/v1/namespaces/{ns}/serviceaccounts/{sa}/token", {"spec": spec}
+        )
+        return str(out["status"]["token"])
+
+    def agent_credential(self, ns: str, target: str, path: Path, agent: str = "agent") -> Path:
+        """Account ``agent`` allowed ONLY to mint tokens for ``target`` (Role with
+        ``resourceNames``); its own token (API audience) written to ``path``."""
+        self.service_account(ns, agent)
+        self.call(
+            "POST",
+            f"{RBAC}/namespaces/{ns}/roles",
+            {"metadata": {"name": f"{agent}-mint"}, "rules": [{**MINT_RULE, "resourceNames": [target]}]},
+        )
+        self.call(
+            "POST",
+            f"{RBAC}/namespaces/{ns}/rolebindings",
+            {
+                "metadata": {"name": f"{agent}-mint"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{agent}-mint"},
+                "subjects": [{"kind": "ServiceAccount", "name": agent, "namespace": ns}],
+            },
+        )  # fmt: skip
+        path.write_text(self.mint(ns, agent, seconds=86400) + "\n")
+        path.chmod(0o600)
+        return path
+
+
+def start_issuer(tmp: Path, pki: Pki, config: Mapping[str, Any] | None = None) -> tuple[Any, Any]:
+    """(factory, process): a real https issuer on a free loopback port."""
+    factory = serve.IssuerFactory(tmp)
+    proc = factory.start(tls=(pki.chain, pki.key), config=config)
+    return factory, proc
+
+
+@pytest.fixture(scope="module")
+def fed_issuer(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Any]:
+    """A real https ``sa-issuer serve`` for this module (tokens up to 48 h)."""
+    factory, proc = start_issuer(
+        tmp_path_factory.mktemp("fed-issuer"), pki, {"token_max_expiration": 172800}
+    )
+    try:
+        yield proc
+    finally:
+        factory.close()
+
+
+@pytest.fixture
+def fed_cluster(fed_issuer: Any, pki: Pki) -> Cluster:
+    """Admin helper on the module's issuer."""
+    return Cluster(fed_issuer, pki.ca)
+
+
+def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0) -> Any:
+    """``sa-issuer ARGS`` to completion (text output)."""
+    return subprocess.run(
+        [*serve.ISSUER_CMD, *args],
+        env=serve.clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
