@@ -8,11 +8,11 @@ each command function returns its exit code and reports errors itself as
 from __future__ import annotations
 
 import argparse
+import grp
 import ipaddress
 import logging
 import os
 import pwd
-import grp
 import signal
 import sys
 import urllib.parse
@@ -257,6 +257,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
         settings = _settings(args)
         if args.ca_bundle is not None and not os.path.isfile(args.ca_bundle):
             raise UsageError(f"--ca-bundle {args.ca_bundle}: no such file")
+        if not os.access(args.token_file, os.R_OK) or not os.path.isfile(args.token_file):
+            raise UsageError(f"--token-file {args.token_file}: no such readable file")
         try:
             credential = BearerTokenFile(args.token_file, refresh=0.0)
         except ValueError as e:

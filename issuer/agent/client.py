@@ -12,8 +12,8 @@ Outcomes, by HTTP status (the Status bodies are kube-apiserver's, see issuer/api
   ``serviceaccounts/token`` for this account): :class:`Refused`, exit :data:`EXIT_CREDENTIAL`.
 - 404 (the service account or the bound pod/node is gone), 409 (bound object recreated) and 410:
   :class:`Refused`, exit :data:`EXIT_GONE`.
-- other 4xx (400, 422: the request itself is wrong, e.g. a pod of another account): :class:`Refused`,
-  exit :data:`EXIT_ERROR` — retrying the same request cannot help.
+- other 4xx (400, 422: the request itself is wrong, e.g. a pod of another account):
+  :class:`Refused`, exit :data:`EXIT_ERROR` — retrying the same request cannot help.
 - 429, 5xx, connection errors, timeouts, an unreadable 2xx: :class:`Transient` (retry later).
 """
 
@@ -180,7 +180,9 @@ class TokenRequester:
                 status = r.status_code
                 warnings = tuple(r.headers.get_list("warning"))
         except httpx.HTTPError as e:
-            raise Transient(f"cannot reach the issuer at {self.url}: {e or type(e).__name__}") from e
+            raise Transient(
+                f"cannot reach the issuer at {self.url}: {e or type(e).__name__}"
+            ) from e
         if status == 201 or status == 200:
             issued = _parse_issued(bytes(body))
             return Issued(issued.token, issued.lifetime, issued.expiration_timestamp, warnings)

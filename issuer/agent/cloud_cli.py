@@ -1,4 +1,5 @@
-"""``sa-issuer cloud-config`` and ``sa-issuer check-federation`` (registered by issuer.agent.cli)."""
+"""``sa-issuer cloud-config`` and ``sa-issuer check-federation`` (registered by
+issuer.agent.cli)."""
 
 from __future__ import annotations
 

@@ -82,13 +82,15 @@ def make_pki(directory: Path) -> Pki:
     )
     directory.mkdir(parents=True, exist_ok=True)
     pem = serialization.Encoding.PEM
-    ca_path, chain_path, key_path = directory / "ca.crt", directory / "tls.crt", directory / "tls.key"
+    ca_path, chain_path, key_path = (
+        directory / "ca.crt",
+        directory / "tls.crt",
+        directory / "tls.key",
+    )
     ca_path.write_bytes(ca_cert.public_bytes(pem))
     chain_path.write_bytes(leaf.public_bytes(pem) + ca_cert.public_bytes(pem))
     key_path.write_bytes(
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     key_path.chmod(0o600)
     return Pki(ca_path, chain_path, key_path)

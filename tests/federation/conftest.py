@@ -26,7 +26,8 @@ import pytest
 from _tls import Pki, make_pki
 
 TESTS = Path(__file__).resolve().parents[1]
-RBAC = "/apis/rbac.authorization.k8s.io/v1"
+RBAC_GROUP = "rbac.authorization.k8s.io"
+RBAC = f"/apis/{RBAC_GROUP}/v1"
 #: least-privilege rule of the agent's credential (docs/FEDERATION.md)
 MINT_RULE = {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
 
@@ -125,17 +126,20 @@ class Cluster:
         self.call(
             "POST",
             f"{RBAC}/namespaces/{ns}/roles",
-            {"metadata": {"name": f"{agent}-mint"}, "rules": [{**MINT_RULE, "resourceNames": [target]}]},
+            {
+                "metadata": {"name": f"{agent}-mint"},
+                "rules": [{**MINT_RULE, "resourceNames": [target]}],
+            },
         )
         self.call(
             "POST",
             f"{RBAC}/namespaces/{ns}/rolebindings",
             {
                 "metadata": {"name": f"{agent}-mint"},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{agent}-mint"},
+                "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": f"{agent}-mint"},
                 "subjects": [{"kind": "ServiceAccount", "name": agent, "namespace": ns}],
             },
-        )  # fmt: skip
+        )
         path.write_text(self.mint(ns, agent, seconds=86400) + "\n")
         path.chmod(0o600)
         return path
