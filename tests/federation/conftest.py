@@ -170,6 +170,12 @@ def fed_cluster(fed_issuer: Any, pki: Pki) -> Cluster:
     return Cluster(fed_issuer, pki.ca)
 
 
+@pytest.fixture(scope="module")
+def fed_cluster_module(fed_issuer: Any, pki: Pki) -> Cluster:
+    """The same, for module-scoped fixtures."""
+    return Cluster(fed_issuer, pki.ca)
+
+
 def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60.0) -> Any:
     """``sa-issuer ARGS`` to completion (text output)."""
     return subprocess.run(
@@ -180,3 +186,70 @@ def run_cli(*args: str, env: Mapping[str, str] | None = None, timeout: float = 6
         timeout=timeout,
         check=False,
     )
+
+
+def write_token(
+    cluster: Cluster,
+    ns: str,
+    sa: str,
+    cred: Path,
+    path: Path,
+    audience: str,
+    *extra: str,
+) -> str:
+    """``sa-issuer agent --once``: one token for ``sa`` with ``audience`` written to ``path``."""
+    r = run_cli(
+        "agent", "--server", cluster.url, "--token-file", str(cred), "--namespace", ns,
+        "--service-account", sa, "--ca-bundle", str(cluster.ca), "--audience", audience,
+        "--path", str(path), "--once", *extra,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return path.read_text()
+
+
+class Workload:
+    """A namespace with account ``app`` (pod ``web``), account ``other``, and an agent
+    credential allowed to mint for both (two Roles with resourceNames)."""
+
+    def __init__(self, cluster: Cluster, tmp: Path) -> None:
+        self.cluster = cluster
+        self.ns = cluster.fresh_namespace()
+        for sa in ("app", "other"):
+            cluster.service_account(self.ns, sa)
+        cluster.pod(self.ns, "web", "app")
+        self.cred = cluster.agent_credential(self.ns, "app", tmp / "cred-app", agent="agent-app")
+        self.cred_other = cluster.agent_credential(
+            self.ns, "other", tmp / "cred-other", agent="agent-other"
+        )
+        self.sub = f"system:serviceaccount:{self.ns}:app"
+
+    def write(self, path: Path, audience: str, sa: str = "app", *extra: str) -> str:
+        """Agent-written token (``--once``)."""
+        cred = self.cred if sa == "app" else self.cred_other
+        return write_token(self.cluster, self.ns, sa, cred, path, audience, *extra)
+
+
+@pytest.fixture(scope="module")
+def hybrid(fed_issuer: Any, pki: Pki) -> Iterator[Any]:
+    """A HybridVerifier following the module issuer's invalidation stream (all audiences the
+    stand-ins use), for stand-ins that must refuse tokens of deleted pods."""
+    from verifier import HybridVerifier
+
+    v = HybridVerifier(
+        fed_issuer.issuer,
+        ["sts.amazonaws.com", "api://AzureADTokenExchange", *GCP_AUDIENCES],
+        bearer_token=fed_issuer.admin_token,
+        ca_bundle=str(pki.ca),
+    )
+    try:
+        assert v.wait_synced(15)
+        yield v
+    finally:
+        v.close()
+
+
+GCP_PROVIDER = (
+    "//iam.googleapis.com/projects/123456789012/locations/global/"
+    "workloadIdentityPools/sa-oidc-pool/providers/sa-oidc"
+)
+GCP_AUDIENCES = [GCP_PROVIDER, "https:" + GCP_PROVIDER]
