@@ -16,7 +16,8 @@ import importlib.util
 import itertools
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -253,3 +254,54 @@ GCP_PROVIDER = (
     "workloadIdentityPools/sa-oidc-pool/providers/sa-oidc"
 )
 GCP_AUDIENCES = [GCP_PROVIDER, "https:" + GCP_PROVIDER]
+
+
+def wait_revoked(hybrid: Any, token: str, timeout: float = 10.0) -> None:
+    """Wait until the hybrid verifier has heard (invalidation stream) that ``token`` is dead."""
+    from verifier import InvalidToken
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            hybrid.verify(token)
+        except InvalidToken:
+            return
+        assert time.monotonic() < deadline, "the hybrid verifier never refused the token"
+        time.sleep(0.02)
+
+
+def run_agent(
+    workload: Workload,
+    path: Path,
+    audience: str,
+    events: Mapping[float, Callable[[], object]],
+    stop: float,
+) -> Any:
+    """Run the real agent in-process on a fake clock for ``workload``'s account (3600 s tokens,
+    no jitter: refresh at 2880 s), running ``events`` at their offsets from the start; stopped at
+    ``stop``. Returns the FakeClock."""
+    from _fakeclock import FakeClock
+
+    from issuer.agent.client import TokenRequester
+    from issuer.agent.loop import Agent, AgentSettings, Output
+    from verifier.credentials import BearerTokenFile
+
+    cluster = workload.cluster
+    requester = TokenRequester(
+        cluster.url,
+        BearerTokenFile(workload.cred, refresh=0),
+        workload.ns,
+        "app",
+        expiration_seconds=3600,
+        ca_bundle=str(cluster.ca),
+    )
+    clock = FakeClock()
+    for offset, action in events.items():
+        clock.at(clock.start + offset, action)
+    clock.stop_at(clock.start + stop)
+    settings = AgentSettings(outputs=(Output(path, (audience,)),))
+    try:
+        assert Agent(settings, requester.request, clock, rng=lambda: 0.0).run() == 0
+    finally:
+        requester.close()
+    return clock

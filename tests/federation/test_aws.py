@@ -15,18 +15,22 @@ from typing import Any
 import boto3
 import botocore.exceptions
 import pytest
-from _clouds import AwsSts, TokenChecker, wait_until
-from _fakeclock import FakeClock
+from _clouds import AwsSts, TokenChecker
 from _tls import Pki
-from conftest import Cluster, Workload, run_cli
-
-from issuer.agent.client import TokenRequester
-from issuer.agent.loop import Agent, AgentSettings, Output
-from verifier import InvalidToken
-from verifier.credentials import BearerTokenFile
+from conftest import Cluster, Workload, run_agent, run_cli, wait_revoked
 
 ROLE = "arn:aws:iam::123456789012:role/sa-oidc-app"
 AUD = "sts.amazonaws.com"
+#: a developer's own AWS settings must not leak into the SDK under test
+AWS_ENV_TO_CLEAR = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +57,7 @@ def aws(tmp_path: Path, pki: Pki, sts: AwsSts, monkeypatch: pytest.MonkeyPatch) 
     r = run_cli("cloud-config", "aws", *args, "--format", "profile", "-o", str(config))
     assert r.returncode == 0, r.stderr
     assert f"--audience {AUD}" in r.stderr
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
-                 "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_DEFAULT_PROFILE"):  # fmt: skip
+    for name in AWS_ENV_TO_CLEAR:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
@@ -116,28 +119,15 @@ def test_deleted_pod_is_refused_through_the_hybrid_verifier(
     token = workload.write(aws, AUD, "app", "--bound-pod", "aws-pod")
     credentials().get_frozen_credentials()  # accepted while the pod lives
     cluster.delete(ns, "pods", "aws-pod")
-
-    def revoked() -> bool:
-        try:
-            hybrid.verify(token)
-        except InvalidToken:
-            return True
-        return False
-
-    wait_until(revoked)
+    wait_revoked(hybrid, token)
     _refused("InvalidIdentityToken", "revoked")
 
 
 def test_after_a_refresh_the_next_sdk_refresh_sends_the_new_token(
-    aws: Path, workload: Workload, sts: AwsSts, fed_cluster_module: Cluster
+    aws: Path, workload: Workload, sts: AwsSts
 ) -> None:
     """The agent (fake clock) refreshes the file; boto3's next credential refresh (its
     credentials expire within its 10-minute mandatory window) reads and sends the new token."""
-    cluster = fed_cluster_module
-    requester = TokenRequester(cluster.url, BearerTokenFile(workload.cred, refresh=0),
-                               workload.ns, "app", expiration_seconds=3600,
-                               ca_bundle=str(cluster.ca))  # fmt: skip
-    clock = FakeClock()
     creds = credentials()
     sent: list[str] = []
 
@@ -145,14 +135,7 @@ def test_after_a_refresh_the_next_sdk_refresh_sends_the_new_token(
         creds.get_frozen_credentials()
         sent.append(sts.tokens()[-1])
 
-    agent = Agent(AgentSettings(outputs=(Output(aws, (AUD,)),)), requester.request, clock,
-                  rng=lambda: 0.0)  # fmt: skip
-    clock.at(clock.t + 60, sdk_refresh)  # after the first write
-    clock.stop_at(clock.t + 2900)  # after the refresh at 2880 s
-    try:
-        assert agent.run() == 0
-    finally:
-        requester.close()
-    first = sent[0]
+    # first write at 0 s, the SDK at 60 s, the agent's refresh at 2880 s, stop at 2900 s
+    run_agent(workload, aws, AUD, {60: sdk_refresh}, stop=2900)
     sdk_refresh()
-    assert sent[1] == aws.read_text() != first
+    assert sent[1] == aws.read_text() != sent[0]

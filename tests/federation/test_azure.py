@@ -20,18 +20,13 @@ from typing import Any
 
 import azure.identity._credentials.workload_identity as wi
 import pytest
-from _clouds import ENTRA_AUDIENCE, EntraAuthority, TokenChecker, wait_until
-from _fakeclock import FakeClock
+from _clouds import ENTRA_AUDIENCE, EntraAuthority, TokenChecker
 from _tls import Pki
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import WorkloadIdentityCredential
-from conftest import Cluster, Workload, run_cli
+from conftest import Cluster, Workload, run_agent, run_cli, wait_revoked
 
-from issuer.agent.client import TokenRequester
-from issuer.agent.loop import Agent, AgentSettings, Output
 from issuer.agent.schedule import MIN_REMAINING_SECONDS, SDK_REREAD_SECONDS
-from verifier import InvalidToken
-from verifier.credentials import BearerTokenFile
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 CLIENT_ID = "0f9a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b"
@@ -100,14 +95,18 @@ def _refused(text: str) -> None:
 
 def test_wrong_audience_is_refused(azure: Path, workload: Workload) -> None:
     workload.write(azure, "sts.amazonaws.com")
-    _refused("AADSTS700212: No matching federated identity record found for presented assertion "
-             "audience 'sts.amazonaws.com'")  # fmt: skip
+    _refused(
+        "AADSTS700212: No matching federated identity record found for presented assertion "
+        "audience 'sts.amazonaws.com'"
+    )
 
 
 def test_wrong_subject_is_refused(azure: Path, workload: Workload) -> None:
     workload.write(azure, ENTRA_AUDIENCE, "other")
-    _refused("AADSTS700213: No matching federated identity record found for presented assertion "
-             f"subject 'system:serviceaccount:{workload.ns}:other'")  # fmt: skip
+    _refused(
+        "AADSTS700213: No matching federated identity record found for presented assertion "
+        f"subject 'system:serviceaccount:{workload.ns}:other'"
+    )
 
 
 def test_expired_token_is_refused(azure: Path, workload: Workload, entra: EntraAuthority) -> None:
@@ -127,15 +126,7 @@ def test_deleted_pod_is_refused_through_the_hybrid_verifier(
     token = workload.write(azure, ENTRA_AUDIENCE, "app", "--bound-pod", "azure-pod")
     credential().get_token(scope())  # accepted while the pod lives
     cluster.delete(ns, "pods", "azure-pod")
-
-    def revoked() -> bool:
-        try:
-            hybrid.verify(token)
-        except InvalidToken:
-            return True
-        return False
-
-    wait_until(revoked)
+    wait_revoked(hybrid, token)
     _refused("revoked")
 
 
@@ -143,20 +134,14 @@ def test_sdk_file_cache_and_the_agents_minimum_remaining_lifetime(
     azure: Path,
     workload: Workload,
     entra: EntraAuthority,
-    fed_cluster_module: Cluster,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """azure-identity re-reads the token file at most every 600 s. After the agent's refresh the
     SDK keeps presenting the replaced token until its 600 s pass — which is why the agent replaces
     a token while it has more than 660 s left — and then sends the new one."""
-    cluster = fed_cluster_module
     offset = 0.0
     # The SDK's own clock (only the token-file cache reads it): advanced by the test.
     monkeypatch.setattr(wi, "time", types.SimpleNamespace(time=lambda: time.time() + offset))
-    requester = TokenRequester(cluster.url, BearerTokenFile(workload.cred, refresh=0),
-                               workload.ns, "app", expiration_seconds=3600,
-                               ca_bundle=str(cluster.ca))  # fmt: skip
-    clock = FakeClock()
     cred = credential()
     sent: list[str] = []
 
@@ -164,15 +149,9 @@ def test_sdk_file_cache_and_the_agents_minimum_remaining_lifetime(
         cred.get_token(scope())
         sent.append(entra.tokens()[-1])
 
-    agent = Agent(AgentSettings(outputs=(Output(azure, (ENTRA_AUDIENCE,)),)), requester.request,
-                  clock, rng=lambda: 0.0)  # fmt: skip
-    t0 = clock.t
-    clock.at(t0 + 2870, sdk_get_token)  # the SDK reads the file 10 s before the agent's refresh
-    clock.stop_at(t0 + 2890)
-    try:
-        assert agent.run() == 0
-    finally:
-        requester.close()
+    # the SDK reads the file 10 s before the agent's refresh at 2880 s
+    clock = run_agent(workload, azure, ENTRA_AUDIENCE, {2870: sdk_get_token}, stop=2890)
+    t0 = clock.start
     first, new = sent[0], azure.read_text()
     assert new != first
     # Within 600 s of its read the SDK still sends the replaced token; the agent left it more

@@ -16,16 +16,10 @@ from typing import Any
 import google.auth.exceptions
 import google.auth.transport.requests
 import pytest
-from _clouds import GoogleSts, TokenChecker, wait_until
-from _fakeclock import FakeClock
+from _clouds import GoogleSts, TokenChecker
 from _tls import Pki
-from conftest import GCP_PROVIDER, Cluster, Workload, run_cli
+from conftest import GCP_PROVIDER, Cluster, Workload, run_agent, run_cli, wait_revoked
 from google.auth import identity_pool
-
-from issuer.agent.client import TokenRequester
-from issuer.agent.loop import Agent, AgentSettings, Output
-from verifier import InvalidToken
-from verifier.credentials import BearerTokenFile
 
 AUD = "https:" + GCP_PROVIDER  # the provider's default allowed audience
 SCOPES = ["https://www.googleapis.com/auth/cloud-platform"]
@@ -124,27 +118,15 @@ def test_deleted_pod_is_refused_through_the_hybrid_verifier(
     token = workload.write(gcp[1], AUD, "app", "--bound-pod", "gcp-pod")
     refresh(load(gcp[0]))  # accepted while the pod lives
     cluster.delete(ns, "pods", "gcp-pod")
-
-    def revoked() -> bool:
-        try:
-            hybrid.verify(token)
-        except InvalidToken:
-            return True
-        return False
-
-    wait_until(revoked)
+    wait_revoked(hybrid, token)
     _refused(gcp[0], "revoked")
 
 
 def test_after_a_refresh_the_next_sdk_refresh_sends_the_new_token(
-    gcp: tuple[Path, Path], workload: Workload, sts: GoogleSts, fed_cluster_module: Cluster
+    gcp: tuple[Path, Path], workload: Workload, sts: GoogleSts
 ) -> None:
+    """The agent (fake clock) refreshes the file; google-auth's next refresh sends the new one."""
     config, token_file = gcp
-    cluster = fed_cluster_module
-    requester = TokenRequester(cluster.url, BearerTokenFile(workload.cred, refresh=0),
-                               workload.ns, "app", expiration_seconds=3600,
-                               ca_bundle=str(cluster.ca))  # fmt: skip
-    clock = FakeClock()
     creds = load(config)
     sent: list[str] = []
 
@@ -152,13 +134,6 @@ def test_after_a_refresh_the_next_sdk_refresh_sends_the_new_token(
         refresh(creds)
         sent.append(sts.tokens()[-1])
 
-    agent = Agent(AgentSettings(outputs=(Output(token_file, (AUD,)),)), requester.request, clock,
-                  rng=lambda: 0.0)  # fmt: skip
-    clock.at(clock.t + 60, sdk_refresh)
-    clock.stop_at(clock.t + 2900)
-    try:
-        assert agent.run() == 0
-    finally:
-        requester.close()
+    run_agent(workload, token_file, AUD, {60: sdk_refresh}, stop=2900)
     sdk_refresh()
     assert sent[1] == token_file.read_text() != sent[0]
