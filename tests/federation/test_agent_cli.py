@@ -18,6 +18,8 @@ from conftest import Cluster, run_cli, serve
 
 from issuer.agent.client import EXIT_CREDENTIAL
 
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
 
 def agent_args(cluster: Cluster, ns: str, sa: str, cred: Path, *extra: str) -> list[str]:
     return [
@@ -184,3 +186,31 @@ def test_no_partial_file_under_kill_9(tmp_path: Path) -> None:
         mid_write += bool(remove_stale_temporaries(path))
         assert sorted(p.name for p in tmp_path.iterdir()) == ["token"]
     assert mid_write >= 1  # some kills did land between the temporary's creation and the rename
+
+
+def test_documented_least_privilege_role(fed_cluster: Cluster, tmp_path: Path) -> None:
+    """deploy/agent/rbac.yaml, created as written: the agent mints for "app" only."""
+    import yaml
+
+    docs = list(yaml.safe_load_all((DEPLOY / "agent" / "rbac.yaml").read_text()))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "Role", "RoleBinding"]
+    ns = docs[0]["metadata"]["namespace"]
+    fed_cluster.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
+    for sa in ("app", "other"):
+        fed_cluster.service_account(ns, sa)
+    paths = {
+        "ServiceAccount": f"/api/v1/namespaces/{ns}/serviceaccounts",
+        "Role": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+        "RoleBinding": f"/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    }
+    for doc in docs:
+        fed_cluster.call("POST", paths[doc["kind"]], doc)
+    agent = docs[0]["metadata"]["name"]
+    cred = tmp_path / "cred"
+    cred.write_text(fed_cluster.mint(ns, agent))
+    out = tmp_path / "token"
+    ok = run_cli(*agent_args(fed_cluster, ns, "app", cred), "--path", str(out), "--once")
+    assert ok.returncode == 0, ok.stderr
+    refused = run_cli(*agent_args(fed_cluster, ns, "other", cred), "--path", str(out), "--once")
+    assert refused.returncode == EXIT_CREDENTIAL
+    assert "403 Forbidden" in refused.stderr
