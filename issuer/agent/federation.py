@@ -289,7 +289,7 @@ def _discovery(cloud: Cloud, obs: Observed) -> list[Finding]:
             )
         ]
     out: list[Finding] = []
-    if d.url.startswith("https://"):
+    if d.url.startswith("https://") and d.status is not None:  # a TLS session was made
         note = " (against --ca-bundle: the cloud uses public CAs)" if obs.custom_ca else ""
         tls_status: Literal["pass", "warn"] = "warn" if obs.custom_ca else "pass"
         out.append(Finding(tls_status, "TLS certificate is valid", d.url + note))

@@ -159,3 +159,12 @@ def test_live_plain_http_issuer_fails(tmp_path: Path) -> None:
     assert "PASS  discovery issuer matches exactly" in r.stdout
     assert "PASS  subject at most 600 characters" in r.stdout
     assert "problem(s) to fix before Microsoft Entra ID accepts this issuer" in r.stdout
+
+
+def test_unreachable_issuer_claims_nothing_about_tls() -> None:
+    obs = good()
+    obs.discovery = Fetched(ISSUER + "/.well-known/openid-configuration", error="refused")
+    obs.jwks = None
+    f = by_check(evaluate("aws", obs))
+    assert "TLS certificate is valid" not in f
+    assert f["discovery document reachable"].status == "fail"
