@@ -237,7 +237,9 @@ class Agent:
         if path is None:
             return
         try:
-            write_atomic(path, orjson.dumps(self.status(), option=orjson.OPT_INDENT_2), mode=0o644)
+            # never partial; not fsynced (it is rewritten on every change, and holds no secret)
+            doc = orjson.dumps(self.status(), option=orjson.OPT_INDENT_2)
+            write_atomic(path, doc, mode=0o644, durable=False)
         except OSError as e:
             log.warning("cannot write the status file %s: %s", path, e.strerror or e)
 

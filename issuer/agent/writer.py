@@ -34,12 +34,20 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def write_atomic(
-    path: Path, data: bytes, *, mode: int = 0o600, uid: int | None = None, gid: int | None = None
+    path: Path,
+    data: bytes,
+    *,
+    mode: int = 0o600,
+    uid: int | None = None,
+    gid: int | None = None,
+    durable: bool = True,
 ) -> None:
     """Replace ``path`` with ``data`` atomically, with ``mode`` (and owner ``uid``/``gid``).
 
     The temporary file is created 0600 (``mkstemp``) and only widened to ``mode`` once complete;
-    on any error it is removed and ``path`` is left as it was. Raises OSError.
+    on any error it is removed and ``path`` is left as it was. ``durable=False`` skips both
+    fsyncs: still never partial for readers or after a killed process, but a power loss may undo
+    the write (fine for the status file, not for tokens). Raises OSError.
     """
     directory = path.parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=temp_prefix(path), suffix=TEMP_SUFFIX)
@@ -47,7 +55,8 @@ def write_atomic(
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         if uid is not None or gid is not None:
             os.chown(tmp, -1 if uid is None else uid, -1 if gid is None else gid)
         os.chmod(tmp, mode)
@@ -56,7 +65,8 @@ def write_atomic(
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 def remove_file(path: Path) -> bool:
