@@ -305,3 +305,20 @@ def run_agent(
     finally:
         requester.close()
     return clock
+
+
+def delete_bound_pod(
+    workload: Workload,
+    hybrid: Any,
+    path: Path,
+    audience: str,
+    pod: str,
+    sdk_call: Callable[[], object],
+) -> None:
+    """A token bound to a new pod ``pod`` in ``path`` (agent-written); ``sdk_call`` succeeds with
+    it while the pod lives; then the pod is deleted and the hybrid verifier has heard of it."""
+    workload.cluster.pod(workload.ns, pod, "app")
+    token = workload.write(path, audience, "app", "--bound-pod", pod)
+    sdk_call()
+    workload.cluster.delete(workload.ns, "pods", pod)
+    wait_revoked(hybrid, token)

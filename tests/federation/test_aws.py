@@ -17,7 +17,7 @@ import botocore.exceptions
 import pytest
 from _clouds import AwsSts, TokenChecker
 from _tls import Pki
-from conftest import Cluster, Workload, run_agent, run_cli, wait_revoked
+from conftest import Cluster, Workload, delete_bound_pod, run_agent, run_cli
 
 ROLE = "arn:aws:iam::123456789012:role/sa-oidc-app"
 AUD = "sts.amazonaws.com"
@@ -112,14 +112,11 @@ def test_expired_token_is_refused(aws: Path, workload: Workload, sts: AwsSts) ->
 
 
 def test_deleted_pod_is_refused_through_the_hybrid_verifier(
-    aws: Path, workload: Workload, hybrid: Any, fed_cluster_module: Cluster
+    aws: Path, workload: Workload, hybrid: Any
 ) -> None:
-    cluster, ns = fed_cluster_module, workload.ns
-    cluster.pod(ns, "aws-pod", "app")
-    token = workload.write(aws, AUD, "app", "--bound-pod", "aws-pod")
-    credentials().get_frozen_credentials()  # accepted while the pod lives
-    cluster.delete(ns, "pods", "aws-pod")
-    wait_revoked(hybrid, token)
+    delete_bound_pod(
+        workload, hybrid, aws, AUD, "aws-pod", lambda: credentials().get_frozen_credentials()
+    )
     _refused("InvalidIdentityToken", "revoked")
 
 

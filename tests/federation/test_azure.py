@@ -24,7 +24,7 @@ from _clouds import ENTRA_AUDIENCE, EntraAuthority, TokenChecker
 from _tls import Pki
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import WorkloadIdentityCredential
-from conftest import Cluster, Workload, run_agent, run_cli, wait_revoked
+from conftest import Cluster, Workload, delete_bound_pod, run_agent, run_cli
 
 from issuer.agent.schedule import MIN_REMAINING_SECONDS, SDK_REREAD_SECONDS
 
@@ -119,14 +119,16 @@ def test_expired_token_is_refused(azure: Path, workload: Workload, entra: EntraA
 
 
 def test_deleted_pod_is_refused_through_the_hybrid_verifier(
-    azure: Path, workload: Workload, hybrid: Any, fed_cluster_module: Cluster
+    azure: Path, workload: Workload, hybrid: Any
 ) -> None:
-    cluster, ns = fed_cluster_module, workload.ns
-    cluster.pod(ns, "azure-pod", "app")
-    token = workload.write(azure, ENTRA_AUDIENCE, "app", "--bound-pod", "azure-pod")
-    credential().get_token(scope())  # accepted while the pod lives
-    cluster.delete(ns, "pods", "azure-pod")
-    wait_revoked(hybrid, token)
+    delete_bound_pod(
+        workload,
+        hybrid,
+        azure,
+        ENTRA_AUDIENCE,
+        "azure-pod",
+        lambda: credential().get_token(scope()),
+    )
     _refused("revoked")
 
 

@@ -18,7 +18,7 @@ import google.auth.transport.requests
 import pytest
 from _clouds import GoogleSts, TokenChecker
 from _tls import Pki
-from conftest import GCP_PROVIDER, Cluster, Workload, run_agent, run_cli, wait_revoked
+from conftest import GCP_PROVIDER, Cluster, Workload, delete_bound_pod, run_agent, run_cli
 from google.auth import identity_pool
 
 AUD = "https:" + GCP_PROVIDER  # the provider's default allowed audience
@@ -111,14 +111,9 @@ def test_expired_token_is_refused(
 
 
 def test_deleted_pod_is_refused_through_the_hybrid_verifier(
-    gcp: tuple[Path, Path], workload: Workload, hybrid: Any, fed_cluster_module: Cluster
+    gcp: tuple[Path, Path], workload: Workload, hybrid: Any
 ) -> None:
-    cluster, ns = fed_cluster_module, workload.ns
-    cluster.pod(ns, "gcp-pod", "app")
-    token = workload.write(gcp[1], AUD, "app", "--bound-pod", "gcp-pod")
-    refresh(load(gcp[0]))  # accepted while the pod lives
-    cluster.delete(ns, "pods", "gcp-pod")
-    wait_revoked(hybrid, token)
+    delete_bound_pod(workload, hybrid, gcp[1], AUD, "gcp-pod", lambda: refresh(load(gcp[0])))
     _refused(gcp[0], "revoked")
 
 
