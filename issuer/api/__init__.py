@@ -19,6 +19,8 @@ path                                                                methods
 /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews               POST (TokenReview)
 /apis/rbac.authorization.k8s.io/v1/...                              see :mod:`issuer.api.rbac`
 /apis/authorization.k8s.io/{v1,v1beta1}/subjectaccessreviews        POST (SubjectAccessReview)
+/apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews       POST (:mod:`.selfreviews`)
+/apis/authentication.k8s.io/v1/selfsubjectreviews                   POST (``auth whoami``)
 /version, /api, /api/v1, /apis, /apis/{group}/{version}             GET (API discovery)
 /apis/sa-oidc.dev/v1/{invalidations|tokenrevocations}               see :mod:`issuer.stream`
 ==================================================================  ==========================
@@ -38,10 +40,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import discovery, objects, rbac, tokenrequest, tokenreview
+from issuer.api import discovery, objects, rbac, selfreviews, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
+from issuer.api.listing import parse_list_options
 from issuer.http.status import StatusError, read_json_body
 
 __all__ = ["routes"]
@@ -70,7 +73,8 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
-        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
+        opts = parse_list_options(request.query_params, kind, namespace)
+        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace, opts))
     if request.method != "POST":
         raise method_not_allowed()
     mode = field_validation(request)
@@ -137,7 +141,8 @@ async def all_namespaces(request: Request) -> Response:
     ctx = context(request)
     kind = _namespaced_kind(request)
     await authorize(request)
-    return json_response(await run_sync(objects.list_objects, ctx, kind, None))
+    opts = parse_list_options(request.query_params, kind, None)
+    return json_response(await run_sync(objects.list_objects, ctx, kind, None, opts))
 
 
 @endpoint
@@ -199,4 +204,5 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/{resource}", all_namespaces, methods=["GET"]),
         *(_token_review_endpoint(v) for v in tokenreview.API_VERSIONS),
         *rbac.routes(),
+        *selfreviews.routes(),
     ]

@@ -53,7 +53,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer import authz
+from issuer import authz, bootstrap_policy
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import (
     CLUSTER_ROLE,
@@ -76,6 +76,7 @@ from issuer.api.errors import (
     method_not_allowed,
     not_found,
 )
+from issuer.api.listing import ListOptions, list_collection, list_response, parse_list_options
 from issuer.api.validation import (
     FieldValidation,
     KindInfo,
@@ -398,12 +399,14 @@ def validate_rbac_object(kind: str, obj: Mapping[str, Any]) -> None:
 
 # --- built-ins ----------------------------------------------------------------------------------
 
+_RESOLVED_BUILTINS: Final = authz.resolve_aggregation(authz.BUILTIN_CLUSTER_ROLES)
 
-def _builtin_meta(name: str) -> dict[str, Any]:
+
+def _builtin_meta(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
     return {
         "name": name,
         "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sa-oidc:rbac:{name}")),
-        "labels": dict(_BUILTIN_LABELS),
+        "labels": {**(labels or {}), **_BUILTIN_LABELS},
         "annotations": dict(_BUILTIN_ANNOTATIONS),
     }
 
@@ -413,12 +416,20 @@ def _builtin(kind: str, name: str) -> JSON | None:
         role = authz.BUILTIN_CLUSTER_ROLES.get(name)
         if role is None:
             return None
-        return {
+        out: JSON = {
             "apiVersion": RBAC_V1,
             "kind": CLUSTER_ROLE,
-            "metadata": _builtin_meta(name),
-            "rules": [r.to_json() for r in role.rules],
+            "metadata": _builtin_meta(name, dict(role.labels)),
+            "rules": [r.to_json() for r in _RESOLVED_BUILTINS[name].rules],
         }
+        selectors = bootstrap_policy.CLUSTER_ROLES[name].get("aggregate")
+        if selectors is not None:
+            # Shown with the rules aggregated from the built-ins (stored roles labelled
+            # aggregate-to-NAME add theirs when RBAC evaluates it).
+            out["aggregationRule"] = {
+                "clusterRoleSelectors": [{"matchLabels": dict(sel)} for sel in selectors]
+            }
+        return out
     if kind == CLUSTER_ROLE_BINDING:
         binding = authz.BUILTIN_CLUSTER_ROLE_BINDINGS.get(name)
         if binding is None:
@@ -504,6 +515,14 @@ def _referenced_rules(
         except NotFound:
             raise not_found("roles", ref["name"], RBAC_GROUP) from None
     builtin = authz.BUILTIN_CLUSTER_ROLES.get(ref["name"])
+    if builtin is not None and builtin.aggregation is not None:
+        # admin/edit/view: their rules are those of the ClusterRoles they aggregate.
+        stored = {
+            r.name: r
+            for r in (Role.from_object(o) for o in ctx.store.list_objects(CLUSTER_ROLE, ""))
+        }
+        resolved = authz.resolve_aggregation({**stored, **authz.BUILTIN_CLUSTER_ROLES})
+        return list(resolved[ref["name"]].rules)
     if builtin is not None:
         return list(builtin.rules)
     try:
@@ -608,26 +627,16 @@ def get_rbac_object(ctx: IssuerContext, kind: str, namespace: str, name: str) ->
     raise not_found(info.resource, name, RBAC_GROUP)
 
 
-def list_rbac_objects(ctx: IssuerContext, kind: str, namespace: str | None) -> JSON:
-    """A ``<Kind>List`` (``namespace`` None = all namespaces; built-ins included)."""
+def list_rbac_objects(
+    ctx: IssuerContext, kind: str, namespace: str | None, opts: ListOptions | None = None
+) -> JSON:
+    """A ``<Kind>List`` (``namespace`` None = all namespaces; built-ins included in name
+    order), paginated and filtered as :mod:`issuer.api.listing` says."""
     info = RBAC_KINDS[kind]
     store_namespace = namespace if info.namespaced else ""
-    items = ctx.store.list_objects(kind, store_namespace)
-    rv = 0
-    for item in items:
-        with contextlib.suppress(TypeError, ValueError):
-            rv = max(rv, int(item.get("metadata", {}).get("resourceVersion", 0)))
     builtins = [b for b in (_builtin(kind, n) for n in _builtin_names(kind)) if b is not None]
-    merged = sorted(
-        [*builtins, *items],
-        key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
-    )
-    return {
-        "kind": f"{kind}List",
-        "apiVersion": RBAC_V1,
-        "metadata": {"resourceVersion": str(rv)},
-        "items": merged,
-    }
+    result = list_collection(ctx.store, kind, store_namespace, opts or ListOptions(), builtins)
+    return list_response(result, f"{kind}List", RBAC_V1)
 
 
 def delete_rbac_object(
@@ -832,7 +841,8 @@ async def _collection(request: Request, kind: str, namespace: str | None) -> Res
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
-        return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace))
+        opts = parse_list_options(request.query_params, kind, namespace)
+        return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace, opts))
     if request.method != "POST" or namespace is None:
         raise method_not_allowed()
     mode = field_validation(request)
