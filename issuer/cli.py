@@ -1,4 +1,5 @@
-"""``sa-issuer``: serve, manage keys, export static discovery, run the demo.
+"""``sa-issuer``: serve, manage keys, export static discovery, run the demo; the token agent and
+cloud federation helpers are registered from issuer/agent/cli.py.
 
 Exit codes: 0 success, 1 error (bad config, unreadable or wrong KEK, corrupt or unreachable
 store ...: one line ``sa-issuer: error: ...`` on stderr, nothing overwritten), 2 usage error.
@@ -186,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the OIDC-versus-TokenReview demo", add_help=False)
     demo.add_argument("args", nargs=argparse.REMAINDER)
     demo.set_defaults(func=cmd_demo)
+
+    # agent, cloud-config, check-federation: workloads outside Kubernetes (issuer/agent/).
+    from issuer.agent.cli import register as register_agent_commands
+
+    register_agent_commands(sub)
     return parser
 
 
