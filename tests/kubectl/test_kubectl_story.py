@@ -17,10 +17,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from conftest import Cluster
+
+if TYPE_CHECKING:  # the fixture's type (tests/kubectl/conftest.py)
+    from conftest import Cluster
 
 pytestmark = pytest.mark.slow
 
