@@ -143,19 +143,22 @@ async def _namespaced(request: Request) -> Response:
     return await _write(request, kind, p["ns"], p["name"])
 
 
+def _rbac_kind(request: Request, table: dict[str, str]) -> str:
+    # The route is per resource; its path's resource segment names the kind.
+    route = request.scope["route"].path
+    resource = route.rsplit("/", 2)[-2]
+    return table[resource]
+
+
 @endpoint
 async def _rbac_cluster(request: Request) -> Response:
-    kind = _RBAC_CLUSTER.get(request.path_params["resource"])
-    if kind is None:
-        raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
+    kind = _rbac_kind(request, _RBAC_CLUSTER)
     return await _write(request, kind, "", request.path_params["name"])
 
 
 @endpoint
 async def _rbac_namespaced(request: Request) -> Response:
-    kind = _RBAC_NAMESPACED.get(request.path_params["resource"])
-    if kind is None:
-        raise StatusError(404, "NotFound", "the server could not find the requested resource", {})
+    kind = _rbac_kind(request, _RBAC_NAMESPACED)
     p = request.path_params
     return await _write(request, kind, p["ns"], p["name"])
 
@@ -168,6 +171,14 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/namespaces/{name}", _namespace, methods=methods),
         Route("/api/v1/nodes/{name}", _node, methods=methods),
         Route("/api/v1/namespaces/{ns}/{resource}/{name}", _namespaced, methods=methods),
-        Route(f"{base}/namespaces/{{ns}}/{{resource}}/{{name}}", _rbac_namespaced, methods=methods),
-        Route(f"{base}/{{resource}}/{{name}}", _rbac_cluster, methods=methods),
+        *(
+            Route(
+                f"{base}/namespaces/{{ns}}/{resource}/{{name}}", _rbac_namespaced, methods=methods
+            )
+            for resource in _RBAC_NAMESPACED
+        ),
+        *(
+            Route(f"{base}/{resource}/{{name}}", _rbac_cluster, methods=methods)
+            for resource in _RBAC_CLUSTER
+        ),
     ]

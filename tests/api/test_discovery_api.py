@@ -94,9 +94,20 @@ def test_core_resource_list(api: Api) -> None:
         "singularName": "pod",
         "namespaced": True,
         "kind": "Pod",
-        "verbs": ["create", "delete", "get", "list"],
+        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+        "shortNames": ["po"],
+        "categories": ["all"],
     }
     assert by_name["namespaces"]["namespaced"] is False
+    # kubectl's short names (kube: pkg/registry/core/*/storage/storage.go ShortNames).
+    assert {n: by_name[n].get("shortNames") for n in by_name} == {
+        "namespaces": ["ns"],
+        "nodes": ["no"],
+        "pods": ["po"],
+        "secrets": None,
+        "serviceaccounts": ["sa"],
+        "serviceaccounts/token": None,
+    }
     assert by_name["serviceaccounts/token"] == {
         "name": "serviceaccounts/token",
         "singularName": "",
@@ -110,11 +121,15 @@ def test_core_resource_list(api: Api) -> None:
 
 def test_group_resource_lists(api: Api) -> None:
     for gv, names in {
-        "authentication.k8s.io/v1": {"tokenreviews": ["create"]},
+        "authentication.k8s.io/v1": {"tokenreviews": ["create"], "selfsubjectreviews": ["create"]},
         "authentication.k8s.io/v1beta1": {"tokenreviews": ["create"]},
-        "authorization.k8s.io/v1": {"subjectaccessreviews": ["create"]},
+        "authorization.k8s.io/v1": {
+            "selfsubjectaccessreviews": ["create"],
+            "selfsubjectrulesreviews": ["create"],
+            "subjectaccessreviews": ["create"],
+        },
         "rbac.authorization.k8s.io/v1": {
-            r: ["create", "delete", "get", "list"]
+            r: ["create", "delete", "get", "list", "patch", "update", "watch"]
             for r in ("clusterrolebindings", "clusterroles", "rolebindings", "roles")
         },
         "sa-oidc.dev/v1": {"invalidations": ["list", "watch"], "tokenrevocations": ["create"]},
@@ -192,6 +207,11 @@ def _call(api: Api, verb: str, collection: str, item: str) -> httpx.Response:
         return api.get(collection, params={"watch": "true", "timeoutSeconds": "1"})
     if verb == "get":
         return api.get(item)
+    if verb == "update":
+        return api.client.put(item, json={}, headers=api.headers)
+    if verb == "patch":
+        headers = {**api.headers, "Content-Type": "application/merge-patch+json"}
+        return api.client.patch(item, content=b"{}", headers=headers)
     assert verb == "delete", verb
     return api.delete(item)
 
@@ -238,9 +258,12 @@ def test_every_api_route_is_listed() -> None:
             for method in route.methods or ():
                 if method == "HEAD":
                     continue
-                verb = {"POST": "create", "DELETE": "delete"}.get(
-                    method, "get" if is_item else "list"
-                )
+                verb = {
+                    "POST": "create",
+                    "DELETE": "delete",
+                    "PUT": "update",
+                    "PATCH": "patch",
+                }.get(method, "get" if is_item else "list")
                 assert verb in listed[gv][resource], (path, method, verb)
             seen.add((gv, resource))
     # ... and every listed resource has at least one route.
@@ -286,7 +309,10 @@ def test_kubernetes_client_discovery(kube: tuple[k8s.ApiClient, Any]) -> None:
     assert by_name["serviceaccounts/token"].verbs == ["create"]
 
     authn = k8s.AuthenticationV1Api(api_client).get_api_resources()
-    assert [(r.name, r.verbs) for r in authn.resources] == [("tokenreviews", ["create"])]
+    assert [(r.name, r.verbs) for r in authn.resources] == [
+        ("tokenreviews", ["create"]),
+        ("selfsubjectreviews", ["create"]),
+    ]
 
     rbac = k8s.RbacAuthorizationV1Api(api_client).get_api_resources()
     assert sorted(r.name for r in rbac.resources) == [
