@@ -5,8 +5,8 @@ ask these first. The shapes are kube's (k8s.io/apimachinery pkg/apis/meta/v1 typ
 ``APIVersions``, ``APIGroupList``, ``APIResourceList``; k8s.io/apimachinery pkg/version
 ``Info``), and they list only what :func:`issuer.api.routes` really serves: each resource with
 the verbs it has a route for (``create`` POST on the collection, ``list`` GET on it, ``get``,
-``update`` (PUT), ``patch`` and ``delete`` on an item, ``watch`` with ``?watch=true``). ``tests/api/test_discovery_api.py`` checks
-the table against the routes in both directions.
+``update`` (PUT), ``patch`` and ``delete`` on an item, ``watch`` with ``?watch=true``).
+``tests/api/test_discovery_api.py`` checks the table against the routes in both directions.
 
 Who may read them (kube: plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go):
 
