@@ -55,6 +55,7 @@ from issuer.api._http import context, endpoint, field_validation, json_response,
 from issuer.api.apply import create_stamp
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
+from issuer.api.listing import ListOptions, parse_list_options, selector_predicate
 from issuer.api.validation import KINDS
 from issuer.http.status import StatusError, read_json_body
 from issuer.store import JSON
@@ -82,7 +83,9 @@ async def _body(request: Request) -> dict[str, object]:
 # --- collections ---------------------------------------------------------------------------------
 
 
-def _watch(request: Request, kind: str, namespace: str | None) -> Awaitable[Response]:
+def _watch(
+    request: Request, kind: str, namespace: str | None, opts: ListOptions
+) -> Awaitable[Response]:
     ctx = context(request)
 
     async def lister() -> list[JSON]:
@@ -91,18 +94,24 @@ def _watch(request: Request, kind: str, namespace: str | None) -> Awaitable[Resp
         return items
 
     return watch.watch_response(
-        request, kind=kind, api_version=KINDS[kind].api_version, namespace=namespace,
+        request,
+        kind=kind,
+        api_version=KINDS[kind].api_version,
+        namespace=namespace,
         lister=lister,
-    )  # fmt: skip
+        predicate=selector_predicate(kind, opts),
+    )
 
 
 async def _collection(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
+        opts = parse_list_options(request.query_params, kind, namespace)
         if watch.is_watch(request):
-            return await _watch(request, kind, namespace if KINDS[kind].namespaced else None)
-        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
+            scope = namespace if KINDS[kind].namespaced else None
+            return await _watch(request, kind, scope, opts)
+        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace, opts))
     if request.method != "POST":
         raise method_not_allowed()
     mode = field_validation(request)
@@ -169,9 +178,10 @@ async def all_namespaces(request: Request) -> Response:
     ctx = context(request)
     kind = _namespaced_kind(request)
     await authorize(request)
+    opts = parse_list_options(request.query_params, kind, None)
     if watch.is_watch(request):
-        return await _watch(request, kind, None)
-    return json_response(await run_sync(objects.list_objects, ctx, kind, None))
+        return await _watch(request, kind, None, opts)
+    return json_response(await run_sync(objects.list_objects, ctx, kind, None, opts))
 
 
 @endpoint

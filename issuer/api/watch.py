@@ -82,23 +82,28 @@ class WatchSettings:
     max_watchers: int = 10_000
 
 
+#: Whether an object belongs to a watch (its label and field selectors); None: every object.
+Predicate = Callable[[JSON], bool]
+#: One queued change and its JSON line (encoded once by the hub for every watcher).
+Item = tuple[Change, bytes]
+
+
 @dataclass(eq=False, slots=True)
 class Watcher:
-    """One watch stream's subscription: what it wants and its queue of encoded lines."""
+    """One watch stream's subscription: what it wants and its queue of changes."""
 
     kind: str
     namespace: str | None
-    name: str | None
     #: The hub's cursor when the watcher subscribed: queued changes all have rv > start.
     start: int = 0
-    queue: asyncio.Queue[tuple[int, str, str, bytes] | None] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Item | None] = field(default_factory=asyncio.Queue)
     overflowed: bool = False
+    #: Set (an ERROR line) when the hub ends the stream because the log was trimmed past it.
+    expired: bytes = b""
 
     def wants(self, change: Change) -> bool:
-        """Whether ``change`` belongs to this stream."""
-        if self.namespace is not None and change.namespace != self.namespace:
-            return False
-        return self.name is None or change.name == self.name
+        """Whether ``change`` is in this stream's namespace."""
+        return self.namespace is None or change.namespace == self.namespace
 
 
 def encode_event(event_type: str, obj: Mapping[str, Any]) -> bytes:
@@ -178,13 +183,12 @@ class WatchHub:
         subs = self._by_kind.get(change.kind)
         if not subs:
             return
-        line = encode_event(change.type, change.object)
-        item = (change.rv, change.namespace, change.name, line)
+        item = (change, encode_event(change.type, change.object))
         for w in list(subs):
             if w.wants(change):
                 self._put(w, item)
 
-    def _put(self, w: Watcher, item: tuple[int, str, str, bytes] | None) -> None:
+    def _put(self, w: Watcher, item: Item | None) -> None:
         if w.queue.qsize() >= MAX_QUEUE:
             w.overflowed = True
             self.unsubscribe(w)
@@ -196,13 +200,13 @@ class WatchHub:
         line = _error_line(410, "Expired", _too_old(cursor, floor))
         for subs in list(self._by_kind.values()):
             for w in list(subs):
-                w.queue.put_nowait((cursor, "", "", line))
+                w.expired = line
                 w.queue.put_nowait(None)
                 self.unsubscribe(w)
 
-    def subscribe(self, kind: str, namespace: str | None, name: str | None) -> Watcher:
-        """A new watcher; it receives every matching change after the current cursor."""
-        w = Watcher(kind, namespace, name, start=self.cursor)
+    def subscribe(self, kind: str, namespace: str | None) -> Watcher:
+        """A new watcher; it receives every change in ``namespace`` after the current cursor."""
+        w = Watcher(kind, namespace, start=self.cursor)
         self._by_kind.setdefault(kind, set()).add(w)
         return w
 
@@ -242,27 +246,6 @@ def _error_line(code: int, reason: str, message: str) -> bytes:
     return encode_event("ERROR", status)
 
 
-def _selector(request: Request) -> tuple[str | None, str | None]:
-    """``fieldSelector`` terms this server can watch by: ``metadata.name`` and
-    ``metadata.namespace`` with ``=``/``==`` (kube's generic field set for every kind)."""
-    raw = request.query_params.get("fieldSelector", "")
-    name: str | None = None
-    namespace: str | None = None
-    for term in filter(None, (t.strip() for t in raw.split(","))):
-        key, sep, value = term.partition("==") if "==" in term else term.partition("=")
-        if not sep or key.endswith("!"):
-            raise bad_request(f'invalid field selector "{raw}": only = and == are supported here')
-        if key == "metadata.name":
-            name = value
-        elif key == "metadata.namespace":
-            namespace = value
-        else:
-            raise bad_request(
-                f'"{key}" is not a known field selector: only "metadata.name", "metadata.namespace"'
-            )
-    return name, namespace
-
-
 def _params(request: Request, settings: WatchSettings) -> tuple[int | None, float, bool]:
     q = request.query_params
     raw_rv = q.get("resourceVersion", "")
@@ -299,20 +282,18 @@ async def watch_response(
     api_version: str,
     namespace: str | None,
     lister: Lister,
+    predicate: Predicate | None = None,
     encoder: Encoder | None = None,
 ) -> Response:
     """The watch stream for a collection of ``kind`` (``namespace`` None: every namespace).
 
-    ``lister`` returns the objects that exist now (for the synthetic ADDED events); ``encoder``
-    re-encodes events (Table output), else the hub's JSON lines are sent as they are.
+    ``lister`` returns the objects that exist now (for the synthetic ADDED events);
+    ``predicate`` applies the request's selectors; ``encoder`` re-encodes events (Table
+    output), else the hub's JSON lines are sent as they are.
     """
     state = request.app.state
     settings: WatchSettings = getattr(state, "watch_settings", None) or WatchSettings()
     rv, timeout, bookmarks = _params(request, settings)
-    name, ns_filter = _selector(request)
-    if ns_filter is not None:
-        # A namespace other than the path's matches nothing, as kube's selector would.
-        namespace = "\x00" if namespace is not None and ns_filter != namespace else ns_filter
     hub = hub_for(request, settings)
     if hub.watchers >= settings.max_watchers:
         raise StatusError(
@@ -326,44 +307,105 @@ async def watch_response(
         await hub.start()
     except StoreError as e:
         raise StatusError(503, "ServiceUnavailable", "the store is unavailable") from e
-    watcher = hub.subscribe(kind, namespace, name)
+    watcher = hub.subscribe(kind, namespace)
+    view = _View(predicate, encoder, after=rv or 0)
     try:
-        first = await _first_events(hub, watcher, rv, lister)
+        first = await _first_events(hub, watcher, rv, lister, view)
     except BaseException:
         hub.unsubscribe(watcher)
         raise
-    body = _stream(hub, watcher, first, timeout, bookmarks, settings, kind, api_version, encoder)
+    body = _stream(hub, watcher, first, view, timeout, bookmarks, settings, kind, api_version)
     return StreamingResponse(body, media_type="application/json")
 
 
 @dataclass(slots=True)
+class _View:
+    """What one stream shows: the selectors' verdicts and what the client has been told.
+
+    Without a predicate, changes pass as the hub encoded them. With one, an object that starts
+    matching is ``ADDED``, one that stops is ``DELETED`` (its new state), as kube's cacher does
+    (storage/cacher/cache_watcher.go convertToWatchEvent); objects the client never saw are
+    not mentioned.
+    """
+
+    predicate: Predicate | None
+    encoder: Encoder | None
+    #: Live changes at or below this are already known to the client (its resourceVersion).
+    after: int = 0
+    #: (ns, name) -> rv the client last saw: the initial state, then every change sent.
+    known: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: True once the initial state was listed: ``known`` is then complete (not just a cache).
+    listed: bool = False
+
+    def line(self, change: Change, shared: bytes) -> bytes:
+        """The bytes to send for ``change`` (b"" for nothing)."""
+        if change.rv <= self.after:
+            return b""
+        key = (change.namespace, change.name)
+        seen = self.known.get(key)
+        if seen is not None and change.rv <= seen:
+            return b""  # already in the initial state
+        if self.predicate is None:
+            if change.type == "DELETED":
+                self.known.pop(key, None)
+            elif self.listed:
+                self.known[key] = change.rv
+            if shared and self.encoder is None:
+                return shared
+            return self._encode(change.type, change.object)
+        was = seen is not None
+        now = change.type != "DELETED" and self.predicate(change.object)
+        if now:
+            self.known[key] = change.rv
+            return self._encode("MODIFIED" if was else "ADDED", change.object)
+        if was:
+            del self.known[key]
+            return self._encode("DELETED", change.object)
+        return b""
+
+    def initial(self, obj: JSON) -> bytes:
+        """An ADDED line for an object of the initial state (b"" when the selectors say no)."""
+        if self.predicate is not None and not self.predicate(obj):
+            return b""
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        try:
+            self.known[key] = int(meta.get("resourceVersion", 0))
+        except (TypeError, ValueError):
+            self.known[key] = 0
+        return self._encode("ADDED", obj)
+
+    def _encode(self, event_type: str, obj: JSON) -> bytes:
+        if self.encoder is not None:
+            return self.encoder(event_type, obj)
+        return encode_event(event_type, obj)
+
+
+@dataclass(slots=True)
 class _First:
-    """What a stream sends before live changes: lines, and the versions already reflected."""
+    """What a stream sends before live changes."""
 
     lines: list[bytes]
-    seen: dict[tuple[str, str], int] | None  # (ns, name) -> rv, for the initial-state dedupe
-    after: int = 0  # live changes at or below this were asked not to be sent
     expired: bool = False
 
 
-async def _first_events(hub: WatchHub, w: Watcher, rv: int | None, lister: Lister) -> _First:
+async def _first_events(
+    hub: WatchHub, w: Watcher, rv: int | None, lister: Lister, view: _View
+) -> _First:
     if rv is None:
         # Synthetic ADDED for the current state. The list is read after subscribing, so a
         # queued change at or below an object's listed version is already reflected: skipped.
         items = await lister()
-        seen: dict[tuple[str, str], int] = {}
+        view.listed = True
         lines = []
         for obj in items:
             meta = obj.get("metadata") or {}
-            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-            if w.namespace is not None and key[0] != w.namespace:
+            if w.namespace is not None and str(meta.get("namespace", "")) != w.namespace:
                 continue
-            if w.name is not None and key[1] != w.name:
-                continue
-            with contextlib.suppress(TypeError, ValueError):
-                seen[key] = int(meta.get("resourceVersion", 0))
-            lines.append(encode_event("ADDED", obj))
-        return _First(lines, seen)
+            line = view.initial(obj)
+            if line:
+                lines.append(line)
+        return _First(lines)
     # Resume: replay the log from rv up to where the live queue starts (rv > start: the queue
     # alone serves it, skipping what is not after rv).
     lines = []
@@ -376,35 +418,37 @@ async def _first_events(hub: WatchHub, w: Watcher, rv: int | None, lister: Liste
         except StoreUnavailable as e:
             raise StatusError(503, "ServiceUnavailable", "the store is unavailable") from e
         if page.floor > since:
-            return _First([_error_line(410, "Expired", _too_old(rv, page.floor))], None, rv, True)
+            return _First([_error_line(410, "Expired", _too_old(rv, page.floor))], True)
         for c in page.changes:
             if c.rv > w.start:
                 break
             if w.wants(c):
-                lines.append(encode_event(c.type, c.object))
+                line = view.line(c, b"")
+                if line:
+                    lines.append(line)
         if page.next_rv <= since:
             break
         since = page.next_rv
-    return _First(lines, None, rv)
+    return _First(lines)
 
 
 async def _stream(
     hub: WatchHub,
     w: Watcher,
     first: _First,
+    view: _View,
     timeout: float,
     bookmarks: bool,
     settings: WatchSettings,
     kind: str,
     api_version: str,
-    encoder: Encoder | None,
 ) -> AsyncIterator[bytes]:
     deadline = time.monotonic() + timeout
     next_bookmark = time.monotonic() + settings.bookmark_interval
-    last_rv = w.start
+    last_rv = max(w.start, view.after)
     try:
         if first.lines:
-            yield b"".join(_reencode(line, encoder) for line in first.lines)
+            yield b"".join(first.lines)
         if first.expired:
             return
         while True:
@@ -414,20 +458,19 @@ async def _stream(
             wait = deadline - now
             if bookmarks:
                 wait = min(wait, max(0.0, next_bookmark - now))
-            items: list[tuple[int, str, str, bytes] | None] = []
+            items: list[Item | None] = []
             with contextlib.suppress(TimeoutError):
                 items.append(await asyncio.wait_for(w.queue.get(), wait))
                 while not w.queue.empty():
                     items.append(w.queue.get_nowait())
             out = bytearray()
             for item in items:
-                if item is None:  # ended by the hub (expired or too slow)
-                    if out:
-                        yield bytes(out)
+                if item is None:  # ended by the hub (log trimmed past it, or too slow)
+                    yield bytes(out) + w.expired
                     return
-                last_rv = max(last_rv, item[0])
-                if _fresh(first, item):
-                    out += _reencode(item[3], encoder)
+                change, shared = item
+                last_rv = max(last_rv, change.rv)
+                out += view.line(change, shared)
             if out:
                 yield bytes(out)
             if bookmarks and time.monotonic() >= next_bookmark:
@@ -444,25 +487,3 @@ async def _stream(
                 next_bookmark = time.monotonic() + settings.bookmark_interval
     finally:
         hub.unsubscribe(w)
-
-
-def _fresh(first: _First, item: tuple[int, str, str, bytes]) -> bool:
-    """Whether a live change is news to this stream (not already in its initial state)."""
-    change_rv, ns, name, _ = item
-    if change_rv <= first.after:
-        return False
-    seen = first.seen
-    if seen is not None and (ns, name) in seen:
-        if change_rv <= seen[(ns, name)]:
-            return False
-        del seen[(ns, name)]
-    return True
-
-
-def _reencode(line: bytes, encoder: Encoder | None) -> bytes:
-    if encoder is None:
-        return line
-    event = orjson.loads(line)
-    if event.get("type") not in ("ADDED", "MODIFIED", "DELETED"):
-        return line
-    return encoder(str(event["type"]), event["object"])

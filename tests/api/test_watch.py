@@ -204,7 +204,8 @@ def test_namespace_and_field_selector_filters(served: Served) -> None:
     ("params", "text"),
     [
         ({"resourceVersion": "abc"}, "invalid resource version"),
-        ({"fieldSelector": "spec.x=1"}, "is not a known field selector"),
+        ({"fieldSelector": "spec.x=1"}, "field label not supported: spec.x"),
+        ({"labelSelector": "a in (b"}, "unable to parse requirement"),
         ({"timeoutSeconds": "soon"}, "invalid timeoutSeconds"),
     ],
 )
@@ -262,3 +263,21 @@ def test_official_python_client_watch(served: Served) -> None:
         ):
             pass
     assert e.value.status == 410
+
+
+def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
+    served: Served,
+) -> None:
+    """kube's cacher: an object that starts matching is ADDED, one that stops is DELETED."""
+    served.create_sa("a")
+    merge = {"Content-Type": "application/merge-patch+json"}
+    t, got = served.watch_in_background(SA, until=4, labelSelector="team=x")
+    served.wait_watchers(1)
+    for labels in ({"team": "x"}, {"team": "x", "v": "2"}, {"team": "y"}):
+        r = served.http.patch(f"{SA}/a", json={"metadata": {"labels": labels}}, headers=merge)
+        assert r.status_code == 200
+    served.create_sa("b")  # never matches: never mentioned
+    served.http.patch(f"{SA}/b", json={"metadata": {"labels": {"team": "x"}}}, headers=merge)
+    t.join(10)
+    assert _summary(got) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+    assert got[2]["object"]["metadata"]["labels"] == {"team": "y", "v": "2"}
