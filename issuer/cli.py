@@ -226,11 +226,12 @@ def _fast_lane_available() -> bool:
 
 
 def banner(config: Config) -> str:
-    """The one line ``serve`` prints: where the issuer is, its store, and the admin token PATH
-    (never the token)."""
+    """The one line ``serve`` logs at INFO on start: the issuer URL, the data directory and store,
+    and the admin token's PATH (never the token)."""
     return (
-        f"{PROG}: serving issuer {config.issuer} (store {config.store_description()}) "
-        f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}"
+        f"serving issuer {config.issuer} (discovery {config.discovery_url}); "
+        f"data dir {config.data_dir}, store {config.store_description()}; "
+        f"admin token in {config.admin_token_file}"
     )
 
 
@@ -278,11 +279,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ctx.close()
         os.environ.update(config_to_env(config))
         os.environ.pop("SA_ISSUER_CONFIG", None)
-        print(banner(config), flush=True)
+        log.info("%s", banner(config))
         uvicorn.run("issuer.app:app_from_env", factory=True, workers=config.workers, **kwargs)
         return 0
     app = create_app(ctx)
-    print(banner(config), flush=True)
+    log.info("%s", banner(config))
     uvicorn.run(app, **kwargs)
     return 0
 

@@ -308,7 +308,14 @@ class KeyManager:
                 except Conflict:
                     log.info("key set changed under us; re-reading (invariant 3)")
                     continue
-                log.info("key set written (version %d): %s", version, "; ".join(d.reasons))
+                # The first key of an empty store is routine (every first start): debug only,
+                # so a normal start logs just the serve banner. Later writes are rotations.
+                log.log(
+                    logging.INFO if state.keys else logging.DEBUG,
+                    "key set written (version %d): %s",
+                    version,
+                    "; ".join(d.reasons),
+                )
                 self._install(KeySetState(version, keys))
                 return True
             raise Conflict(f"key rotation lost {MAX_CAS_ATTEMPTS} compare-and-swap races in a row")
@@ -535,7 +542,13 @@ class KeyManager:
             snap = PublishedKeys(state.version, state.keys, self._policy, self._clock())
             self._snapshot, self._signer = snap, signer
             if cur is None or cur.active_kid != snap.active_kid:
-                log.info("signing with kid %s (key set version %d)", snap.active_kid, snap.version)
+                # At start (cur is None) this is routine; a change of signer later is news.
+                log.log(
+                    logging.DEBUG if cur is None else logging.INFO,
+                    "signing with kid %s (key set version %d)",
+                    snap.active_kid,
+                    snap.version,
+                )
             for cb in list(self._listeners):
                 self._notify_one(cb, snap)
 
