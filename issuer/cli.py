@@ -29,6 +29,7 @@ import orjson
 
 from issuer.config import Config, ConfigError, config_to_env, load_config
 from issuer.crypto import KekError
+from issuer.logsetup import setup_logging
 from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
 
 __all__ = ["main"]
@@ -183,21 +184,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(flags, os.environ, None)
 
 
-def _setup_logging(level: str = "info") -> None:
-    root = logging.getLogger()
-    if not any(getattr(h, "_sa_issuer", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("sa-issuer: %(levelname)s: %(message)s"))
-        handler._sa_issuer = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
-    # uvicorn's own chatter ("Started server process", "Uvicorn running on") would duplicate the
-    # banner: keep it to warnings unless debugging.
-    uv_level = logging.DEBUG if level == "debug" else logging.WARNING
-    logging.getLogger("uvicorn").setLevel(uv_level)
-    logging.getLogger("uvicorn.error").setLevel(uv_level)
-
-
 # --- serve ------------------------------------------------------------------------------------
 
 
@@ -243,7 +229,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from issuer.context import build_context
 
     config = _config(args)
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level)
     _check_tls(config)
     ctx = build_context(config)
     try:
@@ -373,7 +359,7 @@ def _key_manager(config: Config, store: Store, *, create_kek: bool) -> Any:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """``sa-issuer keys rotate [--immediately]``."""
     config = _config(args)
-    _setup_logging("warning")
+    setup_logging("warning")
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         store = open_store(config.store, config.data_dir)
@@ -394,7 +380,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from issuer.keys import UnknownKey
 
     config = _config(args)
-    _setup_logging("error")
+    setup_logging("error")
     store = _open_store(config)
     try:
         km = _key_manager(config, store, create_kek=False)
@@ -436,7 +422,7 @@ def _new_kek(args: argparse.Namespace) -> tuple[Any, Path | None, str]:
 def cmd_keys_rewrap(args: argparse.Namespace) -> int:
     """``sa-issuer keys rewrap --new-kek SOURCE | --new-kek-file PATH [--create]``."""
     config = _config(args)
-    _setup_logging("error")
+    setup_logging("error")
     if args.create and args.new_kek_file is None:
         raise CliError("--create needs --new-kek-file PATH")
     store = _open_store(config)
@@ -557,7 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
-        _setup_logging("info")
+        setup_logging("info")
     try:
         return int(args.func(args))
     except ConfigError as e:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from issuer.api.errors import go_quote, go_quote_list
+from issuer.goquote import go_quote, go_quote_list
 from issuer.store.base import NotFound
 from verifier import InvalidToken, KeySet, Policy, ServiceAccountIdentity, verify
 from verifier._json import loads_object

@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from issuer.api.errors import FieldError, bad_request, go_quote, invalid
+from issuer.api.errors import FieldError, bad_request, invalid
+from issuer.goquote import go_quote
 
 __all__ = [
     "KINDS",
