@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) for HTTPS")
     s.add_argument("--tls-key", metavar="FILE", help="PEM private key for HTTPS")
     s.add_argument("--workers", metavar="N", type=int, help="worker processes (default 1)")
+    s.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        help="open connections per process; more are answered 503 (default 2048)",
+    )
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     s.add_argument("--access-log", action="store_true", default=None, help="log every request")
     serve.set_defaults(func=cmd_serve)
@@ -174,6 +180,7 @@ _CONFIG_FLAGS = (
     "tls_cert",
     "tls_key",
     "workers",
+    "max_connections",
     "log_level",
     "access_log",
 )
@@ -205,7 +212,8 @@ def _fast_lane_available() -> bool:
     try:
         import httptools  # noqa: F401
 
-        import issuer.http.fastlane  # noqa: F401
+        import issuer.http.fastlane
+        import issuer.http.limits  # noqa: F401
     except ImportError:
         return False
     return True
@@ -227,10 +235,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from issuer.app import create_app
     from issuer.context import build_context
+    from issuer.http.limits import raise_open_file_limit
 
     config = _config(args)
     setup_logging(config.log_level)
     _check_tls(config)
+    # Room for max_connections client sockets (issuer.http.limits); workers inherit it.
+    raise_open_file_limit()
     ctx = build_context(config)
     try:
         # Preflight before binding: KEK check, bootstrap of the first key, catch-up rotation.
@@ -251,10 +262,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     if _fast_lane_available():
         # Discovery/JWKS answered from the HTTP parser (issuer.http.fastlane); by import string
-        # so that --workers (spawned processes) can load it too. Both classes bound the size and
-        # time of request heads, which uvicorn's own httptools protocol does not.
-        protocol = "GuardedHttpToolsProtocol" if config.access_log else "FastLaneHttpToolsProtocol"
-        kwargs["http"] = f"issuer.http.fastlane:{protocol}"
+        # so that --workers (spawned processes) can load it too. Both classes bound request heads,
+        # bodies and open connections (issuer.http.limits), which uvicorn's own protocol does not.
+        kwargs["http"] = (
+            "issuer.http.limits:GuardedHttpToolsProtocol"
+            if config.access_log
+            else "issuer.http.fastlane:FastLaneHttpToolsProtocol"
+        )
     if config.tls_cert is not None and config.tls_key is not None:
         kwargs["ssl_certfile"] = str(config.tls_cert)
         kwargs["ssl_keyfile"] = str(config.tls_key)

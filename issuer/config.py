@@ -4,6 +4,44 @@ Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSU
 TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
 var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
+key (env: SA_ISSUER_<KEY>)     meaning                                default
+=============================  =====================================  =========================
+data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
+listen                         ``HOST:PORT`` (``[::1]:PORT`` for v6)  ``127.0.0.1:8080``
+issuer                         the ``iss`` URL (https; see below)     ``http://`` + listen
+store                          ``sqlite``, ``sqlite:///PATH``,        ``sqlite``
+                               ``redis://HOST:PORT/DB`` ...
+tls_cert / tls_key             PEM files; both or neither             none
+workers                        uvicorn worker processes (>= 1)        1
+kek                            KEK: a file path, or base64 (secret!)  ``DATA_DIR/kek`` (created)
+admin_token_file               bootstrap admin bearer token(s)        ``DATA_DIR/admin-token``
+audit_log                      JSON-lines audit log (``-`` = stderr)  ``DATA_DIR/audit.log``
+key_alg                        RS256 | ES256 | ES384 | ES512          RS256
+rsa_bits                       RSA modulus size: 2048, 3072, 4096     2048
+rotation_period                how long a key signs (duration)        7d
+rotation_check_interval        how often the rotation loop looks      10s
+jwks_max_age                   max Cache-Control max-age (duration)   3600 (1h)
+publish_margin                 extra pre-publication/retention time   300s
+leeway                         clock skew allowance                   60s
+api_audiences                  default token audiences (list)         [issuer]
+token_max_expiration           TokenRequest's configured maximum      86400 (24h)
+extended_expiration            kube's 3607 s -> 1 year pod tokens     false
+insecure_allow_http_issuer     allow an http issuer off loopback      false
+log_level                      debug | info | warning | error         info
+access_log                     uvicorn access log                     false
+max_body_bytes                 request body cap for the API           1048576 (1 MiB)
+body_timeout                   a request body must arrive within      60s
+body_min_rate                  least body bytes/s after a 5 s grace   500 (0 = no rate check)
+max_connections                open connections per process; more    2048 (lowered to fit
+                               are answered 503 and closed            ``ulimit -n``)
+=============================  =====================================  =========================
+
+Durations are seconds (int/float) or a string with a unit: ``90``, ``90s``, ``10m``, ``6h``, ``7d``.
+Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` or
+``0/false/no/off``.
+Relative paths in the config file are relative to the file's directory; relative paths from flags
+and env vars are relative to the working directory.
+=======
 Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
 ``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
 below, so a setting added here must be documented there (and the reverse).
@@ -113,6 +151,9 @@ class Config:
     log_level: str = "info"
     access_log: bool = False
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 60.0
+    body_min_rate: int = 500
+    max_connections: int = 2048
     config_file: Path | None = None
 
     @property
@@ -277,6 +318,9 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "log_level": (_as_str, "--log-level"),
     "access_log": (_as_bool, "--access-log"),
     "max_body_bytes": (_as_int, None),
+    "body_timeout": (_as_duration, None),
+    "body_min_rate": (_as_int, None),
+    "max_connections": (_as_int, "--max-connections"),
 }
 
 _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
@@ -474,6 +518,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     if max_body < 1024:
         raise ConfigError(_where(raw, "max_body_bytes"), f"must be >= 1024, got {max_body}")
 
+    # Request bounds enforced by issuer.http.limits (issue 9 item 2).
+    body_timeout: float = get("body_timeout", 60.0)
+    if body_timeout <= 0:
+        raise ConfigError(_where(raw, "body_timeout"), "must be > 0")
+    body_min_rate: int = get("body_min_rate", 500)
+    if body_min_rate < 0:
+        raise ConfigError(_where(raw, "body_min_rate"), f"must be >= 0, got {body_min_rate}")
+    max_connections: int = get("max_connections", 2048)
+    if max_connections < 1:
+        raise ConfigError(_where(raw, "max_connections"), f"must be >= 1, got {max_connections}")
+
     admin_token_file: Path = get("admin_token_file", data_dir / "admin-token")
     audit_log: str = get("audit_log", str(data_dir / "audit.log"))
 
@@ -503,6 +558,9 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         log_level=log_level,
         access_log=get("access_log", False),
         max_body_bytes=max_body,
+        body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
+        max_connections=max_connections,
         config_file=config_file,
     )
 

@@ -11,7 +11,8 @@ Everything the issuer persists goes through :class:`Store`:
   ``metadata.uid`` (read from the object; "" when absent) and everything else. Updates and
   deletes may be conditioned on a resourceVersion or a uid. Objects are copied in and out: the
   caller's dict is never mutated. ``kind`` and ``namespace`` may not contain ':' and no part may
-  contain NUL (ValueError, on every backend); names may contain ':' (``system:auth-delegator``).
+  contain NUL (:class:`InvalidAddress`, a ValueError, on every backend); names may contain ':'
+  (``system:auth-delegator``).
 - **invalidation events** — an append-only log with store-wide, strictly increasing sequence numbers
   (``seq`` >= 1), appended on its own or atomically with an object delete.
 - **leases** — named, expiring locks for "only one replica does this" chores.
@@ -62,6 +63,12 @@ class StoreOutcomeUnknown(StoreUnavailable):
     It may or may not have been applied: callers must not say "nothing was changed". The HTTP
     layer answers 504 Timeout, as kube-apiserver does when storage does not answer in time.
     """
+
+
+class InvalidAddress(StoreError, ValueError):
+    """A (kind, namespace, name) no backend can store: a ':' in a kind or namespace, NUL anywhere,
+    an empty kind or name. Nothing can exist there; the HTTP layer answers 400 (issue 9 item 10:
+    such URLs gave 500)."""
 
 
 class StoreCorrupt(StoreError):
