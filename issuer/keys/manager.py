@@ -3,9 +3,9 @@
 I/O at the edges (STYLE.md §1, §8): the decisions are :mod:`issuer.keys.rotation` (pure); this
 module loads, generates keys outside the write, and writes with ``Store.cas_keys`` — on
 :class:`Conflict` it re-reads and re-decides, so with many replicas exactly one rotation happens
-(DESIGN.md invariant 3). The active signer only ever comes from a key set read back from, or
+(docs/CONTRACTS.md invariant 3). The active signer only ever comes from a key set read back from, or
 successfully written to, the store: the issuer never signs with a key that is not durably stored
-and published (DESIGN.md "Failure rules").
+and published (docs/CONTRACTS.md "Failure rules").
 
 Readers (TokenRequest, TokenReview, discovery) take immutable :class:`PublishedKeys` snapshots and
 the current :class:`Signer` without locks; writers swap them under a lock.
