@@ -6,7 +6,7 @@ repository, and a ``#fragment`` must name a heading of the target (GitHub's anch
 with a scheme (``https:``, ``mailto:``) are not fetched.
 
 And nothing in the repository points at material that is not in it: no committed file mentions
-the project briefs the docs were once written from, or a sibling ``../shared`` directory.
+the project briefs the docs were once written from, or a sibling directory of the checkout.
 """
 
 from __future__ import annotations
