@@ -13,6 +13,14 @@ a TokenRequest for longer is shortened to it (kube: registry/core/serviceaccount
 like kube it must be at least one hour. We default to 24 h rather than kube's "unlimited" so a
 stolen token is bounded and retired keys leave the JWKS within a day.
 
+TLS (``tls``; kube-apiserver self-signs when given no certificate, apiserver
+pkg/server/options/serving.go MaybeDefaultWithSelfSignedCerts): ``auto`` serves the configured
+``tls_cert``/``tls_key`` if given, else a self-signed certificate (CA + serving certificate created
+in the data dir, :mod:`issuer.tlsboot`) when the issuer URL is https, else plain http;
+``self-signed`` always uses the self-signed one; ``off`` serves plain http — with an https issuer
+URL that means a TLS-terminating proxy in front. ``tls_sans`` adds DNS names / IP addresses to the
+self-signed certificate (the issuer host, ``127.0.0.1``, ``::1`` and ``localhost`` are always in).
+
 Issuer URL rules (docs/CONTRACTS.md "Discovery and JWKS"; kube:
 pkg/serviceaccount/openidmetadata.go): https, no query, no fragment, no userinfo. A plain ``http``
 issuer is accepted only on a loopback host (``127.0.0.0/8``, ``::1``, ``localhost``) — a development
@@ -63,6 +71,7 @@ _MAX_EXPIRATION = 1 << 32
 
 _ALGORITHMS = ("RS256", "ES256", "ES384", "ES512")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_TLS_MODES = ("auto", "self-signed", "off")
 _STORE_SCHEMES = (
     "sqlite",
     "redis",
@@ -91,8 +100,10 @@ class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
-    issuer: str = "http://127.0.0.1:8080"
+    issuer: str = "https://127.0.0.1:8080"
     store: str = "sqlite"
+    tls: str = "auto"
+    tls_sans: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = 1
@@ -106,7 +117,7 @@ class Config:
     jwks_max_age: int = 3600
     publish_margin: float = 300.0
     leeway: float = 60.0
-    api_audiences: tuple[str, ...] = ("http://127.0.0.1:8080",)
+    api_audiences: tuple[str, ...] = ("https://127.0.0.1:8080",)
     token_max_expiration: int = 86400
     extended_expiration: bool = False
     insecure_allow_http_issuer: bool = False
@@ -122,6 +133,23 @@ class Config:
     def listen(self) -> str:
         """``HOST:PORT`` as given (IPv6 hosts bracketed)."""
         return f"{_bracket(self.listen_host)}:{self.listen_port}"
+
+    @property
+    def serving_tls(self) -> str:
+        """How ``serve`` listens: ``"files"`` (the configured tls_cert/tls_key), ``"self-signed"``
+        (:mod:`issuer.tlsboot` in the data dir) or ``"off"`` (plain http)."""
+        if self.tls == "off":
+            return "off"
+        if self.tls_cert is not None and self.tls_key is not None:
+            return "files"
+        if self.tls == "self-signed" or urlsplit(self.issuer).scheme == "https":
+            return "self-signed"
+        return "off"
+
+    @property
+    def serving_scheme(self) -> str:
+        """``https`` unless :attr:`serving_tls` is off."""
+        return "http" if self.serving_tls == "off" else "https"
 
     @property
     def issuer_path(self) -> str:
@@ -262,6 +290,8 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "store": (_as_str, "--store"),
     "tls_cert": (_as_path, "--tls-cert"),
     "tls_key": (_as_path, "--tls-key"),
+    "tls": (_as_str, "--tls"),
+    "tls_sans": (_as_str_list, "--tls-sans"),
     "workers": (_as_int, "--workers"),
     "kek": (_as_str, "--kek"),
     "insecure_allow_http_issuer": (_as_bool, "--insecure-allow-http-issuer"),
@@ -403,10 +433,21 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     data_dir: Path = get("data_dir", DEFAULT_DATA_DIR)
     listen: str = get("listen", DEFAULT_LISTEN)
     host, port = parse_listen(listen, _where(raw, "listen"))
-    issuer: str = get("issuer", f"http://{_bracket(host)}:{port}")
+    tls: str = get("tls", "auto")
+    if tls not in _TLS_MODES:
+        raise ConfigError(
+            _where(raw, "tls"), f"must be one of {', '.join(_TLS_MODES)}, got {tls!r}"
+        )
+    default_scheme = "http" if tls == "off" else "https"
+    issuer: str = get("issuer", f"{default_scheme}://{_bracket(host)}:{port}")
     insecure: bool = get("insecure_allow_http_issuer", False)
-    issuer_where = _where(raw, "issuer") if "issuer" in raw else "--issuer (unset: http://LISTEN)"
+    issuer_where = (
+        _where(raw, "issuer") if "issuer" in raw else f"--issuer (unset: {default_scheme}://LISTEN)"
+    )
     _check_issuer(issuer, issuer_where, insecure, host)
+    tls_sans: tuple[str, ...] = get("tls_sans", ())
+    for san in tls_sans:
+        _check_san(san, _where(raw, "tls_sans"))
 
     store: str = get("store", "sqlite")
     _check_store(store, _where(raw, "store"))
@@ -418,6 +459,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         missing = "--tls-key" if tls_cert is not None else "--tls-cert"
         raise ConfigError(
             _where(raw, given), f"TLS needs both a certificate and a key: {missing} is missing"
+        )
+
+    if tls == "off" and tls_cert is not None:
+        raise ConfigError(
+            _where(raw, "tls"),
+            "--tls off serves plain http: drop --tls-cert/--tls-key or --tls off",
+        )
+    if tls == "self-signed" and tls_cert is not None:
+        raise ConfigError(
+            _where(raw, "tls"),
+            "--tls self-signed creates its own certificate: drop --tls-cert/--tls-key",
         )
 
     workers: int = get("workers", 1)
@@ -500,6 +552,8 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         listen_port=port,
         issuer=issuer,
         store=store,
+        tls=tls,
+        tls_sans=tls_sans,
         tls_cert=tls_cert,
         tls_key=tls_key,
         workers=workers,
@@ -594,6 +648,23 @@ def _check_issuer(issuer: str, where: str, insecure: bool, listen_host: str) -> 
                 "tokens and keys can be intercepted or spoofed on the network",
                 issuer,
             )
+
+
+_DNS_NAME_RE = re.compile(
+    r"(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _check_san(san: str, where: str) -> None:
+    # A subjectAltName is an IP address or a DNS name (RFC 5280 §4.2.1.6; a leading "*." label
+    # is a wildcard, RFC 6125 §6.4.3).
+    try:
+        ipaddress.ip_address(san.strip("[]"))
+        return
+    except ValueError:
+        pass
+    if _DNS_NAME_RE.fullmatch(san) is None:
+        raise ConfigError(where, f"{san!r} is neither an IP address nor a DNS name")
 
 
 def _check_store(store: str, where: str) -> None:

@@ -16,6 +16,9 @@ Everything the issuer persists goes through :class:`Store`:
 - **invalidation events** — an append-only log with store-wide, strictly increasing sequence numbers
   (``seq`` >= 1), appended on its own or atomically with an object delete.
 - **leases** — named, expiring locks for "only one replica does this" chores.
+- **revisions** — per (kind, namespace), a counter every create, update and delete of such an
+  object bumps in the same atomic write (:meth:`Store.object_revisions`): one cheap read tells a
+  cache whether anything of a kind changed (the RBAC index, :mod:`issuer.rbac_index`).
 - **change notification** — :meth:`Store.watch` calls back when the key set changes or an event is
   appended, on every replica (Redis pub/sub; SQLite polls its version counter).
 
@@ -126,6 +129,15 @@ class EventPage:
     last_seq: int
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectPage:
+    """One page of :meth:`Store.list_objects_page`: objects in (namespace, name) order, and the
+    (namespace, name) to pass as ``after`` for the next page (None: this was the last page)."""
+
+    items: tuple[JSON, ...]
+    next_after: tuple[str, str] | None = None
+
+
 class Subscription(Protocol):
     """Handle returned by :meth:`Store.watch`."""
 
@@ -175,6 +187,24 @@ class Store(Protocol):
     def list_objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
         """All objects of ``kind`` (in ``namespace``, or in every namespace when None), ordered by
         (namespace, name)."""
+
+    def list_objects_page(
+        self,
+        kind: str,
+        namespace: str | None,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> ObjectPage:
+        """At most ``limit`` (>= 1) objects of ``kind`` (in ``namespace``; every namespace when
+        None) whose (namespace, name) sorts after ``after``, in that order. The cost depends on
+        ``limit``, not on how many objects exist (an index range read). Pages are not one
+        snapshot: objects written between two pages are seen if they sort after ``after``."""
+
+    def object_revisions(self, keys: Sequence[tuple[str, str]]) -> tuple[int, ...]:
+        """For each (kind, namespace) in ``keys`` its revision: a counter bumped by every create,
+        update and delete of an object of that kind in that namespace, in the same atomic write
+        (0 if none ever happened). One round trip; equal values mean nothing of that kind and
+        namespace changed in between."""
 
     def update_object(
         self,

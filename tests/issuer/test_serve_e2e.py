@@ -173,7 +173,7 @@ def _banner(s: IssuerProcess) -> str:
         f"sa-issuer: INFO: serving issuer {s.issuer} "
         f"(discovery {s.issuer}/.well-known/openid-configuration); "
         f"data dir {s.data_dir}, store sqlite:{s.data_dir}/issuer.db; "
-        f"admin token in {s.data_dir}/admin-token"
+        f"admin token in {s.data_dir}/admin-token; kubeconfig {s.data_dir}/kubeconfig"
     )
 
 
@@ -406,7 +406,8 @@ def test_failures_change_nothing(issuer_factory: IssuerFactory) -> None:
 def test_http_issuer_on_non_loopback_listen_is_refused(issuer_factory: IssuerFactory) -> None:
     port = unused_port()
     tmp = issuer_factory.tmp_path
-    for extra in ([], ["--issuer", f"http://127.0.0.1:{port}"]):
+    # --tls off makes the default issuer http://LISTEN; an explicit http issuer likewise.
+    for extra in (["--tls", "off"], ["--issuer", f"http://127.0.0.1:{port}"]):
         r = issuer_factory.cli(
             "serve", "--data-dir", str(tmp / "d"), "--listen", f"0.0.0.0:{port}", *extra
         )
