@@ -1,9 +1,11 @@
-"""Go's ``%q`` formatting of strings and string slices (pure; no imports from the issuer).
+"""Go's ``%q`` formatting and kube's ``RegexError`` text (pure; no imports from the issuer).
 
-Kubernetes builds its error texts with ``fmt.Sprintf("%q", ...)``; the API errors
-(:mod:`issuer.api.errors`), the token review decisions (:mod:`issuer.review`) and the RBAC
-evaluator (:mod:`issuer.authz`) reproduce those texts byte for byte with these two helpers. They
-sit at the bottom of the import graph so that every layer can use them.
+Kubernetes builds its error texts with ``fmt.Sprintf("%q", ...)`` and, for names and labels,
+apimachinery's ``validation.RegexError``; the API errors (:mod:`issuer.api.errors`), validation
+(:mod:`issuer.api.validation`, :mod:`issuer.selectors`), the token review decisions
+(:mod:`issuer.review`) and the RBAC evaluator (:mod:`issuer.authz`) reproduce those texts byte
+for byte with these helpers. They sit at the bottom of the import graph so that every layer can
+use them.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["go_quote", "go_quote_list"]
+__all__ = ["go_quote", "go_quote_list", "regex_error"]
 
 _GO_ESCAPES: Final[dict[str, str]] = {
     '"': '\\"',
@@ -48,3 +50,16 @@ def go_quote(s: str) -> str:
 def go_quote_list(items: Iterable[str]) -> str:
     """Go's ``%q`` of a ``[]string``: ``["a" "b"]`` (``[]`` when empty)."""
     return "[" + " ".join(go_quote(i) for i in items) + "]"
+
+
+def regex_error(msg: str, fmt: str, *examples: str) -> str:
+    """kube's ``validation.RegexError`` text (apimachinery/pkg/util/validation/validation.go),
+    including its double space between examples."""
+    if not examples:
+        return f"{msg} (regex used for validation is '{fmt}')"
+    out = msg + " (e.g. "
+    for i, ex in enumerate(examples):
+        if i > 0:
+            out += " or "
+        out += f"'{ex}', "
+    return out + f"regex used for validation is '{fmt}')"

@@ -1,10 +1,10 @@
 """The repository stands alone: a fresh clone, with nothing beside it, collects every test.
 
 ``git clone`` of HEAD into an empty temporary directory (so only committed files, and no sibling
-directory such as the project briefs' folder), then ``python3 -m pytest --collect-only -q`` inside it. Every
-test file the clone holds must contribute tests and collection must report no error: a test that
-reads data from outside the repository fails here at collection, the way it would on a user's
-fresh checkout. Uncommitted changes are not seen (commit first).
+directory such as the project briefs' folder), then ``python3 -m pytest --collect-only -q`` inside
+it. Every test file the clone holds must contribute tests and collection must report no error: a
+test that reads data from outside the repository fails here at collection, the way it would on a
+user's fresh checkout. Uncommitted changes are not seen (commit first).
 """
 
 from __future__ import annotations

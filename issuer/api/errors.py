@@ -16,7 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from issuer.goquote import go_quote
+# go_quote and go_quote_list live in issuer.goquote (below every layer); they are re-exported
+# here for callers that build their texts next to these errors.
+from issuer.goquote import go_quote, go_quote_list
 from issuer.http.status import StatusError
 
 __all__ = [
@@ -25,6 +27,8 @@ __all__ = [
     "bad_request",
     "conflict",
     "forbidden",
+    "go_quote",
+    "go_quote_list",
     "internal_error",
     "invalid",
     "method_not_allowed",
