@@ -40,40 +40,33 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-def _env(clone: Path) -> dict[str, str]:
+def _python(clone: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
+    """``python3 ARGS`` in the clone, importing the clone's packages (not this checkout's)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
-    env["PYTHONPATH"] = str(clone)  # the clone's packages, not this checkout's
+    env["PYTHONPATH"] = str(clone)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=clone,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_the_clone_imports_its_own_packages(clone: Path) -> None:
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import issuer, verifier; print(issuer.__file__, verifier.__file__)",
-        ],
-        cwd=clone,
-        env=_env(clone),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    code = "import issuer, verifier; print(issuer.__file__, verifier.__file__)"
+    out = _python(clone, "-c", code, timeout=60)
+    assert out.returncode == 0, out.stderr
     for path in out.stdout.split():
         assert Path(path).resolve().is_relative_to(clone.resolve()), path
 
 
 def test_fresh_clone_collects_every_test_without_error(clone: Path) -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"],
-        cwd=clone,
-        env=_env(clone),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    run = _python(
+        clone, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", timeout=300
     )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-4000:]
