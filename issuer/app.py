@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -33,6 +34,7 @@ from issuer.context import IssuerContext, build_context
 from issuer.http.discovery import DocumentEndpoint, discovery_paths, jwks_paths
 from issuer.http.health import health_routes
 from issuer.http.limits import HttpLimits
+from issuer.http.metrics import WORKER_METRICS_ENV
 from issuer.http.paths import path_problem
 from issuer.http.status import StatusError, status_response
 from issuer.logsetup import setup_logging
@@ -216,4 +218,8 @@ def app_from_env() -> IssuerApp:
     die_with_parent()  # a worker must not outlive its supervisor (issue 9 item 12)
     config = load_config({}, os.environ, None)
     setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
-    return create_app(build_context(config))
+    ctx = build_context(config)
+    metrics_dir = os.environ.get(WORKER_METRICS_ENV)
+    if metrics_dir:
+        ctx.metrics.share(Path(metrics_dir))  # one /metrics for the whole process group
+    return create_app(ctx)

@@ -17,6 +17,7 @@ import contextlib
 import datetime
 import logging
 import os
+import shutil
 import ssl
 import sys
 import tempfile
@@ -31,6 +32,7 @@ import orjson
 
 from issuer.config import Config, ConfigError, config_to_env, load_config
 from issuer.crypto import KekError
+from issuer.http.metrics import WORKER_METRICS_ENV
 from issuer.logsetup import setup_logging
 from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
 
@@ -360,8 +362,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         ctx.close()
         os.environ.update(config_to_env(config))
         os.environ.pop("SA_ISSUER_CONFIG", None)
+        # /metrics reports the whole process group: the workers share counters through this
+        # private directory (issuer.http.metrics, "Several workers"), removed at exit.
+        metrics_dir = tempfile.mkdtemp(prefix="sa-issuer-metrics-")
+        os.environ[WORKER_METRICS_ENV] = metrics_dir
         log.info("%s", banner(config))
-        uvicorn.run("issuer.app:app_from_env", factory=True, workers=config.workers, **kwargs)
+        try:
+            uvicorn.run("issuer.app:app_from_env", factory=True, workers=config.workers, **kwargs)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         return 0
     app = create_app(ctx)
     log.info("%s", banner(config))

@@ -608,7 +608,8 @@ class Authenticator:
             self._rules or self._username or self._groups or self._uid or self._extra
         )
         # Mapped users by keyed hash of the verified payload bytes (CEL has no clock or I/O, so
-        # the same claims always map to the same user); bounded LRU, successes only.
+        # the same claims always map to the same user); bounded, oldest evicted first, successes
+        # only.
         self._cache: OrderedDict[bytes, UserInfo] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._hasher = hashlib.blake2b(key=os.urandom(32), digest_size=32)
@@ -816,6 +817,11 @@ def parse_authentication_config(
         )
     specs = [_decode_jwt(d, raw, p) for p, raw in d.items(top, "jwt", "")]
     anonymous = d.obj(top.get("anonymous"), "anonymous", ("enabled", "conditions"))
+    conditions = []
+    for cp, c in d.items(anonymous, "conditions", "anonymous"):
+        conditions.append(d.string(d.obj(c, cp, ("path",)), "path", cp))
+    if not isinstance(anonymous.get("enabled", False), bool):
+        d.errors.append("anonymous.enabled: must be a boolean")
     if d.errors:
         raise AuthConfigError(d.errors)
     errs: list[str] = []
@@ -838,9 +844,11 @@ def parse_authentication_config(
             if spec.issuer.discovery_url in seen_discovery:
                 errs.append(_duplicate(f"{path}.issuer.discoveryURL", spec.issuer.discovery_url))
             seen_discovery.add(spec.issuer.discovery_url)
-    if anonymous and not anonymous.get("enabled") and anonymous.get("conditions"):
+    if not anonymous.get("enabled") and conditions:
+        # kube validation.go; only kube-apiserver serves anonymous requests, this verifier never.
+        shown = "[" + ", ".join(f"{{Path:{p}}}" for p in conditions) + "]"
         errs.append(
-            "anonymous.conditions: Invalid value: ...: enabled should be set to true when "
+            f"anonymous.conditions: Invalid value: {shown}: enabled should be set to true when "
             "conditions are defined"
         )
     if errs:

@@ -44,6 +44,7 @@ from issuer.api import discovery, objects, rbac, selfreviews, tokenrequest, toke
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
+from issuer.api.listing import parse_list_options
 from issuer.http.status import StatusError, read_json_body
 
 __all__ = ["routes"]
@@ -72,7 +73,8 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
-        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
+        opts = parse_list_options(request.query_params, kind, namespace)
+        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace, opts))
     if request.method != "POST":
         raise method_not_allowed()
     mode = field_validation(request)
@@ -139,7 +141,8 @@ async def all_namespaces(request: Request) -> Response:
     ctx = context(request)
     kind = _namespaced_kind(request)
     await authorize(request)
-    return json_response(await run_sync(objects.list_objects, ctx, kind, None))
+    opts = parse_list_options(request.query_params, kind, None)
+    return json_response(await run_sync(objects.list_objects, ctx, kind, None, opts))
 
 
 @endpoint

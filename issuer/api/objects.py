@@ -27,6 +27,7 @@ from typing import Any, Final
 from issuer.api import legacy
 from issuer.api.admission import DEFAULT_SERVICE_ACCOUNT_NAME, admit_pod, random_suffix
 from issuer.api.errors import already_exists, bad_request, forbidden, not_found
+from issuer.api.listing import ListOptions, list_collection, list_response
 from issuer.api.validation import (
     KINDS,
     SA_TOKEN_SECRET_TYPE,
@@ -174,22 +175,18 @@ def get_object(ctx: IssuerContext, kind: str, namespace: str, name: str) -> JSON
         raise not_found(info.resource, name) from None
 
 
-def list_objects(ctx: IssuerContext, kind: str, namespace: str | None) -> JSON:
-    """A ``<Kind>List`` (``namespace`` None = all namespaces)."""
+def list_objects(
+    ctx: IssuerContext, kind: str, namespace: str | None, opts: ListOptions | None = None
+) -> JSON:
+    """A ``<Kind>List`` (``namespace`` None = all namespaces), one page of it with ``limit``,
+    filtered by the selectors in ``opts`` (:mod:`issuer.api.listing`)."""
     info = KINDS[kind]
-    items = ctx.store.list_objects(
-        kind, (namespace if info.namespaced else "") if namespace is not None else None
+    store_ns = (namespace if info.namespaced else "") if namespace is not None else None
+    return list_response(
+        list_collection(ctx.store, kind, store_ns, opts or ListOptions()),
+        f"{kind}List",
+        info.api_version,
     )
-    rv = 0
-    for item in items:
-        with contextlib.suppress(TypeError, ValueError):
-            rv = max(rv, int(item.get("metadata", {}).get("resourceVersion", 0)))
-    return {
-        "kind": f"{kind}List",
-        "apiVersion": info.api_version,
-        "metadata": {"resourceVersion": str(rv)},
-        "items": items,
-    }
 
 
 def _deleted_event(kind: str, namespace: str, name: str, uid: str, now: float) -> dict[str, Any]:

@@ -74,6 +74,7 @@ from issuer.api.errors import (
     method_not_allowed,
     not_found,
 )
+from issuer.api.listing import ListOptions, list_collection, list_response, parse_list_options
 from issuer.api.validation import (
     FieldValidation,
     KindInfo,
@@ -625,26 +626,16 @@ def get_rbac_object(ctx: IssuerContext, kind: str, namespace: str, name: str) ->
     raise not_found(info.resource, name, RBAC_GROUP)
 
 
-def list_rbac_objects(ctx: IssuerContext, kind: str, namespace: str | None) -> JSON:
-    """A ``<Kind>List`` (``namespace`` None = all namespaces; built-ins included)."""
+def list_rbac_objects(
+    ctx: IssuerContext, kind: str, namespace: str | None, opts: ListOptions | None = None
+) -> JSON:
+    """A ``<Kind>List`` (``namespace`` None = all namespaces; built-ins included in name
+    order), paginated and filtered as :mod:`issuer.api.listing` says."""
     info = RBAC_KINDS[kind]
     store_namespace = namespace if info.namespaced else ""
-    items = ctx.store.list_objects(kind, store_namespace)
-    rv = 0
-    for item in items:
-        with contextlib.suppress(TypeError, ValueError):
-            rv = max(rv, int(item.get("metadata", {}).get("resourceVersion", 0)))
     builtins = [b for b in (_builtin(kind, n) for n in _builtin_names(kind)) if b is not None]
-    merged = sorted(
-        [*builtins, *items],
-        key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
-    )
-    return {
-        "kind": f"{kind}List",
-        "apiVersion": RBAC_V1,
-        "metadata": {"resourceVersion": str(rv)},
-        "items": merged,
-    }
+    result = list_collection(ctx.store, kind, store_namespace, opts or ListOptions(), builtins)
+    return list_response(result, f"{kind}List", RBAC_V1)
 
 
 def delete_rbac_object(
@@ -849,7 +840,8 @@ async def _collection(request: Request, kind: str, namespace: str | None) -> Res
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
-        return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace))
+        opts = parse_list_options(request.query_params, kind, namespace)
+        return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace, opts))
     if request.method != "POST" or namespace is None:
         raise method_not_allowed()
     mode = field_validation(request)
