@@ -21,7 +21,7 @@ oidc/oidc.go, with the checks of :mod:`verifier.core`):
    ``kubernetes.io`` claim) is also checked and mapped exactly as by :func:`verifier.verify`, so
    the result carries a :class:`~verifier.identity.ServiceAccountIdentity` too.
 4. The claims are mapped to a user and validated by the authenticator's rules
-   (:meth:`verifier.authconfig.Authenticator.user_for`).
+   (:meth:`verifier.usermap.Authenticator.user_for`).
 
 Hot reload: with ``watch=True`` a daemon thread polls the file's (inode, size, mtime) every
 ``poll_interval`` seconds (:meth:`reload` checks at once). A version that loads and validates
@@ -44,7 +44,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
 from ._json import JSONError, loads_object
@@ -156,7 +156,7 @@ class _Issuer(Generic[_V]):
             validate_iat(claims, now, self.leeway)
             audiences = validate_aud(claims, policy)
         user = self.authenticator.user_for(claims, parsed.payload)
-        return Authenticated(user, sa, policy.issuer, audiences, claims)
+        return Authenticated(user, sa, policy.issuer, audiences, MappingProxyType(claims))
 
 
 class _Snapshot(Generic[_V]):
