@@ -9,10 +9,8 @@ as 503.
 
 from __future__ import annotations
 
-import datetime
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ParamSpec, TypeVar
 
@@ -27,7 +25,7 @@ from issuer.api.errors import (
     outcome_unknown,
     service_unavailable,
 )
-from issuer.api.tables import table_response
+from issuer.api.tables import app_now, table_response
 from issuer.api.validation import FieldValidation
 from issuer.context import IssuerContext
 from issuer.http.status import StatusError
@@ -100,7 +98,7 @@ def endpoint(
             response = await fn(request)
             if "as=Table" in request.headers.get("accept", ""):
                 # Server-side printing for kubectl get (content negotiation, one place).
-                response = table_response(request, response, _now(request))
+                response = table_response(request, response, app_now(request.app.state))
             return response
         except StatusError as e:
             return e.response()
@@ -125,11 +123,6 @@ def endpoint(
             return service_unavailable("no active signing key yet; try again").response()
 
     return wrapper
-
-
-def _now(request: Request) -> datetime.datetime:
-    clock = getattr(request.app.state.ctx, "clock", time.time)
-    return datetime.datetime.fromtimestamp(clock(), datetime.UTC)
 
 
 def _count_store_error(request: Request) -> None:

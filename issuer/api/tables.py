@@ -28,17 +28,20 @@ and :func:`rows` are what a watch needs to emit Table events.
 from __future__ import annotations
 
 import datetime
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from issuer.http.status import StatusError
 
 __all__ = [
+    "app_now",
     "column_definitions",
+    "event_encoder",
     "human_duration",
     "rows",
     "table",
@@ -391,12 +394,40 @@ def _include_object(request: Request) -> str:
     return value
 
 
+def app_now(state: Any) -> Now:
+    """Now by the app's clock (``state.ctx.clock``; wall time without one), for AGE cells."""
+    clock = getattr(getattr(state, "ctx", None), "clock", time.time)
+    return datetime.datetime.fromtimestamp(clock(), datetime.UTC)
+
+
+def event_encoder(
+    request: Request, kind: str, now: Callable[[], Now]
+) -> Callable[[str, Mapping[str, Any]], bytes] | None:
+    """For a watch whose Accept asks for Tables: encode each ADDED/MODIFIED/DELETED event's
+    object as a one-row Table (kube: handlers/watch.go transforms every event; kubectl prints the
+    header once). Other events (BOOKMARK, ERROR) pass as JSON. None when no Table is wanted."""
+    version = wants_table(request.headers.get("accept", ""))
+    if version is None:
+        return None
+    include = _include_object(request)
+
+    def encode(event_type: str, obj: Mapping[str, Any]) -> bytes:
+        out: Mapping[str, Any] = obj
+        if event_type in ("ADDED", "MODIFIED", "DELETED"):
+            meta = {"resourceVersion": (obj.get("metadata") or {}).get("resourceVersion", "")}
+            out = table(kind, [obj], now(), version=version, include=include, list_meta=meta)
+        return orjson.dumps({"type": event_type, "object": out}) + b"\n"
+
+    return encode
+
+
 def table_response(request: Request, response: Response, now: Now) -> Response:
     """``response`` (a JSON object or list answering a GET) as a Table when the request's Accept
     asks for one; anything else unchanged."""
     version = wants_table(request.headers.get("accept", ""))
     if (
         version is None
+        or isinstance(response, StreamingResponse)  # a watch: see event_encoder
         or request.method not in ("GET", "HEAD")
         or response.status_code != 200
         or response.media_type != "application/json"

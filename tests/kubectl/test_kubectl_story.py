@@ -1,13 +1,13 @@
 """The seed's service-account workflows, end to end, driven by the real kubectl (issue 10).
 
 One story per store (SQLite, Redis): namespaces; a ServiceAccount applied from a manifest with
-validation on (automount off, mountable secrets enforced) and re-applied unchanged;
-docker-registry and generic secrets; a Pod using the account (the seed's admission rules
-enforced); a token bound to the pod; a Role from a manifest (jobs, which the issuer does not
-serve, can still be authorized) and ``kubectl create rolebinding`` across namespaces; ``auth
-can-i`` with ``--as`` (yes / no / ``--list``); ``auth whoami`` as the admin and as the service
-account; ``delete namespace``. (Re-apply after a change, label, annotate, patch, replace,
-server-side apply and ``get -w`` join the story with the PUT/PATCH/watch verbs.)
+validation on (automount off, mountable secrets enforced); re-apply after a change; label,
+annotate, patch, replace, server-side apply; a docker-registry secret; a Pod using the account
+(the seed's admission rules enforced); a token bound to the pod; a Role from a manifest (jobs,
+which the issuer does not serve, can still be authorized) and ``kubectl create rolebinding``
+across namespaces; ``auth can-i`` with ``--as`` (yes / no / ``--list``); ``auth whoami`` as the
+admin and as the service account; ``get pods -w`` sees the delete; ``delete namespace``. Plus
+the official Python client's ``watch.Watch()`` on pods.
 
 Expected outputs are kubectl's and Kubernetes' own (kubectl's printers and messages, kube's
 admission texts).
@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
+import threading
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -95,6 +99,42 @@ def test_seed_story(cluster: Cluster) -> None:
     assert sa["automountServiceAccountToken"] is False
     assert sa["metadata"]["annotations"]["kubernetes.io/enforce-mountable-secrets"] == "true"
     assert k.ok("apply", "-f", "-", stdin=SA_MANIFEST) == "serviceaccount/app unchanged\n"
+    changed = SA_MANIFEST + "secrets:\n- name: app-token\n"
+    assert k.ok("apply", "-f", "-", stdin=changed) == "serviceaccount/app configured\n"
+    assert _sa(k)["secrets"] == [{"name": "app-token"}]
+
+    # label, annotate, patch, replace, server-side apply.
+    assert k.ok("label", "sa", "app", "-n", "dev", "team=payments") == (
+        "serviceaccount/app labeled\n"
+    )
+    assert k.ok("annotate", "sa", "app", "-n", "dev", "owner=ops") == (
+        "serviceaccount/app annotated\n"
+    )
+    patch = '{"imagePullSecrets":[{"name":"regcred"}]}'
+    assert k.ok("patch", "sa", "app", "-n", "dev", "-p", patch) == "serviceaccount/app patched\n"
+    sa = _sa(k)
+    assert sa["metadata"]["labels"] == {"team": "payments"}
+    assert sa["metadata"]["annotations"]["owner"] == "ops"
+    assert sa["imagePullSecrets"] == [{"name": "regcred"}]
+    sa["metadata"]["labels"]["tier"] = "backend"
+    assert k.ok("replace", "-f", "-", stdin=json.dumps(sa)) == "serviceaccount/app replaced\n"
+    stale = {**sa, "metadata": {**sa["metadata"], "labels": {"tier": "stale"}}}
+    assert "the object has been modified" in k.fails("replace", "-f", "-", stdin=json.dumps(stale))
+    ssa = SA_MANIFEST.replace("  annotations:", "  labels:\n    managed: ssa\n  annotations:")
+    out = k.ok(
+        "apply",
+        "--server-side",
+        "--field-manager",
+        "story",
+        "--force-conflicts",
+        "-f",
+        "-",
+        stdin=ssa,
+    )
+    assert out == "serviceaccount/app serverside-applied\n"
+    sa = json.loads(k.ok("get", "sa", "app", "-n", "dev", "-o", "json", "--show-managed-fields"))
+    assert sa["metadata"]["labels"]["managed"] == "ssa"
+    assert "story" in {m["manager"] for m in sa["metadata"]["managedFields"]}
 
     # Secrets kubectl creates.
     k.ok(
@@ -187,12 +227,79 @@ def test_seed_story(cluster: Cluster) -> None:
     err = k.fails(as_sa, "get", "sa", "-n", "dev", "--as=alice")
     assert 'cannot impersonate resource "users"' in err
 
-    k.ok("delete", "pod", "web", "-n", "dev", "--wait=false")
+    # get pods -w sees the delete.
+    watch = k.popen("get", "pods", "-n", "dev", "-w", "--output-watch-events")
+    lines: queue.Queue[str] = queue.Queue()
+    assert watch.stdout is not None
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in watch.stdout or ()], daemon=True
+    ).start()
+    try:
+        first = lines.get(timeout=20)
+        assert first.split()[:2] == ["EVENT", "NAME"], first
+        assert lines.get(timeout=20).split()[:2] == ["ADDED", "web"]
+        k.ok("delete", "pod", "web", "-n", "dev", "--wait=false")
+        deadline = time.monotonic() + 20
+        seen = ""
+        while "DELETED" not in seen and time.monotonic() < deadline:
+            seen = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        assert seen.split()[:2] == ["DELETED", "web"], seen
+    except (AssertionError, queue.Empty):
+        watch.kill()
+        stderr = watch.stderr.read() if watch.stderr else ""
+        raise AssertionError(f"kubectl get -w: {stderr}") from None
+    finally:
+        watch.kill()
+        watch.wait(10)
 
     # Deleting a namespace deletes what it holds.
     k.ok("delete", "namespace", "dev")
     assert "NotFound" in k.fails("get", "sa", "app", "-n", "dev")
     assert "dev " not in k.ok("get", "ns")
+
+
+def test_python_client_watch_on_pods(cluster: Cluster) -> None:
+    """The official client's watch.Watch() streams pod events from the issuer."""
+    from kubernetes import client, watch
+
+    k = cluster
+    k.ok("create", "namespace", "dev")
+    # The server and CA from the kubeconfig; the token read here: the Python client sends a
+    # tokenFile's trailing newline as part of the header (client-go trims it).
+    kubeconfig = json.loads(k.kubeconfig.read_text())
+    cluster_entry = kubeconfig["clusters"][0]["cluster"]
+    token_file = kubeconfig["users"][0]["user"]["tokenFile"]
+    configuration = client.Configuration()
+    configuration.host = cluster_entry["server"]
+    configuration.ssl_ca_cert = cluster_entry["certificate-authority"]
+    token = Path(token_file).read_text().split()[0]
+    configuration.api_key = {"authorization": "Bearer " + token}
+    api_client = client.ApiClient(configuration)
+    core = client.CoreV1Api(api_client)
+    events: queue.Queue[tuple[str, str]] = queue.Queue()
+    w = watch.Watch()
+
+    def follow() -> None:
+        for event in w.stream(core.list_namespaced_pod, "dev", timeout_seconds=30):
+            events.put((event["type"], event["object"].metadata.name))
+            if event["type"] == "DELETED":
+                w.stop()  # the stream ends after this event and closes its response
+
+    t = threading.Thread(target=follow, daemon=True)
+    t.start()
+    try:
+        k.ok("run", "web", "-n", "dev", "--image=busybox", "--restart=Never")
+        assert events.get(timeout=20) == ("ADDED", "web")
+        k.ok("delete", "pod", "web", "-n", "dev", "--wait=false")
+        kinds = set()
+        while "DELETED" not in kinds:
+            kinds.add(events.get(timeout=20)[0])
+        t.join(20)
+        assert not t.is_alive()
+    finally:
+        w.stop()
+        t.join(20)
+        api_client.close()
 
 
 def test_explain_and_discovery(cluster: Cluster) -> None:
