@@ -1,4 +1,5 @@
-"""``sa-issuer``: serve, manage keys, export static discovery, run the demo.
+"""``sa-issuer``: serve, manage keys, export static discovery, run the demo; the token agent and
+cloud federation helpers are registered from issuer/agent/cli.py.
 
 Exit codes: 0 success, 1 error (bad config, unreadable or wrong KEK, corrupt or unreachable
 store ...: one line ``sa-issuer: error: ...`` on stderr, nothing overwritten), 2 usage error.
@@ -15,10 +16,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
+import inspect
 import logging
 import os
 import shutil
-import ssl
+import socket
 import sys
 import tempfile
 import threading
@@ -33,6 +36,7 @@ import orjson
 from issuer.config import Config, ConfigError, config_to_env, load_config
 from issuer.crypto import KekError
 from issuer.http.metrics import WORKER_METRICS_ENV
+from issuer.preflight import PreflightError, bind_listener, check_data_dir, check_tls
 from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
 
 __all__ = ["main"]
@@ -183,6 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the OIDC-versus-TokenReview demo", add_help=False)
     demo.add_argument("args", nargs=argparse.REMAINDER)
     demo.set_defaults(func=cmd_demo)
+
+    # agent, cloud-config, check-federation: workloads outside Kubernetes (issuer/agent/).
+    from issuer.agent.cli import register as register_agent_commands
+
+    register_agent_commands(sub)
     return parser
 
 
@@ -226,20 +235,6 @@ def _setup_logging(level: str = "info") -> None:
 
 
 # --- serve ------------------------------------------------------------------------------------
-
-
-def _check_tls(config: Config) -> None:
-    if config.tls_cert is None or config.tls_key is None:
-        return
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(config.tls_cert, config.tls_key)
-    except FileNotFoundError as e:
-        raise ConfigError("--tls-cert/--tls-key", f"no such file: {e.filename}") from None
-    except (ssl.SSLError, OSError) as e:
-        raise ConfigError(
-            "--tls-cert/--tls-key", f"cannot load certificate and key: {e.strerror or e}"
-        ) from None
 
 
 def _fast_lane_available() -> bool:
@@ -308,41 +303,73 @@ def _api_server_url(config: Config) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``sa-issuer serve``."""
-    import uvicorn
-
-    from issuer import kubeconfig, tlsboot
+    from issuer import kubeconfig
     from issuer.app import create_app
     from issuer.context import build_context
     from issuer.http.limits import raise_open_file_limit
 
     config = _config(args)
     _setup_logging(config.log_level)
-    _check_tls(config)
-    # Room for max_connections client sockets (issuer.http.limits); workers inherit it.
-    raise_open_file_limit()
-    ctx = build_context(config)
+    # Nothing is written until TLS loads, the port is ours and the data dir takes files
+    # (issue 9 item 14: each fails with one line naming what is wrong).
+    check_tls(config)
+    sock = bind_listener(config)
     try:
-        # Preflight before binding: KEK check, bootstrap of the first key, catch-up rotation.
-        # A wrong KEK or a corrupt store fails here, before anything is written.
-        ctx.keys.start(rotate=False)
-    except BaseException:
-        ctx.close()
-        raise
-    try:
-        # After the preflight: a refused start leaves the data dir as it was.
-        certfile, keyfile, ca_file = _setup_tls(config)
-        kubeconfig.write(
-            config.data_dir / "kubeconfig",
-            _api_server_url(config),
-            config.admin_token_file,
-            ca_file,
-        )
-    except OSError as e:
-        ctx.close()
-        raise CliError(f"cannot write {config.data_dir / 'kubeconfig'}: {e.strerror}") from None
-    except BaseException:
-        ctx.close()
-        raise
+        check_data_dir(config)
+        # Room for max_connections client sockets (issuer.http.limits); workers inherit it.
+        raise_open_file_limit()
+        try:
+            ctx = build_context(config)
+        except PermissionError as e:
+            raise CliError(f"cannot write {e.filename}: {e.strerror}") from None
+        try:
+            # Preflight before serving: KEK check, bootstrap of the first key, catch-up
+            # rotation. A wrong KEK or a corrupt store fails here, before anything is written.
+            ctx.keys.start(rotate=False)
+        except BaseException:
+            ctx.close()
+            raise
+        try:
+            # After the preflight: a refused start leaves the data dir as it was.
+            certfile, keyfile, ca_file = _setup_tls(config)
+            kubeconfig.write(
+                config.data_dir / "kubeconfig",
+                _api_server_url(config),
+                config.admin_token_file,
+                ca_file,
+            )
+        except OSError as e:
+            ctx.close()
+            raise CliError(f"cannot write {config.data_dir / 'kubeconfig'}: {e.strerror}") from None
+        except BaseException:
+            ctx.close()
+            raise
+        kwargs = _uvicorn_kwargs(config, certfile, keyfile)
+        if config.workers > 1:
+            # Each worker builds its own context from the same resolved configuration.
+            ctx.close()
+            os.environ.update(config_to_env(config))
+            os.environ.pop("SA_ISSUER_CONFIG", None)
+            # /metrics reports the whole process group: the workers share counters through
+            # this private directory (issuer.http.metrics, "Several workers"), removed at exit.
+            metrics_dir = tempfile.mkdtemp(prefix="sa-issuer-metrics-")
+            os.environ[WORKER_METRICS_ENV] = metrics_dir
+            print(banner(config), flush=True)
+            try:
+                _serve_uvicorn("issuer.app:app_from_env", kwargs, sock, config.workers)
+            finally:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+            return 0
+        app = create_app(ctx)
+        print(banner(config), flush=True)
+        return _serve_uvicorn(app, kwargs, sock, 1)
+    finally:
+        sock.close()
+
+
+def _uvicorn_kwargs(config: Config, certfile: Path | None, keyfile: Path | None) -> dict[str, Any]:
+    from issuer import tlsboot
+
     kwargs: dict[str, Any] = {
         "host": config.listen_host,
         "port": config.listen_port,
@@ -369,25 +396,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kwargs["ssl_ciphers"] = TLS12_CIPHERS
         # A renewed (or replaced) certificate is served without a restart.
         kwargs["ssl_context_factory"] = tlsboot.reloading_context_factory
-    if config.workers > 1:
-        # Each worker builds its own context from the same resolved configuration.
-        ctx.close()
-        os.environ.update(config_to_env(config))
-        os.environ.pop("SA_ISSUER_CONFIG", None)
-        # /metrics reports the whole process group: the workers share counters through this
-        # private directory (issuer.http.metrics, "Several workers"), removed at exit.
-        metrics_dir = tempfile.mkdtemp(prefix="sa-issuer-metrics-")
-        os.environ[WORKER_METRICS_ENV] = metrics_dir
-        print(banner(config), flush=True)
-        try:
-            uvicorn.run("issuer.app:app_from_env", factory=True, workers=config.workers, **kwargs)
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return kwargs
+
+
+def _serve_uvicorn(app: Any, kwargs: dict[str, Any], sock: socket.socket, workers: int) -> int:
+    """What ``uvicorn.run`` does, on our already bound socket."""
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    if workers > 1:
+        uv_config = uvicorn.Config(app, factory=True, workers=workers, **kwargs)
+        supervisor: Any = Multiprocess
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+            supervisor = functools.partial(supervisor, target=uvicorn.Server(uv_config).run)
+        supervisor(uv_config, sockets=[sock]).run()
         return 0
-    app = create_app(ctx)
-    print(banner(config), flush=True)
-    uvicorn.run(app, **kwargs)
-    return 0
+    server = uvicorn.Server(uvicorn.Config(app, **kwargs))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    return 0 if server.started else 3  # uvicorn's STARTUP_FAILURE
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -672,7 +699,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"store unavailable: {e}")
     except StoreError as e:
         return _fail(f"store error: {e}")
-    except CliError as e:
+    except (CliError, PreflightError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130

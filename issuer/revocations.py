@@ -36,7 +36,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from issuer.store import AlreadyExists, Conflict, NotFound, Store
+from issuer.store import AlreadyExists, Conflict, NotFound, Store, StoreUnavailable
+from issuer.store.outage import STORE_OUTAGE
 from issuer.timefmt import rfc3339
 
 __all__ = [
@@ -278,5 +279,8 @@ class UpkeepThread:
                     now=self._clock(),
                     lease_ttl=max(3 * self.interval, 30.0),
                 )
-            except Exception:  # keep the chore alive through store outages
+                STORE_OUTAGE.succeeded()
+            except StoreUnavailable as e:  # one line per outage (issuer.store.outage)
+                STORE_OUTAGE.failed("invalidation upkeep", e)
+            except Exception:  # keep the chore alive through anything else
                 log.warning("invalidation upkeep failed; retrying later", exc_info=True)

@@ -27,7 +27,15 @@ from issuer import crypto, revocations
 from issuer.crypto import Kek, KekError, PrivateKey, Signer
 from issuer.keys import rotation
 from issuer.keys.rotation import KeyPolicy
-from issuer.store.base import Conflict, KeySetState, Store, StoredKey, Subscription
+from issuer.store.base import (
+    Conflict,
+    KeySetState,
+    Store,
+    StoredKey,
+    StoreUnavailable,
+    Subscription,
+)
+from issuer.store.outage import STORE_OUTAGE
 
 if TYPE_CHECKING:
     from verifier.jwk import KeySet
@@ -204,10 +212,14 @@ class KeyManager:
         while not self._stop.wait(wait):
             try:
                 self.rotate_if_due()
+                STORE_OUTAGE.succeeded()
                 wait = self._next_wait(interval)
+            except StoreUnavailable as e:  # one line per outage, not a traceback per check
+                STORE_OUTAGE.failed("key rotation", e)
+                wait = interval  # no fast retries against a failing store
             except Exception:
                 log.exception("key rotation step failed; will retry")
-                wait = interval  # no fast retries against a failing store
+                wait = interval
 
     def _next_wait(self, interval: float) -> float:
         """Sleep the jittered ``interval``, but wake just after the published set's next change
@@ -236,6 +248,8 @@ class KeyManager:
                 "keeping the last good snapshot",
                 e,
             )
+        except StoreUnavailable as e:
+            STORE_OUTAGE.failed("key refresh after a store change", e)
         except Exception:
             log.exception("could not refresh keys after a store change; keeping the last snapshot")
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from verifier.multi import MultiIssuerVerifier
+from verifier.multi import AsyncMultiIssuerVerifier, MultiIssuerVerifier
 
 from ._live import AUDIENCE, OTHER_AUDIENCE, Clusters, create_sa, foreign_token, start_clusters
-from .conftest import _serve, jwks_module
+from .conftest import jwks_module, serve_fixtures
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +76,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("frameworks")
-    factory = _serve.IssuerFactory(tmp)
+    factory = serve_fixtures.IssuerFactory(tmp)
     tls = jwks_module.self_signed_tls(tmp)
     clusters = start_clusters(factory, jwks_module, tls)
     create_sa(clusters.b, "shop", "reports")
@@ -204,7 +204,8 @@ def test_django(env: Env) -> None:
     }
 
 
-def test_fastapi_and_its_openapi(env: Env) -> None:
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_fastapi_and_its_openapi(env: Env, flavour: str) -> None:
     from fastapi import Depends, FastAPI
     from fastapi.testclient import TestClient
 
@@ -212,7 +213,10 @@ def test_fastapi_and_its_openapi(env: Env) -> None:
     from verifier.multi import Authenticated
 
     app = FastAPI()
-    sa = ServiceAccountBearer(env.verifier, realm=REALM)
+    verifier = (
+        env.verifier if flavour == "sync" else AsyncMultiIssuerVerifier(env.path, watch=False)
+    )
+    sa = ServiceAccountBearer(verifier, realm=REALM)
     for route, reqs in ROUTES.items():
         dep = sa.require(**reqs)
 
@@ -228,6 +232,8 @@ def test_fastapi_and_its_openapi(env: Env) -> None:
 
         run_table(env, call)
         doc = client.get("/openapi.json").json()
+        if isinstance(verifier, AsyncMultiIssuerVerifier):
+            client.portal.call(verifier.aclose)  # type: ignore[union-attr]  # on the app's loop
     assert doc["components"]["securitySchemes"]["ServiceAccountToken"] == {
         "type": "http",
         "scheme": "bearer",
@@ -238,7 +244,8 @@ def test_fastapi_and_its_openapi(env: Env) -> None:
         assert doc["paths"][route]["get"]["security"] == [{"ServiceAccountToken": []}]
 
 
-def test_starlette(env: Env) -> None:
+@pytest.mark.parametrize("flavour", ["sync", "async"])
+def test_starlette(env: Env, flavour: str) -> None:
     from starlette.applications import Starlette
     from starlette.middleware import Middleware
     from starlette.requests import Request
@@ -257,9 +264,12 @@ def test_starlette(env: Env) -> None:
 
         return view
 
+    verifier = (
+        env.verifier if flavour == "sync" else AsyncMultiIssuerVerifier(env.path, watch=False)
+    )
     app = Starlette(
         routes=[Route(route, endpoint(reqs)) for route, reqs in ROUTES.items()],
-        middleware=[Middleware(MultiIssuerMiddleware, verifier=env.verifier, realm=REALM)],
+        middleware=[Middleware(MultiIssuerMiddleware, verifier=verifier, realm=REALM)],
     )
     with TestClient(app) as client:
 
@@ -268,6 +278,8 @@ def test_starlette(env: Env) -> None:
             return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.json()
 
         run_table(env, call)
+        if isinstance(verifier, AsyncMultiIssuerVerifier):
+            client.portal.call(verifier.aclose)  # type: ignore[union-attr]
 
 
 def test_unavailable_is_503_with_retry_after(

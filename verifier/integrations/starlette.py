@@ -39,6 +39,7 @@ from verifier.multi import AsyncMultiIssuerVerifier, Authenticated, MultiIssuerV
 
 __all__ = [
     "SCOPE_KEY",
+    "AnyMultiVerifier",
     "MultiIssuerMiddleware",
     "authenticate",
     "authenticated",
@@ -52,6 +53,7 @@ logger = logging.getLogger(__name__)
 #: Where the result goes in the ASGI scope.
 SCOPE_KEY: Final = "sa_auth"
 _F = TypeVar("_F", bound=Callable[..., Any])
+#: Either verifier; the async one is awaited, the sync one runs inline or in the thread pool.
 AnyMultiVerifier = MultiIssuerVerifier | AsyncMultiIssuerVerifier
 
 
