@@ -1,18 +1,20 @@
 """Kubernetes' name and label validation texts (k8s.io/apimachinery/pkg/util/validation/
-validation.go), pure and free of imports of our own, so that :mod:`issuer.selectors` and
-:mod:`issuer.authz` can use them while :mod:`issuer.api` is still being imported."""
+validation.go), pure, below :mod:`issuer.api` in the import graph (only :mod:`issuer.goquote`
+under it), so that :mod:`issuer.selectors` and :mod:`issuer.authz` can use them while
+:mod:`issuer.api` is still being imported."""
 
 from __future__ import annotations
 
 import re
 from typing import Final
 
+from issuer.goquote import regex_error
+
 __all__ = [
     "dns1123_label_errors",
     "dns1123_subdomain_errors",
     "label_value_errors",
     "qualified_name_errors",
-    "regex_error",
 ]
 
 # kube: apimachinery/pkg/util/validation/validation.go
@@ -20,18 +22,6 @@ _DNS1123_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_FMT: Final = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
 _DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
 _DNS1123_SUBDOMAIN_RE: Final = re.compile(_DNS1123_SUBDOMAIN_FMT)
-
-
-def regex_error(msg: str, fmt: str, *examples: str) -> str:
-    """kube: validation.go RegexError (note its double space between examples)."""
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    out = msg + " (e.g. "
-    for i, ex in enumerate(examples):
-        if i > 0:
-            out += " or "
-        out += f"'{ex}', "
-    return out + f"regex used for validation is '{fmt}')"
 
 
 def dns1123_label_errors(value: str) -> list[str]:

@@ -1,9 +1,10 @@
 """Token and key revocations, and upkeep of the invalidation log.
 
-Three things make an issued token invalid before its ``exp`` (DESIGN.md "Issuer HTTP surface"):
-its bound object (or service account) is deleted — the API appends ``ObjectDeleted`` atomically
-with the delete —, its signing key is revoked (:func:`record_key_revoked` appends ``KeyRevoked``),
-or the token itself is revoked by ``jti`` (:func:`revoke_token`).
+Three things make an issued token invalid before its ``exp`` (docs/CONTRACTS.md "Beyond Kubernetes:
+invalidations and revocations"): its bound object (or service account) is deleted — the API appends
+``ObjectDeleted`` atomically with the delete —, its signing key is revoked
+(:func:`record_key_revoked` appends ``KeyRevoked``), or the token itself is revoked by ``jti``
+(:func:`revoke_token`).
 
 A token revocation is two writes: a cluster-scoped object of kind ``TokenRevocation`` named by the
 jti (what TokenReview consults, :func:`is_token_revoked`) and a ``TokenRevoked`` event (what hybrid

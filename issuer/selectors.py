@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from issuer.goquote import go_quote
 from issuer.names import label_value_errors, qualified_name_errors
 
 __all__ = [
@@ -116,8 +117,6 @@ def _go_int(s: str) -> int:
 
 def _invalid(path: str, value: str, details: Sequence[str]) -> str:
     # kube: field.Invalid(path, value, strings.Join(errs, "; ")).Error(); a nil path prints <nil>.
-    from issuer.api.errors import go_quote
-
     return f"{path}: Invalid value: {go_quote(value)}: {'; '.join(details)}"
 
 
@@ -366,8 +365,6 @@ def label_selector_from_json(obj: Any) -> LabelSelector | None:
         op = str(expr.get("operator") or "")
         values = [str(v) for v in expr.get("values") or []]
         if op not in _JSON_OPERATORS:
-            from issuer.api.errors import go_quote
-
             raise SelectorError(f"{go_quote(op)} is not a valid label selector operator")
         if op in ("Exists", "DoesNotExist") and values:
             raise SelectorError(

@@ -70,8 +70,6 @@ from issuer.api.errors import (
     already_exists,
     bad_request,
     forbidden,
-    go_quote,
-    go_quote_list,
     invalid,
     method_not_allowed,
     not_found,
@@ -86,6 +84,7 @@ from issuer.api.validation import (
 )
 from issuer.authz import RBAC_GROUP, Attributes, PolicyRule, Role
 from issuer.context import IssuerContext
+from issuer.goquote import go_quote, go_quote_list
 from issuer.http.status import read_json_body
 from issuer.store import JSON, AlreadyExists, NotFound
 from issuer.timefmt import rfc3339

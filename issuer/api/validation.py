@@ -27,8 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from issuer.api.errors import FieldError, bad_request, go_quote, invalid
-from issuer.names import dns1123_label_errors, dns1123_subdomain_errors, regex_error
+from issuer.api.errors import FieldError, bad_request, invalid
+from issuer.goquote import go_quote, regex_error
+from issuer.names import dns1123_label_errors, dns1123_subdomain_errors
 
 __all__ = [
     "KINDS",

@@ -4,7 +4,7 @@ Everything the issuer persists goes through :class:`Store`:
 
 - **signing keys** — the whole key set is one versioned document, replaced by compare-and-swap
   (:meth:`Store.load_keys` / :meth:`Store.cas_keys`). With many replicas exactly one rotation wins;
-  the losers get :class:`Conflict` and re-read (DESIGN.md "Keys", invariant 3).
+  the losers get :class:`Conflict` and re-read (docs/CONTRACTS.md "Keys", invariant 3).
 - **objects** — Kubernetes-shaped JSON documents addressed by (kind, namespace, name). The store
   owns ``metadata.resourceVersion`` (a store-wide, strictly increasing integer rendered as a
   string; a value the caller puts there is ignored and replaced); the caller owns
