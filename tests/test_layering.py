@@ -7,7 +7,9 @@ Read from the source (``ast``), every import counts — module level, inside fun
   lives below both of them);
 - no module takes a private name (``_x``) from another module, by ``from m import _x`` or by
   ``m._x`` on an imported module: a name that crosses modules is part of its module's surface;
-- ``verifier`` never imports ``issuer`` (the library must not depend on the service).
+- ``verifier`` never imports ``issuer`` (the library must not depend on the service);
+- entry points sit on top: only ``python -m issuer`` imports the CLI, and the app factory is
+  imported only by the commands that serve it (the CLI and the embedded demo).
 """
 
 from __future__ import annotations
@@ -173,6 +175,23 @@ def test_verifier_never_imports_issuer() -> None:
         if u.module.startswith("verifier") and u.target.split(".")[0] == "issuer"
     ]
     assert not upward, "\n".join(upward)
+
+
+#: Entry-point modules and the only modules allowed to import them.
+ENTRY_POINTS = {
+    "issuer.cli": {"issuer.__main__"},
+    "verifier.cli": {"verifier.__main__"},
+    "issuer.app": {"issuer.cli", "issuer.demo"},
+}
+
+
+def test_nothing_imports_the_entry_points() -> None:
+    wrong = [
+        f"{MODULES[u.module].relative_to(ROOT)}:{u.line} imports {u.target}"
+        for u in USES
+        if u.target in ENTRY_POINTS and u.module not in ENTRY_POINTS[u.target]
+    ]
+    assert not wrong, "\n".join(wrong)
 
 
 def test_the_checks_catch_what_they_claim() -> None:
