@@ -84,7 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     quick = ap.parse_args().quick
-    n = 2000 if quick else 20000
+    n = 2000 if quick else 10000
     distinct = 500 if quick else 2000
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-multi-"))
@@ -115,20 +115,21 @@ def main() -> None:
             assert result.user.username == f"cluster-{PICK}:system:serviceaccount:default:app"
             assert result.service_account is not None
 
-            anchor = best_per_call(lambda: single.verify(token), n)
-            same = best_per_call(lambda: multi.verify(token), n)
-            anchor_d = best_over(single.verify, tokens)
+            # Alternating rounds, best of each: a burst of load on the shared machine hits
+            # both sides alike instead of one of them.
+            anchor = same = float("inf")
+            for _ in range(9):
+                anchor = min(anchor, best_per_call(lambda: single.verify(token), n, rounds=1))
+                same = min(same, best_per_call(lambda: multi.verify(token), n, rounds=1))
 
-        # First sight: a fresh verifier (keys fetched with another token) sees each token once,
-        # so every mapping is evaluated; best of 3 fresh verifiers.
-        first = float("inf")
-        for _ in range(3):
-            with MultiIssuerVerifier(path, watch=False) as fresh:
-                fresh.verify(token)
-                t0 = time.perf_counter()
-                for t in tokens:
-                    fresh.verify(t)
-                first = min(first, (time.perf_counter() - t0) / len(tokens))
+            # First sight: a fresh verifier (keys fetched with another token) sees each token
+            # once, so every mapping is evaluated; against the anchor on the same tokens.
+            anchor_d = first = float("inf")
+            for _ in range(5):
+                anchor_d = min(anchor_d, best_over(single.verify, tokens, rounds=1))
+                with MultiIssuerVerifier(path, watch=False) as fresh:
+                    fresh.verify(token)
+                    first = min(first, best_over(fresh.verify, tokens, rounds=1))
 
         # The CEL cost alone: the mapping without its cache.
         config = load_authentication_config(path)
