@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from issuer import api
+from issuer.config import load_config
 from issuer.context import IssuerContext, build_context
 from issuer.http.discovery import DocumentEndpoint, discovery_paths, jwks_paths
 from issuer.http.health import health_routes
@@ -36,6 +37,7 @@ from issuer.http.limits import HttpLimits
 from issuer.http.metrics import WORKER_METRICS_ENV
 from issuer.http.paths import path_problem
 from issuer.http.status import StatusError, status_response
+from issuer.logsetup import setup_logging
 from issuer.revocations import UpkeepThread
 
 __all__ = ["IssuerApp", "app_from_env", "create_app"]
@@ -211,13 +213,11 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
 def app_from_env() -> IssuerApp:
     """uvicorn factory for worker processes: config from ``SA_ISSUER_*`` (see
     :func:`issuer.config.config_to_env`), context built in this process."""
-    from issuer.cli import _setup_logging
-    from issuer.config import load_config
     from issuer.workers import die_with_parent
 
     die_with_parent()  # a worker must not outlive its supervisor (issue 9 item 12)
     config = load_config({}, os.environ, None)
-    _setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
+    setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
     ctx = build_context(config)
     metrics_dir = os.environ.get(WORKER_METRICS_ENV)
     if metrics_dir:

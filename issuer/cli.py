@@ -36,6 +36,7 @@ import orjson
 from issuer.config import Config, ConfigError, config_to_env, load_config
 from issuer.crypto import KekError
 from issuer.http.metrics import WORKER_METRICS_ENV
+from issuer.logsetup import setup_logging
 from issuer.preflight import PreflightError, bind_listener, check_data_dir, check_tls
 from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
 
@@ -219,21 +220,6 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(flags, os.environ, None)
 
 
-def _setup_logging(level: str = "info") -> None:
-    root = logging.getLogger()
-    if not any(getattr(h, "_sa_issuer", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("sa-issuer: %(levelname)s: %(message)s"))
-        handler._sa_issuer = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
-    # uvicorn's own chatter ("Started server process", "Uvicorn running on") would duplicate the
-    # banner: keep it to warnings unless debugging.
-    uv_level = logging.DEBUG if level == "debug" else logging.WARNING
-    logging.getLogger("uvicorn").setLevel(uv_level)
-    logging.getLogger("uvicorn.error").setLevel(uv_level)
-
-
 # --- serve ------------------------------------------------------------------------------------
 
 
@@ -249,8 +235,9 @@ def _fast_lane_available() -> bool:
 
 
 def banner(config: Config) -> str:
-    """The one line ``serve`` prints: where the issuer is, its store, the admin token PATH (never
-    the token), the CA to trust (self-signed TLS) and the kubeconfig."""
+    """The one line ``serve`` logs at INFO on start: the issuer URL (and where it listens, when
+    that differs), the data directory and store, the admin token's PATH (never the token), the CA
+    to trust (self-signed TLS) and the kubeconfig."""
     ca = ""
     if config.serving_tls == "self-signed":
         ca = f"; CA {config.data_dir / 'ca.crt'}"
@@ -259,8 +246,9 @@ def banner(config: Config) -> str:
         "" if config.issuer.startswith(scheme + "://") else f" on {scheme}://{config.listen}"
     )
     return (
-        f"{PROG}: serving issuer {config.issuer}{listening} (store {config.store_description()}) "
-        f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}{ca}; "
+        f"serving issuer {config.issuer}{listening} (discovery {config.discovery_url}); "
+        f"data dir {config.data_dir}, store {config.store_description()}; "
+        f"admin token in {config.admin_token_file}{ca}; "
         f"kubeconfig {config.data_dir / 'kubeconfig'}"
     )
 
@@ -309,7 +297,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from issuer.http.limits import raise_open_file_limit
 
     config = _config(args)
-    _setup_logging(config.log_level)
+    setup_logging(config.log_level)
     # Nothing is written until TLS loads, the port is ours and the data dir takes files
     # (issue 9 item 14: each fails with one line naming what is wrong).
     check_tls(config)
@@ -354,14 +342,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             # this private directory (issuer.http.metrics, "Several workers"), removed at exit.
             metrics_dir = tempfile.mkdtemp(prefix="sa-issuer-metrics-")
             os.environ[WORKER_METRICS_ENV] = metrics_dir
-            print(banner(config), flush=True)
+            log.info("%s", banner(config))
             try:
                 _serve_uvicorn("issuer.app:app_from_env", kwargs, sock, config.workers)
             finally:
                 shutil.rmtree(metrics_dir, ignore_errors=True)
             return 0
         app = create_app(ctx)
-        print(banner(config), flush=True)
+        log.info("%s", banner(config))
         return _serve_uvicorn(app, kwargs, sock, 1)
     finally:
         sock.close()
@@ -502,7 +490,7 @@ def _key_manager(config: Config, store: Store, *, create_kek: bool) -> Any:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """``sa-issuer keys rotate [--immediately]``."""
     config = _config(args)
-    _setup_logging("warning")
+    setup_logging("warning")
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         store = open_store(config.store, config.data_dir)
@@ -523,7 +511,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     from issuer.keys import UnknownKey
 
     config = _config(args)
-    _setup_logging("error")
+    setup_logging("error")
     store = _open_store(config)
     try:
         km = _key_manager(config, store, create_kek=False)
@@ -565,7 +553,7 @@ def _new_kek(args: argparse.Namespace) -> tuple[Any, Path | None, str]:
 def cmd_keys_rewrap(args: argparse.Namespace) -> int:
     """``sa-issuer keys rewrap --new-kek SOURCE | --new-kek-file PATH [--create]``."""
     config = _config(args)
-    _setup_logging("error")
+    setup_logging("error")
     if args.create and args.new_kek_file is None:
         raise CliError("--create needs --new-kek-file PATH")
     store = _open_store(config)
@@ -686,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
-        _setup_logging("info")
+        setup_logging("info")
     try:
         return int(args.func(args))
     except ConfigError as e:

@@ -1,50 +1,9 @@
 """Issuer configuration: one frozen :class:`Config`, resolved from four layers.
 
-Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSUER_<KEY>``) >
-TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
-var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
+Precedence (docs/CONTRACTS.md "Issuer CLI"): command-line flags > environment (``SA_ISSUER_<KEY>``)
+> TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env var
+(``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
-key (env: SA_ISSUER_<KEY>)     meaning                                default
-=============================  =====================================  =========================
-data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
-listen                         ``HOST:PORT`` (``[::1]:PORT`` for v6)  ``127.0.0.1:8080``
-issuer                         the ``iss`` URL (https; see below)     ``https://`` + listen
-                                                                      (``http://`` with tls=off)
-tls                            ``auto`` | ``self-signed`` | ``off``   ``auto``
-tls_sans                       extra names for the self-signed cert   none
-store                          ``sqlite``, ``sqlite:///PATH``,        ``sqlite``
-                               ``redis://HOST:PORT/DB`` ...
-tls_cert / tls_key             PEM files; both or neither             none
-workers                        uvicorn worker processes (>= 1)        1
-kek                            KEK: a file path, or base64 (secret!)  ``DATA_DIR/kek`` (created)
-admin_token_file               bootstrap admin bearer token(s)        ``DATA_DIR/admin-token``
-audit_log                      JSON-lines audit log (``-`` = stderr)  ``DATA_DIR/audit.log``
-key_alg                        RS256 | ES256 | ES384 | ES512          RS256
-rsa_bits                       RSA modulus size: 2048, 3072, 4096     2048
-rotation_period                how long a key signs (duration)        7d
-rotation_check_interval        how often the rotation loop looks      10s
-jwks_max_age                   max Cache-Control max-age (duration)   3600 (1h)
-publish_margin                 extra pre-publication/retention time   300s
-leeway                         clock skew allowance                   60s
-api_audiences                  default token audiences (list)         [issuer]
-token_max_expiration           TokenRequest's configured maximum      86400 (24h)
-extended_expiration            kube's 3607 s -> 1 year pod tokens     false
-insecure_allow_http_issuer     allow an http issuer off loopback      false
-log_level                      debug | info | warning | error         info
-access_log                     uvicorn access log                     false
-max_body_bytes                 request body cap for the API           1048576 (1 MiB)
-body_timeout                   a request body must arrive within      60s
-body_min_rate                  least body bytes/s after a 5 s grace   500 (0 = no rate check)
-max_connections                open connections per process; more    2048 (lowered to fit
-                               are answered 503 and closed            ``ulimit -n``)
-=============================  =====================================  =========================
-
-Durations are seconds (int/float) or a string with a unit: ``90``, ``90s``, ``10m``, ``6h``, ``7d``.
-Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` or
-``0/false/no/off``.
-Relative paths in the config file are relative to the file's directory; relative paths from flags
-and env vars are relative to the working directory.
-=======
 Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
 ``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
 below, so a setting added here must be documented there (and the reverse).
@@ -62,12 +21,12 @@ in the data dir, :mod:`issuer.tlsboot`) when the issuer URL is https, else plain
 URL that means a TLS-terminating proxy in front. ``tls_sans`` adds DNS names / IP addresses to the
 self-signed certificate (the issuer host, ``127.0.0.1``, ``::1`` and ``localhost`` are always in).
 
-Issuer URL rules (REFERENCE.md "Discovery and JWKS"; kube: pkg/serviceaccount/openidmetadata.go):
-https, no query, no fragment, no userinfo. A plain ``http`` issuer is accepted only on a loopback
-host (``127.0.0.0/8``, ``::1``, ``localhost``) — a development setup — or when
-``insecure_allow_http_issuer`` is set, which logs a loud warning. Independently, an ``http`` issuer
-is refused when the listen address is not loopback (the service would be reachable from the network
-with tokens naming a plain-http issuer) unless the insecure switch is set.
+Issuer URL rules (docs/CONTRACTS.md "Discovery and JWKS"; kube:
+pkg/serviceaccount/openidmetadata.go): https, no query, no fragment, no userinfo. A plain ``http``
+issuer is accepted only on a loopback host (``127.0.0.0/8``, ``::1``, ``localhost``) — a development
+setup — or when ``insecure_allow_http_issuer`` is set, which logs a loud warning. Independently, an
+``http`` issuer is refused when the listen address is not loopback (the service would be reachable
+from the network with tokens naming a plain-http issuer) unless the insecure switch is set.
 
 Every problem raises :class:`ConfigError` naming the offending flag / env var / file key and why.
 """
@@ -106,7 +65,7 @@ DEFAULT_DATA_DIR = Path(".sa-issuer")
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 #: kube-apiserver refuses a --service-account-max-token-expiration below one hour and TokenRequest
-#: refuses expirationSeconds above 2^32 (REFERENCE.md "Bound token").
+#: refuses expirationSeconds above 2^32 (docs/CONTRACTS.md "Bound token").
 _MIN_MAX_EXPIRATION = 3600
 _MAX_EXPIRATION = 1 << 32
 
@@ -210,8 +169,8 @@ class Config:
     @property
     def max_token_lifetime(self) -> int:
         """The longest lifetime any token signed now may have: retired keys stay published this
-        long (DESIGN.md invariant 2). Extended expiration makes pod tokens live one year
-        (REFERENCE.md "Extended expiration")."""
+        long (docs/CONTRACTS.md invariant 2). Extended expiration makes pod tokens live one year
+        (docs/CONTRACTS.md "Extended expiration")."""
         if self.extended_expiration:
             return max(self.token_max_expiration, 365 * 86400)
         return self.token_max_expiration
@@ -543,7 +502,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     leeway: float = get("leeway", 60.0)
     if rotation_period <= max_age_f + margin:
         # A successor must be published for jwks_max_age + publish_margin before it signs
-        # (DESIGN.md invariant 1), so a key must sign for longer than that.
+        # (docs/CONTRACTS.md invariant 1), so a key must sign for longer than that.
         where = _where(raw, "rotation_period")
         raise ConfigError(
             where,
@@ -651,8 +610,9 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _check_issuer(issuer: str, where: str, insecure: bool, listen_host: str) -> None:
-    # REFERENCE.md: "Issuer must be https with no query or fragment (a dev mode may allow http,
-    # loudly)". Verifiers compare iss byte for byte, so we keep the string exactly as given.
+    # docs/CONTRACTS.md "Discovery and JWKS": https, no query, fragment or user info (plain http
+    # only on loopback or when explicitly allowed, loudly). Verifiers compare iss byte for byte,
+    # so we keep the string exactly as given.
     try:
         parts = urlsplit(issuer)
         parts.port  # noqa: B018 - raises ValueError on a bad port

@@ -1,9 +1,10 @@
 """Token and key revocations, and upkeep of the invalidation log.
 
-Three things make an issued token invalid before its ``exp`` (DESIGN.md "Issuer HTTP surface"):
-its bound object (or service account) is deleted — the API appends ``ObjectDeleted`` atomically
-with the delete —, its signing key is revoked (:func:`record_key_revoked` appends ``KeyRevoked``),
-or the token itself is revoked by ``jti`` (:func:`revoke_token`).
+Three things make an issued token invalid before its ``exp`` (docs/CONTRACTS.md "Beyond Kubernetes:
+invalidations and revocations"): its bound object (or service account) is deleted — the API appends
+``ObjectDeleted`` atomically with the delete —, its signing key is revoked
+(:func:`record_key_revoked` appends ``KeyRevoked``), or the token itself is revoked by ``jti``
+(:func:`revoke_token`).
 
 A token revocation is two writes: a cluster-scoped object of kind ``TokenRevocation`` named by the
 jti (what TokenReview consults, :func:`is_token_revoked`) and a ``TokenRevoked`` event (what hybrid
@@ -196,6 +197,12 @@ def prune_expired(store: Store, now: float, leeway: float = LEEWAY) -> int:
     return dropped
 
 
+#: How long the object change log serves watch resumption (s). kube-apiserver compacts etcd every
+#: 5 minutes (``--etcd-compaction-interval``); a watcher reconnecting within that resumes, an
+#: older resourceVersion is 410 Gone and the client re-lists.
+CHANGE_RETENTION: Final = 600.0
+
+
 def upkeep(
     store: Store,
     *,
@@ -207,7 +214,8 @@ def upkeep(
     """One round of invalidation-log upkeep if this ``holder`` gets the ``event-trim`` lease.
 
     ``retention`` must be at least the longest token lifetime (``Config.max_token_lifetime``);
-    events older than ``retention`` + leeway are trimmed. Returns counts, or None if another
+    events older than ``retention`` + leeway are trimmed, object changes (the watch log) older
+    than :data:`CHANGE_RETENTION`. Returns counts, or None if another
     replica holds the lease.
     """
     t = time.time() if now is None else now
@@ -216,14 +224,17 @@ def upkeep(
     repaired = repair_pending(store, t)
     pruned = prune_expired(store, t)
     trimmed = store.trim_events(t - retention - LEEWAY)
-    if trimmed or repaired or pruned:
+    changes = store.trim_changes(t - CHANGE_RETENTION)
+    if trimmed or repaired or pruned or changes:
         log.info(
-            "invalidation upkeep: trimmed %d events, pruned %d revocations, repaired %d",
+            "invalidation upkeep: trimmed %d events, pruned %d revocations, repaired %d, "
+            "trimmed %d object changes",
             trimmed,
             pruned,
             repaired,
+            changes,
         )
-    return {"trimmed": trimmed, "pruned": pruned, "repaired": repaired}
+    return {"trimmed": trimmed, "pruned": pruned, "repaired": repaired, "changes": changes}
 
 
 class UpkeepThread:

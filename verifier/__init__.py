@@ -1,6 +1,6 @@
 """sa-oidc verifier: check Kubernetes-style service-account tokens offline (OIDC) or online.
 
-Public API (DESIGN.md "Verifier public API")::
+Public API (docs/CONTRACTS.md "Verifier public API")::
 
     from verifier import KeySet, Policy, verify
     keys = KeySet.from_jwks(jwks)                    # dict | str | bytes

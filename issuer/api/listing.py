@@ -46,6 +46,7 @@ __all__ = [
     "list_collection",
     "list_response",
     "parse_list_options",
+    "selector_predicate",
 ]
 
 #: Most objects one paginated request with a selector reads before it answers (with a continue
@@ -218,6 +219,28 @@ def _rv(obj: Mapping[str, Any]) -> int:
         return 0
 
 
+def selector_predicate(
+    kind: str,
+    opts: ListOptions,
+    fields: Callable[[str, Mapping[str, Any]], Mapping[str, str]] = field_set,
+) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Whether an object passes the request's label and field selectors; None when no selector
+    restricts anything (lists and watches filter alike)."""
+    if not opts.filtered:
+        return None
+
+    def keep(obj: Mapping[str, Any]) -> bool:
+        if opts.labels is not None and opts.labels.requirements:
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            if not opts.labels.matches(labels if isinstance(labels, Mapping) else {}):
+                return False
+        if opts.fields is not None and opts.fields.requirements:
+            return opts.fields.matches(fields(kind, obj))
+        return True
+
+    return keep
+
+
 def list_collection(
     store: Store,
     kind: str,
@@ -235,14 +258,7 @@ def list_collection(
         if only is not None:
             namespace = only
 
-    def keep(obj: Mapping[str, Any]) -> bool:
-        if opts.labels is not None and opts.labels.requirements:
-            labels = (obj.get("metadata") or {}).get("labels") or {}
-            if not opts.labels.matches(labels if isinstance(labels, Mapping) else {}):
-                return False
-        if opts.fields is not None and opts.fields.requirements:
-            return opts.fields.matches(fields(kind, obj))
-        return True
+    keep = selector_predicate(kind, opts, fields) or (lambda _obj: True)
 
     def key(obj: Mapping[str, Any]) -> tuple[str, str]:
         meta = obj.get("metadata") or {}
@@ -274,9 +290,14 @@ def list_collection(
         token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
         return ListResult(out, rv, token)
 
+    growth = 2
     while True:
         want = opts.limit - len(out)
-        size = max(1, min(max(want, _CHUNK), SCAN_BUDGET - scanned)) if opts.filtered else want
+        size = want
+        if opts.filtered:
+            # Read a little more than is missing, then more each round (selective selectors).
+            size = max(1, min(want * growth, _CHUNK, SCAN_BUDGET - scanned))
+            growth *= 2
         page = store.list_objects_page(kind, namespace, size, after)
         # Built-ins up to this page's last stored object (to the end on the last page).
         upper = key(page.items[-1]) if page.next_after is not None else None

@@ -27,7 +27,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from issuer.api.errors import FieldError, bad_request, go_quote, invalid
+from issuer.api.errors import FieldError, bad_request, invalid
+from issuer.goquote import go_quote, regex_error
+from issuer.names import dns1123_label_errors, dns1123_subdomain_errors
 
 __all__ = [
     "KINDS",
@@ -60,59 +62,8 @@ MIN_TOKEN_EXPIRATION_SECONDS: Final = 10 * 60
 MAX_TOKEN_EXPIRATION_SECONDS: Final = 1 << 32
 
 # kube: apimachinery/pkg/util/validation/validation.go
-_DNS1123_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT: Final = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
-_DNS1123_SUBDOMAIN_RE: Final = re.compile(_DNS1123_SUBDOMAIN_FMT)
 _CONFIG_KEY_FMT: Final = "[-._a-zA-Z0-9]+"
 _CONFIG_KEY_RE: Final = re.compile(_CONFIG_KEY_FMT)
-
-
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    # kube: validation.go RegexError (note its double space between examples).
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    out = msg + " (e.g. "
-    for i, ex in enumerate(examples):
-        if i > 0:
-            out += " or "
-        out += f"'{ex}', "
-    return out + f"regex used for validation is '{fmt}')"
-
-
-def dns1123_label_errors(value: str) -> list[str]:
-    """kube: IsDNS1123Label — namespaces, container names."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if _DNS1123_LABEL_RE.fullmatch(value) is None:
-        errs.append(
-            _regex_error(
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-                "'-', and must start and end with an alphanumeric character",
-                _DNS1123_LABEL_FMT,
-                "my-name",
-                "123-abc",
-            )
-        )
-    return errs
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    """kube: IsDNS1123Subdomain — service accounts, pods, secrets, nodes."""
-    errs: list[str] = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if _DNS1123_SUBDOMAIN_RE.fullmatch(value) is None:
-        errs.append(
-            _regex_error(
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                "characters, '-' or '.', and must start and end with an alphanumeric character",
-                _DNS1123_SUBDOMAIN_FMT,
-                "example.com",
-            )
-        )
-    return errs
 
 
 def _config_key_errors(value: str) -> list[str]:
@@ -122,7 +73,7 @@ def _config_key_errors(value: str) -> list[str]:
         errs.append("must be no more than 253 characters")
     if _CONFIG_KEY_RE.fullmatch(value) is None:
         errs.append(
-            _regex_error(
+            regex_error(
                 "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
                 _CONFIG_KEY_FMT,
                 "key.name",

@@ -137,7 +137,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         size = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(min(size, 1 << 20)) if size else b""
         try:
-            status, ctype, data = self.server.standin.handle(method, self.path, body)
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, ctype, data = self.server.standin.handle(method, self.path, body, headers)
         except Exception as e:  # a stand-in bug must show, not look like a network fault
             status, ctype, data = 500, "text/plain", f"stand-in failed: {e!r}".encode()
         self.send_response(status)
@@ -175,7 +176,7 @@ class StandIn:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def handle(self, method: str, path: str, body: bytes) -> Answer:
+    def handle(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Answer:
         raise NotImplementedError
 
     def tokens(self) -> list[str]:
@@ -222,7 +223,7 @@ class AwsSts(StandIn):
         )
         return status, "text/xml", xml.encode()
 
-    def handle(self, method: str, path: str, body: bytes) -> Answer:
+    def handle(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Answer:
         form = _form(body)
         token = form.get("WebIdentityToken", "")
         self.requests.append({"path": path, "form": form, "token": token})
@@ -294,18 +295,49 @@ class GoogleSts(StandIn):
     attribute condition ``assertion.sub == subject``. Google accepts RS256 and ES256 and tokens
     living less than 48 h."""
 
-    def __init__(self, pki: Pki, checker: TokenChecker, provider: str, subject: str) -> None:
+    def __init__(
+        self,
+        pki: Pki,
+        checker: TokenChecker,
+        provider: str,
+        subject: str,
+        service_account: str = "app@project.iam.gserviceaccount.com",
+    ) -> None:
         super().__init__(pki)
         self.checker = checker
         self.provider = provider
         self.subject = subject
+        self.service_account = service_account
+        self.issued: set[str] = set()
 
     @staticmethod
     def _error(error: str, description: str, status: int = 400) -> Answer:
         body = json.dumps({"error": error, "error_description": description})
         return status, "application/json", body.encode()
 
-    def handle(self, method: str, path: str, body: bytes) -> Answer:
+    def _generate_access_token(self, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+        """IAM Credentials ``generateAccessToken`` for a service account the federated
+        principal may impersonate (roles/iam.workloadIdentityUser), authorized by an STS token."""
+        self.requests.append({"path": path, "body": body})
+        if headers.get("authorization", "").removeprefix("Bearer ") not in self.issued:
+            body_401 = {"error": {"code": 401, "message": "Request had invalid authentication "
+                                  "credentials.", "status": "UNAUTHENTICATED"}}  # fmt: skip
+            return 401, "application/json", json.dumps(body_401).encode()
+        email = path.removeprefix("/v1/projects/-/serviceAccounts/").removesuffix(
+            ":generateAccessToken"
+        )
+        if email != self.service_account:
+            body_403 = {"error": {"code": 403, "message": "Permission 'iam.serviceAccounts."
+                                  "getAccessToken' denied on resource (or it may not exist).",
+                                  "status": "PERMISSION_DENIED"}}  # fmt: skip
+            return 403, "application/json", json.dumps(body_403).encode()
+        expire = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+        answer = {"accessToken": f"ya29.impersonated.{uuid.uuid4().hex}", "expireTime": expire}
+        return 200, "application/json", json.dumps(answer).encode()
+
+    def handle(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Answer:
+        if method == "POST" and path.endswith(":generateAccessToken"):
+            return self._generate_access_token(path, body, headers)
         form = _form(body)
         token = form.get("subject_token", "")
         self.requests.append({"path": path, "form": form, "token": token})
@@ -342,8 +374,10 @@ class GoogleSts(StandIn):
             return self._error(
                 "invalid_grant", "The given credential is rejected by the attribute condition."
             )
+        access_token = f"ya29.stand-in.{uuid.uuid4().hex}"
+        self.issued.add(access_token)
         answer = {
-            "access_token": f"ya29.stand-in.{uuid.uuid4().hex}",
+            "access_token": access_token,
             "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
             "token_type": "Bearer",
             "expires_in": 3600,
@@ -382,7 +416,7 @@ class EntraAuthority(StandIn):
         }
         return 400, "application/json; charset=utf-8", json.dumps(body).encode()
 
-    def handle(self, method: str, path: str, body: bytes) -> Answer:
+    def handle(self, method: str, path: str, body: bytes, headers: dict[str, str]) -> Answer:
         base = f"{self.url}/{self.tenant}"
         if method == "GET" and path == f"/{self.tenant}/v2.0/.well-known/openid-configuration":
             self.requests.append({"path": path})

@@ -16,7 +16,7 @@ import jwt
 import pytest
 from conftest import Cluster, run_cli, serve
 
-from issuer.agent.client import EXIT_CREDENTIAL
+from issuer.agent.client import EXIT_CREDENTIAL, EXIT_UNAVAILABLE
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -214,3 +214,33 @@ def test_documented_least_privilege_role(fed_cluster: Cluster, tmp_path: Path) -
     refused = run_cli(*agent_args(fed_cluster, ns, "other", cred), "--path", str(out), "--once")
     assert refused.returncode == EXIT_CREDENTIAL
     assert "403 Forbidden" in refused.stderr
+
+
+def test_once_gives_up_with_its_own_code_when_the_issuer_is_down(tmp_path: Path) -> None:
+    cred = tmp_path / "cred"
+    cred.write_text("a.b.c")
+    port = serve.free_port()  # nothing listens there
+    r = run_cli("agent", "--server", f"http://127.0.0.1:{port}", "--token-file", str(cred),
+                "-n", "ns", "--service-account", "app", "--path", str(tmp_path / "token"),
+                "--once", "--once-timeout", "2")  # fmt: skip
+    assert r.returncode == EXIT_UNAVAILABLE, r.stderr
+    assert "cannot reach the issuer" in r.stderr and "no token written yet" in r.stderr
+    assert "giving up: no token after 2 s" in r.stderr
+    assert not (tmp_path / "token").exists()
+
+
+def test_mode_and_owner(fed_cluster: Cluster, tmp_path: Path) -> None:
+    ns = fed_cluster.fresh_namespace()
+    fed_cluster.service_account(ns, "app")
+    cred = fed_cluster.agent_credential(ns, "app", tmp_path / "cred")
+    out = tmp_path / "token"
+    owner = f"{os.getuid()}:{os.getgid()}"
+    r = run_cli(*agent_args(fed_cluster, ns, "app", cred), "--path", str(out), "--once",
+                "--mode", "0640", "--owner", owner)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    st = out.stat()
+    assert st.st_mode & 0o777 == 0o640
+    assert (st.st_uid, st.st_gid) == (os.getuid(), os.getgid())
+    bad = run_cli(*agent_args(fed_cluster, ns, "app", cred), "--path", str(out), "--once",
+                  "--owner", "no-such-user-xyz")  # fmt: skip
+    assert bad.returncode == 1 and "--owner 'no-such-user-xyz': no such user" in bad.stderr

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from _fakeclock import FakeClock
 from _tls import Pki
-from conftest import Cluster, start_issuer
+from conftest import RBAC, RBAC_GROUP, Cluster, start_issuer
 
 from issuer.agent.client import EXIT_CREDENTIAL, EXIT_GONE, TokenRequester
 from issuer.agent.loop import Agent, AgentSettings, Output
@@ -48,7 +48,7 @@ def make_agent(
     clock: FakeClock,
     *,
     seconds: int = 3600,
-    pod: str | None = None,
+    bound: tuple[str, str] | None = None,
     rng: Any = lambda: 0.5,
     **settings: Any,
 ) -> tuple[Agent, Recorder, Path]:
@@ -59,7 +59,7 @@ def make_agent(
         ns,
         sa,
         expiration_seconds=seconds,
-        bound=("Pod", pod) if pod else None,
+        bound=bound,
         ca_bundle=str(cluster.ca),
     )
     out = tmp / "token"
@@ -163,9 +163,10 @@ def test_outage_keeps_the_last_good_token(
 
 @pytest.mark.parametrize(
     ("gone", "on_refusal"),
-    [("serviceaccounts", "remove"), ("serviceaccounts", "keep"), ("pods", "remove")],
-)
-def test_deleted_account_or_pod_stops_cleanly(
+    [("serviceaccounts", "remove"), ("serviceaccounts", "keep"), ("pods", "remove"),
+     ("nodes", "remove")],
+)  # fmt: skip
+def test_deleted_account_or_bound_object_stops_cleanly(
     fed_cluster: Cluster,
     tmp_path: Path,
     gone: str,
@@ -174,15 +175,22 @@ def test_deleted_account_or_pod_stops_cleanly(
 ) -> None:
     ns = fed_cluster.fresh_namespace()
     fed_cluster.service_account(ns, "app")
-    fed_cluster.pod(ns, "web", "app")
+    if gone == "nodes":
+        name, bound = f"{ns}-node", ("Node", f"{ns}-node")
+        fed_cluster.call("POST", "/api/v1/nodes", {"metadata": {"name": name}})
+        delete = lambda: fed_cluster.call("DELETE", f"/api/v1/nodes/{name}")  # noqa: E731
+    else:
+        fed_cluster.pod(ns, "web", "app")
+        name = "app" if gone == "serviceaccounts" else "web"
+        bound = ("Pod", "web")
+        delete = lambda: fed_cluster.delete(ns, gone, name)  # noqa: E731
     clock = FakeClock()
     t0 = clock.t
     agent, rec, out = make_agent(
-        fed_cluster, ns, "app", tmp_path, clock, pod="web", on_refusal=on_refusal,
+        fed_cluster, ns, "app", tmp_path, clock, bound=bound, on_refusal=on_refusal,
         status_file=tmp_path / "status.json",
     )  # fmt: skip
-    name = "app" if gone == "serviceaccounts" else "web"
-    clock.at(t0 + 600, lambda: fed_cluster.delete(ns, gone, name))
+    clock.at(t0 + 600, delete)
     clock.stop_at(t0 + 86400)
     with caplog.at_level(logging.INFO, logger="sa_issuer.agent"):
         assert agent.run() == EXIT_GONE
@@ -208,3 +216,58 @@ def test_revoked_credential_exits_with_its_own_code(fed_cluster: Cluster, tmp_pa
     assert agent.run() == EXIT_CREDENTIAL
     assert out.exists()
     assert agent.state == "refused" and "401 Unauthorized" in agent.message
+
+
+def test_credential_kept_fresh_by_the_agent_itself(fed_cluster: Cluster, tmp_path: Path) -> None:
+    """CRED may be one of the agent's own outputs: the account may mint its own tokens (Role with
+    resourceNames [itself]); the agent re-reads the file on every request, so revoking the
+    credential it started with does not stop it."""
+    ns = fed_cluster.fresh_namespace()
+    fed_cluster.service_account(ns, "app")
+    cred = fed_cluster.agent_credential(ns, "app", tmp_path / "cred", agent="app-self")
+    # the same grant for "app" itself, then its own API token as the starting credential
+    fed_cluster.call(
+        "POST",
+        f"{RBAC}/namespaces/{ns}/rolebindings",
+        {
+            "metadata": {"name": "app-mints-itself"},
+            "roleRef": {"apiGroup": RBAC_GROUP, "kind": "Role", "name": "app-self-mint"},
+            "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": ns}],
+        },
+    )
+    first = fed_cluster.mint(ns, "app", seconds=86400)
+    cred.write_text(first)
+    requester = TokenRequester(
+        fed_cluster.url, BearerTokenFile(cred, refresh=0), ns, "app",
+        expiration_seconds=3600, ca_bundle=str(fed_cluster.ca),
+    )  # fmt: skip
+    out = tmp_path / "token"
+    settings = AgentSettings(outputs=(Output(cred, ()), Output(out, ("sts.amazonaws.com",))))
+    clock = FakeClock()
+    t0 = clock.t
+    revoked: list[int] = []
+
+    def revoke_first() -> None:
+        body = {
+            "apiVersion": "sa-oidc.dev/v1",
+            "kind": "TokenRevocation",
+            "spec": {"jti": claims(first)["jti"]},
+        }
+        fed_cluster.call("POST", "/apis/sa-oidc.dev/v1/tokenrevocations", body)
+        revoked.append(fed_cluster.raw("GET", "/api/v1/namespaces", token=first).status_code)
+
+    clock.at(t0 + 100, revoke_first)
+    clock.stop_at(t0 + 3 * 2880)
+    agent = Agent(settings, requester.request, clock, rng=lambda: 0.5)
+    try:
+        assert agent.run() == 0
+    finally:
+        requester.close()
+    assert revoked == [401]  # the starting credential is dead ...
+    own = cred.read_text()
+    assert own != first and claims(own)["aud"] == [fed_cluster.issuer]
+    assert claims(own)["sub"] == f"system:serviceaccount:{ns}:app"
+    # ... yet both outputs were refreshed three more times (2875, 5750, 8625 s), each request
+    # made with the credential the agent had written itself
+    assert [st.refreshes for st in agent.states] == [4, 4]
+    assert [st.failures for st in agent.states] == [0, 0]

@@ -132,3 +132,24 @@ def test_after_a_refresh_the_next_sdk_refresh_sends_the_new_token(
     run_agent(workload, token_file, AUD, {60: sdk_refresh}, stop=2900)
     sdk_refresh()
     assert sent[1] == token_file.read_text() != sent[0]
+
+
+def test_service_account_impersonation(
+    tmp_path: Path, gcp: tuple[Path, Path], workload: Workload, sts: GoogleSts
+) -> None:
+    """With --service-account-email the SDK exchanges the STS token for the service account's
+    token (IAM Credentials generateAccessToken), here served by the same stand-in."""
+    _, token_file = gcp
+    config = tmp_path / "gcp-impersonating.json"
+    url = f"{sts.url}/v1/projects/-/serviceAccounts/{sts.service_account}:generateAccessToken"
+    args = ["--provider-name", GCP_PROVIDER, "--token-file", str(token_file), "--token-url",
+            sts.url + "/v1/token", "--service-account-email", sts.service_account,
+            "--impersonation-url", url, "-o", str(config)]  # fmt: skip
+    r = run_cli("cloud-config", "gcp", *args)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(config.read_text())["service_account_impersonation_url"] == url
+    workload.write(token_file, AUD)
+    creds = load(config)
+    refresh(creds)
+    assert creds.token.startswith("ya29.impersonated.")
+    assert sts.requests[-1]["path"].endswith(":generateAccessToken")

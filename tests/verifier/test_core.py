@@ -259,7 +259,7 @@ def test_import_is_light() -> None:
     assert out.stdout.strip() == ""
 
 
-# --- the inline hot-path checks in claims._bound_identity agree with the validators ---------------
+# --- the inline hot-path checks in claims.bound_identity agree with the validators ---------------
 
 
 _time_values = (
