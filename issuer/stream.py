@@ -35,7 +35,9 @@ client reconnects from its last seq.
 ``{"apiVersion":"sa-oidc.dev/v1","kind":"TokenRevocation","spec":{"jti":..,"expirationTimestamp"?}}``
 revokes one token by jti: **201** with the stored object, **200** with the same object when the jti
 was already revoked (idempotent). Without ``expirationTimestamp`` the revocation is kept for the
-longest token lifetime.
+longest token lifetime. An ``expirationTimestamp`` must be the token's ``exp``, in the future: one
+in the past is 422 Invalid with a field cause and nothing is stored (it would have been forgotten
+while the token still worked, issue 9 item 6).
 
 Both go through the API's authentication and RBAC (:func:`issuer.api.auth.authorize`): reading
 the stream is get/list/watch ``invalidations`` in group ``sa-oidc.dev`` (granted to
@@ -61,6 +63,7 @@ from starlette.routing import BaseRoute, Route
 
 from issuer import revocations
 from issuer.api.auth import authorize
+from issuer.api.errors import FieldError, invalid
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 
@@ -74,6 +77,8 @@ __all__ = [
 INVALIDATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/invalidations"
 TOKENREVOCATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/tokenrevocations"
 API_VERSION: Final = "sa-oidc.dev/v1"
+GROUP: Final = "sa-oidc.dev"
+KIND: Final = "TokenRevocation"
 NDJSON: Final = "application/x-ndjson"
 
 #: Heartbeat interval clients may ask for (``heartbeatSeconds``, clamped), in seconds.
@@ -333,15 +338,21 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
 
 
 # --- POST tokenrevocations ----------------------------------------------------------------------
-def _parse_time(value: Any) -> float:
+def _invalid(
+    jti: str, field: str, value: Any, detail: str = "", typ: str = "Invalid"
+) -> StatusError:
+    """422 Invalid with kube's field-error Status (errors.NewInvalid), named after the jti."""
+    return invalid(KIND, jti, [FieldError(typ, field, value, detail)], group=GROUP)
+
+
+def _parse_time(jti: str, value: Any) -> float:
+    field = "spec.expirationTimestamp"
     if not isinstance(value, str):
-        raise StatusError(422, "Invalid", "spec.expirationTimestamp must be an RFC 3339 string")
+        raise _invalid(jti, field, value, "must be an RFC 3339 time string")
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise StatusError(
-            422, "Invalid", "spec.expirationTimestamp must be an RFC 3339 time"
-        ) from None
+        raise _invalid(jti, field, value, "must be an RFC 3339 time") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return t.timestamp()
@@ -367,16 +378,26 @@ async def _revoke(request: Request, settings: StreamSettings) -> Response:
             )
         spec = body.get("spec")
         if not isinstance(spec, Mapping):
-            raise StatusError(422, "Invalid", "spec: Required value")
+            raise _invalid("", "spec", None, typ="Required")
         jti = spec.get("jti")
         if not revocations.valid_jti(jti):
-            raise StatusError(
-                422, "Invalid", "spec.jti: Invalid value: must be 1-256 characters of A-Za-z0-9._:-"
-            )
+            raise _invalid("", "spec.jti", jti, "must be 1-256 characters of A-Za-z0-9._:-")
         assert isinstance(jti, str)
         now = _wall(ctx)
-        if spec.get("expirationTimestamp") is not None:
-            exp = _parse_time(spec["expirationTimestamp"])
+        stated = spec.get("expirationTimestamp")
+        if stated is not None:
+            exp = _parse_time(jti, stated)
+            if exp <= now:
+                # Issue 9, item 6: a revocation is kept until its token's expiry (+ leeway), so
+                # one stated to expire in the past was forgotten while the token (whose real
+                # exp the caller got wrong) still worked. Refuse it; nothing is stored.
+                raise _invalid(
+                    jti,
+                    "spec.expirationTimestamp",
+                    stated,
+                    "must be in the future (the token's exp); omit it to keep the revocation "
+                    "for the longest token lifetime",
+                )
         else:
             exp = now + _revocation_ttl(ctx, settings)
         store: Store = ctx.store

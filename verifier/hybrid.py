@@ -15,6 +15,10 @@ uids, key ids and token ids, and every check is::
     on_stale == "tokenreview": return TokenReview(token)   # one issuer call, exact answer
     on_stale == "fail_closed": raise VerifierUnavailable   # never trust stale state silently
 
+The TokenReview fallback keeps the offline policy: a legacy Secret token (which the issuer's
+TokenReview accepts) is refused as ``issuer_mismatch`` unless the offline policy allows legacy
+tokens, exactly as offline verification would refuse it.
+
 Startup and resync: the follower first lists every retained event (``after=0``) — tokens minted
 before this process started may be bound to objects already deleted — and only then counts as
 fresh; until then (and while rebuilding after a "410 Gone" resync) checks take the ``on_stale``
@@ -123,6 +127,8 @@ class HybridVerifier:
                 **offline_kwargs,
             )
         self.offline: _SyncVerifier = offline
+        # The offline path's legacy policy, applied to TokenReview answers too (issue 9, item 5).
+        self.allow_legacy = bool(getattr(getattr(offline, "policy", None), "allow_legacy", False))
         self._owned_review: TokenReviewVerifier | None = None
         bearer = as_bearer_token(bearer_token)  # one credential for the stream and TokenReview
         if review is None:
@@ -218,10 +224,7 @@ class HybridVerifier:
                 with self._lock:
                     self.stale_refusals += 1
                 raise
-            with self._lock:
-                self.calls += 1
-                self.fallback_checks += 1
-            return self.review.verify(token)
+            return self._fallback(token)
         why = self.follower.why_invalid(ident)
         if why is not None:
             raise InvalidToken("revoked", why)
@@ -233,7 +236,20 @@ class HybridVerifier:
             with self._lock:
                 self.stale_refusals += 1
             raise VerifierUnavailable("invalidation stream is stale; refusing to trust local state")
+        return self._fallback(token)
+
+    def _fallback(self, token: str) -> ServiceAccountIdentity:
+        """TokenReview, under the offline path's policy: a legacy Secret token, which the
+        issuer's TokenReview accepts, is refused unless the offline policy allows legacy
+        tokens, with the reason the offline check gives (issue 9, item 5)."""
         with self._lock:
             self.calls += 1
             self.fallback_checks += 1
-        return self.review.verify(token)
+        ident = self.review.verify(token)
+        if ident.legacy and not self.allow_legacy:
+            raise InvalidToken(
+                "issuer_mismatch",
+                "iss is not the expected issuer (a legacy Secret token; this verifier's policy "
+                "does not accept them)",
+            )
+        return ident

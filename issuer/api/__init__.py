@@ -38,7 +38,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import discovery, objects, rbac, tokenrequest, tokenreview
+from issuer.api import discovery, legacy, objects, rbac, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
@@ -78,6 +78,10 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
     obj, warnings = await run_sync(
         objects.create_object, ctx, kind, namespace, body, mode, caller.label
     )
+    if kind == "Secret":
+        # A service-account token only to a caller who may read the Secret (issue 9, item 1).
+        obj, withheld = await run_sync(legacy.visible_to, ctx, caller, obj)
+        warnings = [*warnings, *withheld]
     return json_response(obj, 201, warnings)
 
 

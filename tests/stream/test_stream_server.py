@@ -208,6 +208,7 @@ def test_token_revocation_call(store: Store, stream_server: ServerThread) -> Non
         (_revocation(7), 422),
         (_revocation("x" * 300), 422),
         (_revocation("ok", "yesterday"), 422),
+        (_revocation("ok", "2001-01-01T00:00:00Z"), 422),  # in the past (issue 9, item 6)
     ],
 )
 def test_token_revocation_bad_input(
