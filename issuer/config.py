@@ -24,6 +24,9 @@ rotation_check_interval        how often the rotation loop looks      10s
 jwks_max_age                   max Cache-Control max-age (duration)   3600 (1h)
 publish_margin                 extra pre-publication/retention time   300s
 leeway                         clock skew allowance                   60s
+retention_leeway               how long revocations outlive exp;      600s
+                               published to stream followers (>=
+                               every verifier's leeway, and leeway)
 api_audiences                  default token audiences (list)         [issuer]
 token_max_expiration           TokenRequest's configured maximum      86400 (24h)
 extended_expiration            kube's 3607 s -> 1 year pod tokens     false
@@ -135,6 +138,7 @@ class Config:
     jwks_max_age: int = 3600
     publish_margin: float = 300.0
     leeway: float = 60.0
+    retention_leeway: float = 600.0
     api_audiences: tuple[str, ...] = ("http://127.0.0.1:8080",)
     token_max_expiration: int = 86400
     extended_expiration: bool = False
@@ -300,6 +304,7 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "jwks_max_age": (_as_duration, None),
     "publish_margin": (_as_duration, None),
     "leeway": (_as_duration, None),
+    "retention_leeway": (_as_duration, None),
     "api_audiences": (_as_str_list, None),
     "token_max_expiration": (_as_duration, None),
     "extended_expiration": (_as_bool, None),
@@ -465,6 +470,15 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         raise ConfigError(_where(raw, "jwks_max_age"), "must be a whole number of seconds")
     margin: float = get("publish_margin", 300.0)
     leeway: float = get("leeway", 60.0)
+    # Revoked jtis and deletion events are kept until the token's exp + retention_leeway: at
+    # least as long as any verifier (leeway up to 600 s, verifier.Policy) or this issuer's own
+    # TokenReview could still accept the token (issue 9, item 4).
+    retention_leeway: float = get("retention_leeway", 600.0)
+    if retention_leeway < leeway:
+        raise ConfigError(
+            _where(raw, "retention_leeway"),
+            f"must be at least leeway ({leeway:g} s), got {retention_leeway:g} s",
+        )
     if rotation_period <= max_age_f + margin:
         # A successor must be published for jwks_max_age + publish_margin before it signs
         # (DESIGN.md invariant 1), so a key must sign for longer than that.
@@ -519,6 +533,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         jwks_max_age=int(max_age_f),
         publish_margin=margin,
         leeway=leeway,
+        retention_leeway=retention_leeway,
         api_audiences=audiences,
         token_max_expiration=int(max_exp_f),
         extended_expiration=get("extended_expiration", False),

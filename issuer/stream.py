@@ -4,13 +4,25 @@
 ``seq > SEQ``::
 
     {"kind":"InvalidationList","apiVersion":"sa-oidc.dev/v1",
-     "metadata":{"lastSeq":N,"oldestSeq":M},"items":[{"seq":..,"type":..,...}]}
+     "metadata":{"lastSeq":N,"oldestSeq":M,"epoch":E,"retentionLeeway":L},
+     "items":[{"seq":..,"type":..,...}]}
 
-``GET ...?after=SEQ&watch=true[&heartbeatSeconds=S][&timeoutSeconds=T]`` — newline-delimited JSON,
-chunked, the backlog first and then live events::
+``GET ...?after=SEQ&watch=true[&epoch=E][&heartbeatSeconds=S][&timeoutSeconds=T]`` —
+newline-delimited JSON, chunked, the backlog first and then live events::
 
-    {"type":"EVENT","seq":N,"event":{"type":"ObjectDeleted","kind":"Pod",...}}
-    {"type":"HEARTBEAT","seq":<last seq sent>,"time":<POSIX s>,"oldestSeq":M}   every S s
+    {"type":"EVENT","seq":N,"epoch":E,"event":{"type":"ObjectDeleted","kind":"Pod",...}}
+    {"type":"HEARTBEAT","seq":<last seq sent>,"lastSeq":<store's last seq>,"epoch":E,
+     "time":<POSIX s>,"oldestSeq":M,"retentionLeeway":L}                        every S s
+
+``epoch`` names the store's event history (:class:`issuer.store.EventPage`): seqs compare only
+within one epoch. A store that lost events — a new SQLite file, a flushed or replaced Redis, a
+rollback to a lagging replica that the store noticed — has a new epoch, and a watch that names
+another epoch, or whose position is past the store's last seq, is answered 410 as below, in-stream
+as soon as the watch loop sees it (it re-reads the store at least every second). A follower must
+resync when a line's epoch differs from its own or a heartbeat's ``lastSeq`` is below its position
+(issue 9, item 7). ``retentionLeeway`` (``Config.retention_leeway``) is how long past a token's
+exp its revocation and deletion events are kept: a verifier with a larger leeway cannot rely on
+this stream alone (issue 9, item 4).
 
 Events: ``ObjectDeleted`` {kind, namespace, name, uid} (Pod/Secret/Node/ServiceAccount, appended by
 the API atomically with the delete), ``KeyRevoked`` {kid}, ``TokenRevoked`` {jti, exp}. Each has a
@@ -98,6 +110,8 @@ class StreamSettings:
       :data:`MAX_WAIT`); more get 429.
     - ``revocation_ttl``: how long a revocation without an expiry is kept; None = the config's
       ``max_token_lifetime`` (or 24 h without a config).
+    - ``retention_leeway``: published as ``retentionLeeway``; None = the config's
+      ``retention_leeway`` (or :data:`issuer.revocations.RETENTION_LEEWAY` without a config).
     """
 
     def __init__(
@@ -108,12 +122,14 @@ class StreamSettings:
         max_watch_timeout: float = 3600.0,
         max_watchers: int = 256,
         revocation_ttl: float | None = None,
+        retention_leeway: float | None = None,
     ) -> None:
         self.heartbeat = heartbeat
         self.watch_timeout = watch_timeout
         self.max_watch_timeout = max_watch_timeout
         self.max_watchers = max_watchers
         self.revocation_ttl = revocation_ttl
+        self.retention_leeway = retention_leeway
         self.active = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -158,6 +174,14 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return v
 
 
+def _epoch_param(request: Request) -> str:
+    """``epoch`` (the history the client followed, "" = unknown): short, ``[0-9A-Za-z_-]``."""
+    raw = request.query_params.get("epoch", "")
+    if len(raw) > 64 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in raw):
+        raise StatusError(400, "BadRequest", "epoch must be at most 64 characters of A-Za-z0-9_-")
+    return raw
+
+
 def _float_param(request: Request, name: str, default: float, lo: float, hi: float) -> float:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -178,6 +202,13 @@ def _expired_message(after: int, page: EventPage) -> str:
     )
 
 
+def _epoch_message(epoch: str, page: EventPage) -> str:
+    return (
+        f"the store's event history changed (epoch {page.epoch}, the client followed {epoch}): "
+        "events may have been lost or renumbered; re-list from after=0 (resync)"
+    )
+
+
 def _is_gone(after: int, page: EventPage) -> bool:
     """kube watch 410 semantics: the client's position is not served any more."""
     if after <= 0:
@@ -185,6 +216,22 @@ def _is_gone(after: int, page: EventPage) -> bool:
     if page.oldest_seq and after < page.oldest_seq - 1:
         return True  # events it never saw were trimmed
     return after > page.last_seq  # a position this store never reached (another store / reset)
+
+
+def _gone_message(after: int, epoch: str, page: EventPage) -> str | None:
+    """Why a client at (``after``, ``epoch``) must resync, or None. ``epoch`` "" = unknown."""
+    if epoch and page.epoch and epoch != page.epoch:
+        return _epoch_message(epoch, page)
+    if _is_gone(after, page):
+        return _expired_message(after, page)
+    return None
+
+
+def _retention_leeway(ctx: Any, settings: StreamSettings) -> float:
+    if settings.retention_leeway is not None:
+        return settings.retention_leeway
+    value = getattr(getattr(ctx, "config", None), "retention_leeway", None)
+    return float(value) if isinstance(value, int | float) else revocations.RETENTION_LEEWAY
 
 
 def _store_failure(e: StoreError) -> StatusError:
@@ -200,15 +247,23 @@ def _item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-async def _list(request: Request, store: Store, after: int) -> Response:
+async def _list(
+    request: Request, store: Store, after: int, epoch: str, retention_leeway: float
+) -> Response:
     limit = _int_param(request, "limit", 500, 1, MAX_PAGE)
     try:
         page = await anyio.to_thread.run_sync(store.read_events, after, limit)
     except StoreError as e:
         raise _store_failure(e) from None
-    if _is_gone(after, page):
-        raise StatusError(410, "Expired", _expired_message(after, page))
-    meta: dict[str, Any] = {"lastSeq": page.last_seq, "oldestSeq": page.oldest_seq}
+    gone = _gone_message(after, epoch, page)
+    if gone is not None:
+        raise StatusError(410, "Expired", gone)
+    meta: dict[str, Any] = {
+        "lastSeq": page.last_seq,
+        "oldestSeq": page.oldest_seq,
+        "epoch": page.epoch,
+        "retentionLeeway": retention_leeway,
+    }
     if page.events and len(page.events) >= limit and page.events[-1].seq < page.last_seq:
         meta["continue"] = str(page.events[-1].seq)  # ask again with after=<continue>
     body = {
@@ -243,16 +298,27 @@ class _WatchSlot:
             self._settings.active -= 1
 
 
+def _error_line(code: int, reason: str, message: str) -> bytes:
+    return _line({"type": "ERROR", "object": json.loads(status_body(code, reason, message))})
+
+
 async def _watch_lines(
     store: Store,
     after: int,
+    epoch: str,
     heartbeat: float,
     timeout: float,
     settings: StreamSettings,
     wall: Callable[[], float],
     slot: _WatchSlot,
+    retention_leeway: float,
 ) -> AsyncIterator[bytes]:
-    """The watch body; ends on timeout, store failure or resync (an ERROR line)."""
+    """The watch body; ends on timeout, store failure or resync (an ERROR line).
+
+    ``epoch`` is the store's epoch when the watch began: every page read is checked against it
+    and against the cursor, so a store that was replaced or went back in time ends the watch with
+    410 instead of serving seqs from another history (issue 9, item 7).
+    """
     cursor = after
     start = time.monotonic()
     next_beat = start  # first heartbeat at once: tells the client it is connected and where
@@ -265,17 +331,22 @@ async def _watch_lines(
             page: EventPage = await anyio.to_thread.run_sync(
                 store.wait_events, cursor, wait, limiter=settings.limiter
             )
-            if cursor > 0 and page.oldest_seq and cursor < page.oldest_seq - 1:
-                # Trimmed while we were behind: same answer as the HTTP 410, in-stream.
-                status = json.loads(status_body(410, "Expired", _expired_message(cursor, page)))
-                yield _line({"type": "ERROR", "object": status})
+            if not epoch:
+                epoch = page.epoch  # the first seq of an empty store: its history begins here
+            # Trimmed while we were behind, another history (epoch), or a store gone back
+            # below what we sent: same answer as the HTTP 410, in-stream.
+            gone = _gone_message(cursor, epoch, page)
+            if gone is not None:
+                yield _error_line(410, "Expired", gone)
                 return
             if page.events:
                 out = bytearray()
                 for ev in page.events:
                     if ev.seq <= cursor:
                         continue
-                    out += _line({"type": "EVENT", "seq": ev.seq, "event": dict(ev.data)})
+                    out += _line(
+                        {"type": "EVENT", "seq": ev.seq, "epoch": epoch, "event": dict(ev.data)}
+                    )
                     cursor = ev.seq
                 if out:
                     yield bytes(out)
@@ -284,15 +355,17 @@ async def _watch_lines(
                     {
                         "type": "HEARTBEAT",
                         "seq": cursor,
+                        "lastSeq": page.last_seq,
+                        "epoch": epoch,
                         "time": round(wall(), 3),
                         "oldestSeq": page.oldest_seq,
+                        "retentionLeeway": retention_leeway,
                     }
                 )
                 next_beat = time.monotonic() + heartbeat
     except StoreError as e:
         err = _store_failure(e)
-        status = json.loads(status_body(err.code, err.reason, err.message))
-        yield _line({"type": "ERROR", "object": status})
+        yield _error_line(err.code, err.reason, err.message)
     finally:
         slot.release()
 
@@ -303,9 +376,11 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         ctx = _ctx(request)
         store: Store = ctx.store
         after = _int_param(request, "after", 0, 0, 2**63 - 1)
+        epoch = _epoch_param(request)
+        retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         if not watch:
-            return await _list(request, store, after)
+            return await _list(request, store, after, epoch, retention_leeway)
         # Clamped rather than refused: a client asking for faster beats than we allow still works.
         heartbeat = _float_param(request, "heartbeatSeconds", settings.heartbeat, 0.0, 1e9)
         heartbeat = min(MAX_HEARTBEAT, max(MIN_HEARTBEAT, heartbeat))
@@ -317,8 +392,9 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
             page = await anyio.to_thread.run_sync(store.read_events, after, 1)
         except StoreError as e:
             raise _store_failure(e) from None
-        if _is_gone(after, page):
-            raise StatusError(410, "Expired", _expired_message(after, page))
+        gone = _gone_message(after, epoch, page)
+        if gone is not None:
+            raise StatusError(410, "Expired", gone)
         if settings.active >= settings.max_watchers:
             raise StatusError(
                 429,
@@ -330,7 +406,17 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
     except StatusError as e:
         return e.response()
     return StreamingResponse(
-        _watch_lines(store, after, heartbeat, timeout, settings, lambda: _wall(ctx), slot),
+        _watch_lines(
+            store,
+            after,
+            page.epoch,
+            heartbeat,
+            timeout,
+            settings,
+            lambda: _wall(ctx),
+            slot,
+            retention_leeway,
+        ),
         media_type=NDJSON,
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         background=BackgroundTask(slot.release),

@@ -157,7 +157,9 @@ def test_watch_resumes_from_after(store: Store, stream_server: ServerThread) -> 
         ) as resp,
     ):
         first = json.loads(next(resp.iter_lines()))
-    assert first == {"type": "EVENT", "seq": s2, "event": first["event"]}
+    epoch = store.read_events(0).epoch
+    assert epoch  # every line names the store's event history (issue 9, item 7)
+    assert first == {"type": "EVENT", "seq": s2, "epoch": epoch, "event": first["event"]}
     assert first["event"]["uid"] == "b"
 
 
