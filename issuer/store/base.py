@@ -116,10 +116,11 @@ class EventPage:
 
     ``epoch`` names the event history the seqs belong to: a random id made with the store (SQLite:
     a ``meta`` row; Redis: the ``epoch`` key, made again when it is missing, as after a flush).
-    Seqs compare only within one epoch: a new file, a flushed or replaced Redis, or a rollback the
-    store noticed (Redis: a last seq below one this process saw) has a new epoch, and a reader of
-    the old one must resync (issue 9, item 7). "" while no seq was ever assigned (nothing to
-    compare yet), or from a store that has no epochs."""
+    Seqs compare only within one epoch: a new file, or a flushed or replaced Redis, has a new
+    epoch, and a reader of the old one must resync (issue 9, item 7). A store restored to an
+    older copy of itself (a failover to a lagging replica) keeps its epoch: the stream detects
+    that by the event at the reader's seq, which is another event or none. "" while no seq was
+    ever assigned (nothing to compare yet), or from a store that has no epochs."""
 
     events: tuple[Event, ...]
     oldest_seq: int

@@ -25,8 +25,8 @@ https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-
                                         a namespace is one ZRANGEBYLEX range
     P:seq                         int   event sequence counter (INCR)
     P:epoch                       str   random id of the event history (EventPage.epoch), made
-                                        when missing (a new or flushed Redis) and anew when this
-                                        process sees the counter below a seq it saw (a rollback)
+                                        by the first read that finds a seq but no epoch (a new or
+                                        flushed Redis)
     P:events                      stream, entry id "<seq>-1", fields t (server time, µs), d (JSON)
     P:lease:<name>                string holder, with a PX expiry
     P:changes                     pub/sub channel: "keys" | "events" | "objects"
@@ -83,7 +83,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import secrets
 import threading
 import time
@@ -123,8 +122,6 @@ if TYPE_CHECKING:
 else:
     RedisClient = redis.Redis
     ClusterClient = Any
-
-log = logging.getLogger(__name__)
 
 #: Any client the store can drive: a plain (or Sentinel-managed) client, or a cluster client.
 AnyClient = RedisClient | ClusterClient
@@ -239,16 +236,6 @@ if n > 0 then
   end
 end
 return out
-"""
-
-# A new epoch (ARGV[2]) unless another replica already replaced the one we saw (ARGV[1]).
-_NEW_EPOCH = """
-local epoch = redis.call('GET', KEYS[1])
-if not epoch or epoch == ARGV[1] then
-  epoch = ARGV[2]
-  redis.call('SET', KEYS[1], epoch)
-end
-return epoch
 """
 
 _ACQUIRE = """
@@ -422,12 +409,6 @@ class RedisStore:
         self._append = _Script(_APPEND)
         self._list = _Script(_LIST)
         self._read_events = _Script(_READ_EVENTS)
-        self._new_epoch = _Script(_NEW_EPOCH)
-        # The highest seq this process has seen, and in which epoch: a counter found below it
-        # means the store went back in time (a failover to a lagging replica, a restored
-        # snapshot), so the epoch is replaced and followers resync (issue 9, item 7).
-        self._seen = ("", 0)
-        self._seen_lock = threading.Lock()
         self._acquire = _Script(_ACQUIRE)
         self._release = _Script(_RELEASE)
         pool = getattr(client, "connection_pool", None)
@@ -651,7 +632,6 @@ class RedisStore:
         """Delete an object (uid-conditioned), appending ``event`` in the same script."""
         key = self._obj_key(kind, namespace, name)
         event_doc = _codec.dump_json(event) if event is not None else b""
-        before = self._seen_now()
         with _errors(write=True):
             res = self._delete(
                 self._writer(),
@@ -672,68 +652,20 @@ class RedisStore:
         deleted = _codec.with_rv(
             _codec.load_json(res[2], f"{kind} {namespace}/{name}"), int(res[1])
         )
-        if event is None:
-            return deleted, None
-        seq = int(res[3])
-        self._observe(before, before[0], seq, appended=True)
-        return deleted, seq
+        return deleted, (int(res[3]) if event is not None else None)
 
     # --- invalidation events ------------------------------------------------------------------
     def append_event(self, data: Mapping[str, Any]) -> int:
         """Append an event; return its seq (store-wide, strictly increasing)."""
         doc = _codec.dump_json(data)
-        before = self._seen_now()
         with _errors(write=True):
-            seq = int(
-                self._append(
-                    self._writer(), keys=[self._k_seq, self._k_events], args=[doc, self._channel]
-                )
+            seq = self._append(
+                self._writer(), keys=[self._k_seq, self._k_events], args=[doc, self._channel]
             )
-        self._observe(before, before[0], seq, appended=True)
-        return seq
-
-    # Rollback detection (issue 9, item 7). ``_seen`` is compared with what an operation saw only
-    # as it was *before* the operation was sent: concurrent calls finish in any order, but the
-    # counter never goes back while the data survives, so a result below the earlier value is a
-    # rollback, never a race.
-    def _seen_now(self) -> tuple[str, int]:
-        with self._seen_lock:
-            return self._seen
-
-    def _observe(self, before: tuple[str, int], epoch: str, seq: int, *, appended: bool) -> str:
-        """Record ``seq`` (a new event's seq, or a page's last seq) seen in ``epoch``; if it is
-        below what this process saw before the call, replace the epoch. Returns the epoch."""
-        seen_epoch, seen = before
-        back = seq <= seen if appended else seq < seen
-        if seen_epoch and epoch == seen_epoch and back:
-            return self._rolled_back(epoch, seq)
-        with self._seen_lock:
-            current_epoch, current = self._seen
-            if current_epoch == epoch:
-                self._seen = (epoch, max(current, seq))
-            elif current_epoch == seen_epoch:  # nobody moved it since the call began
-                self._seen = (epoch, seq)
-        return epoch
-
-    def _rolled_back(self, epoch: str, last_seq: int) -> str:
-        """Replace ``epoch`` (unless another replica did already); return the epoch now."""
-        log.warning(
-            "redis store went back in time (event seq %d is below one this process saw); "
-            "starting a new event epoch so that stream followers resync",
-            last_seq,
-        )
-        with _errors(write=True):
-            new = self._new_epoch(
-                self._writer(), keys=[self._k_epoch], args=[epoch, secrets.token_hex(8)]
-            )
-        now = new.decode() if isinstance(new, bytes) else str(new)
-        with self._seen_lock:
-            self._seen = (now, last_seq)
-        return now
+        return int(seq)
 
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""
-        before = self._seen_now()
         with _errors():
             # One script: the page, the oldest entry, the counter and the epoch: one snapshot.
             flat = self._read_events(
@@ -745,15 +677,11 @@ class RedisStore:
             Event(seq=_stream_seq(eid), data=_codec.load_json(d, f"event {eid!r}"))
             for eid, d in zip(flat[3::2], flat[4::2], strict=True)
         )
-        last_seq = int(flat[0])
-        epoch = flat[2].decode() if isinstance(flat[2], bytes) else str(flat[2])
-        if epoch:
-            epoch = self._observe(before, epoch, last_seq, appended=False)
         return EventPage(
             events=events,
             oldest_seq=_stream_seq(flat[1]) if flat[1] else 0,
-            last_seq=last_seq,
-            epoch=epoch,
+            last_seq=int(flat[0]),
+            epoch=flat[2].decode() if isinstance(flat[2], bytes) else str(flat[2]),
         )
 
     def wait_events(self, after: int, timeout: float) -> EventPage:
