@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     ours_port, nginx_port = free_port(), free_port()
     issuer = f"http://127.0.0.1:{ours_port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SA_ISSUER_")}
-    common = ["--data-dir", str(data_dir), "--listen", f"127.0.0.1:{ours_port}"]
+    common = ["--data-dir", str(data_dir), "--listen", f"127.0.0.1:{ours_port}", "--tls", "off"]
     ours = subprocess.Popen(
         [sys.executable, "-m", "issuer", "serve", *common, "--workers", str(args.workers)],
         env=env,

@@ -22,7 +22,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
@@ -31,6 +31,8 @@ from issuer import api
 from issuer.context import IssuerContext, build_context
 from issuer.http.discovery import DocumentEndpoint, discovery_paths, jwks_paths
 from issuer.http.health import health_routes
+from issuer.http.limits import HttpLimits
+from issuer.http.paths import path_problem
 from issuer.http.status import StatusError, status_response
 from issuer.revocations import UpkeepThread
 
@@ -74,6 +76,8 @@ class IssuerApp(Starlette):
             p.encode("utf-8"): e for p, e in fast_paths.items() if p.isascii()
         }
         self._requests = ctx.metrics.requests
+        #: Request and connection bounds for the uvicorn protocol (issuer.http.limits).
+        self.http_limits = HttpLimits.from_config(ctx.config)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch: fast lane for the documents, counted Starlette for the rest."""
@@ -88,6 +92,12 @@ class IssuerApp(Starlette):
 
     async def _counted(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = 500
+        problem = path_problem(scope["path"])
+        if problem is not None:
+            # Nothing can exist at such a path: 400 before routing and authorization.
+            await status_response(400, "BadRequest", problem)(scope, receive, send)
+            self._requests.inc_key(("unmatched", "400"))
+            return
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -118,6 +128,20 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
 async def _status_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StatusError)
     return exc.response()
+
+
+#: Recorded in ``sa_issuer_http_requests_total`` for a request whose client went away before its
+#: body was read (nginx's "client closed request"; nothing is sent, the connection is gone).
+CLIENT_CLOSED_REQUEST = 499
+
+
+async def _client_disconnect(request: Request, exc: Exception) -> Response:
+    # The client hung up mid-body (or was cut off by issuer.http.limits): not a server error, no
+    # traceback (issue 9 item 14).
+    log.info(
+        "client went away before sending its whole request: %s %s", request.method, request.url.path
+    )
+    return Response(status_code=CLIENT_CLOSED_REQUEST)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
@@ -178,6 +202,7 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
         exception_handlers={
             HTTPException: _http_exception,
             StatusError: _status_error,
+            ClientDisconnect: _client_disconnect,
             Exception: _internal_error,
         },
     )
@@ -188,7 +213,9 @@ def app_from_env() -> IssuerApp:
     :func:`issuer.config.config_to_env`), context built in this process."""
     from issuer.cli import _setup_logging
     from issuer.config import load_config
+    from issuer.workers import die_with_parent
 
+    die_with_parent()  # a worker must not outlive its supervisor (issue 9 item 12)
     config = load_config({}, os.environ, None)
     _setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
     return create_app(build_context(config))

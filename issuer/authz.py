@@ -18,14 +18,11 @@ may bind a service account of another namespace (``subjects[].namespace``); a Ro
 references a ClusterRole grants that ClusterRole's rules in the binding's namespace only.
 
 Built-in ClusterRoles and ClusterRoleBindings (:data:`BUILTIN_CLUSTER_ROLES`,
-:data:`BUILTIN_CLUSTER_ROLE_BINDINGS`) are always in force and are never stored:
-
-- ``cluster-admin`` (everything, every non-resource URL), bound to the group ``system:masters``
-  (the bootstrap admin tokens authenticate into that group);
-- ``system:auth-delegator`` — create ``tokenreviews.authentication.k8s.io`` and
-  ``subjectaccessreviews.authorization.k8s.io`` as in kube, plus (sa-oidc) get/list/watch
-  ``invalidations.sa-oidc.dev``: the invalidation stream is for "callers allowed to review
-  tokens". Revoking tokens (create ``tokenrevocations.sa-oidc.dev``) is not part of it.
+:data:`BUILTIN_CLUSTER_ROLE_BINDINGS`) are kube's bootstrap policy (:mod:`issuer.bootstrap_policy`:
+cluster-admin for ``system:masters``, admin/edit/view by aggregation, system:auth-delegator,
+system:basic-user, system:discovery, system:public-info-viewer,
+system:service-account-issuer-discovery); they are always in force and never stored. The
+bootstrap admin tokens authenticate into ``system:masters``.
 
 Also here, for the RBAC registry: escalation checks (:func:`covers`, kube:
 component-helpers/auth/rbac/validation/policy_comparator.go) and kube's denial texts
@@ -38,6 +35,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from issuer import bootstrap_policy
+from issuer.selectors import LabelSelector, SelectorError, label_selector_from_json
 
 __all__ = [
     "ADMIN_GROUPS",
@@ -64,6 +64,7 @@ __all__ = [
     "forbidden_message",
     "non_resource_url_matches",
     "request_info",
+    "resolve_aggregation",
     "resource_matches",
     "resource_name_matches",
     "rule_allows",
@@ -190,22 +191,92 @@ class RoleRef:
 
 @dataclass(frozen=True, slots=True)
 class Role:
-    """A Role (``namespace`` set) or a ClusterRole (``namespace`` "")."""
+    """A Role (``namespace`` set) or a ClusterRole (``namespace`` "").
+
+    ``labels`` are the object's labels (aggregation selects ClusterRoles by them);
+    ``aggregation`` is a ClusterRole's ``aggregationRule.clusterRoleSelectors`` (None: no
+    aggregationRule; a None item is a selector that matches nothing), see
+    :func:`resolve_aggregation`.
+    """
 
     name: str
     rules: tuple[PolicyRule, ...] = ()
     namespace: str = ""
+    labels: tuple[tuple[str, str], ...] = ()
+    aggregation: tuple[LabelSelector | None, ...] | None = None
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> Role:
         """From a stored Role/ClusterRole document."""
         meta = obj.get("metadata") or {}
         rules = obj.get("rules") if isinstance(obj.get("rules"), list) else []
+        labels = meta.get("labels") if isinstance(meta.get("labels"), Mapping) else {}
         return cls(
             name=str(meta.get("name") or ""),
             rules=tuple(PolicyRule.from_json(r) for r in rules or () if isinstance(r, Mapping)),
             namespace=str(meta.get("namespace") or ""),
+            labels=tuple(sorted((str(k), str(v)) for k, v in (labels or {}).items())),
+            aggregation=_aggregation_selectors(obj.get("aggregationRule")),
         )
+
+
+def _aggregation_selectors(rule: Any) -> tuple[LabelSelector | None, ...] | None:
+    if not isinstance(rule, Mapping):
+        return None
+    selectors = rule.get("clusterRoleSelectors")
+    out: list[LabelSelector | None] = []
+    for raw in selectors if isinstance(selectors, list) else ():
+        try:
+            out.append(label_selector_from_json(raw))
+        except SelectorError:
+            out.append(None)  # the controller fails on it; validation refuses it on create
+    return tuple(out)
+
+
+def resolve_aggregation(cluster_roles: Mapping[str, Role]) -> dict[str, Role]:
+    """ClusterRoles with an ``aggregationRule`` get the rules of the ClusterRoles their selectors
+    match (kube: pkg/controller/clusterroleaggregation/clusterroleaggregation_controller.go).
+
+    kube's controller writes them into the role's ``rules`` (replacing what was there); here the
+    same result is computed when the roles are read. Per selector, the matching roles in name
+    order, never the role itself, each rule once. An aggregated role that is itself selected
+    contributes its aggregated rules (the controller reaches that fixpoint too); in a cycle the
+    role met again contributes nothing more. Roles without an aggregationRule are unchanged.
+    """
+    resolved: dict[str, tuple[PolicyRule, ...]] = {}
+    by_name = sorted(cluster_roles.items())
+
+    def effective(name: str, visiting: frozenset[str]) -> tuple[PolicyRule, ...]:
+        role = cluster_roles[name]
+        if role.aggregation is None:
+            return role.rules
+        if name in resolved:
+            return resolved[name]
+        out: list[PolicyRule] = []
+        seen: set[PolicyRule] = set()
+        for selector in role.aggregation:
+            if selector is None:
+                continue
+            for other, candidate in by_name:
+                if other == name or other in visiting:
+                    continue
+                if not selector.matches(dict(candidate.labels)):
+                    continue
+                for rule in effective(other, visiting | {name}):
+                    if rule not in seen:
+                        seen.add(rule)
+                        out.append(rule)
+        rules = tuple(out)
+        if not visiting:
+            resolved[name] = rules
+        return rules
+
+    return {
+        name: role
+        if role.aggregation is None
+        else dataclasses.replace(role, rules=effective(name, frozenset()))
+        for name, role in cluster_roles.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,43 +306,30 @@ class Binding:
         )
 
 
-# kube: plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go (cluster-admin,
-# system:auth-delegator) — the sa-oidc.dev rule is ours (see the module docstring).
+def _builtin_role(name: str, spec: Mapping[str, Any]) -> Role:
+    aggregation = spec.get("aggregate")
+    return Role(
+        name,
+        tuple(PolicyRule.from_json(r) for r in spec["rules"]),
+        labels=tuple(sorted((spec.get("labels") or {}).items())),
+        aggregation=None
+        if aggregation is None
+        else tuple(label_selector_from_json({"matchLabels": sel}) for sel in aggregation),
+    )
+
+
+# kube's bootstrap policy (issuer.bootstrap_policy). admin/edit/view carry their aggregationRule:
+# their rules are resolved with the other ClusterRoles (resolve_aggregation).
 BUILTIN_CLUSTER_ROLES: Final[Mapping[str, Role]] = {
-    "cluster-admin": Role(
-        "cluster-admin",
-        (
-            PolicyRule(verbs=(_ALL,), api_groups=(_ALL,), resources=(_ALL,)),
-            PolicyRule(verbs=(_ALL,), non_resource_urls=(_ALL,)),
-        ),
-    ),
-    "system:auth-delegator": Role(
-        "system:auth-delegator",
-        (
-            PolicyRule(
-                verbs=("create",),
-                api_groups=("authentication.k8s.io",),
-                resources=("tokenreviews",),
-            ),
-            PolicyRule(
-                verbs=("create",),
-                api_groups=("authorization.k8s.io",),
-                resources=("subjectaccessreviews",),
-            ),
-            PolicyRule(
-                verbs=("get", "list", "watch"),
-                api_groups=(SA_OIDC_GROUP,),
-                resources=("invalidations",),
-            ),
-        ),
-    ),
+    name: _builtin_role(name, spec) for name, spec in bootstrap_policy.CLUSTER_ROLES.items()
 }
 BUILTIN_CLUSTER_ROLE_BINDINGS: Final[Mapping[str, Binding]] = {
-    "cluster-admin": Binding(
-        "cluster-admin",
-        RoleRef("ClusterRole", "cluster-admin"),
-        (Subject("Group", MASTERS_GROUP, api_group=RBAC_GROUP),),
-    ),
+    name: Binding(
+        name,
+        RoleRef("ClusterRole", role),
+        tuple(Subject("Group", g, api_group=RBAC_GROUP) for g in groups),
+    )
+    for name, (role, groups) in bootstrap_policy.CLUSTER_ROLE_BINDINGS.items()
 }
 
 
@@ -485,8 +543,11 @@ class _Index:
             index.roles[(r.namespace, r.name)] = r
         for r in cluster_roles:
             index.cluster_roles[r.name] = r
-        # Built-ins win: the registry refuses stored objects with their names anyway.
-        index.cluster_roles.update(BUILTIN_CLUSTER_ROLES)
+        # The registry refuses stored objects with the built-ins' names, so a given role of such
+        # a name is the built-in already resolved (issuer.rbac_index passes those).
+        for name, builtin in BUILTIN_CLUSTER_ROLES.items():
+            index.cluster_roles.setdefault(name, builtin)
+        index.cluster_roles = resolve_aggregation(index.cluster_roles)
         return index
 
     def rules(self, ref: RoleRef, binding_namespace: str) -> tuple[PolicyRule, ...] | str:

@@ -21,10 +21,12 @@ import re
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -60,7 +62,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--config", metavar="FILE", help="TOML config file (env SA_ISSUER_CONFIG)")
     g.add_argument("--data-dir", metavar="DIR", help="data directory (default ./.sa-issuer)")
     g.add_argument("--listen", metavar="HOST:PORT", help="listen address (default 127.0.0.1:8080)")
-    g.add_argument("--issuer", metavar="URL", help="issuer URL (default http://LISTEN)")
+    g.add_argument(
+        "--issuer", metavar="URL", help="issuer URL (default https://LISTEN; http with --tls off)"
+    )
     g.add_argument(
         "--store",
         metavar="URL",
@@ -92,7 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
     s = serve.add_argument_group("serving")
     s.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) for HTTPS")
     s.add_argument("--tls-key", metavar="FILE", help="PEM private key for HTTPS")
+    s.add_argument(
+        "--tls",
+        choices=["auto", "self-signed", "off"],
+        help="auto (default): --tls-cert/--tls-key if given, else a self-signed CA and "
+        "certificate in the data dir for an https issuer; off: plain http (an https issuer URL "
+        "then means a TLS-terminating proxy in front)",
+    )
+    s.add_argument(
+        "--tls-sans",
+        metavar="NAMES",
+        help="comma-separated extra DNS names / IPs for the self-signed certificate",
+    )
     s.add_argument("--workers", metavar="N", type=int, help="worker processes (default 1)")
+    s.add_argument(
+        "--max-connections",
+        metavar="N",
+        type=int,
+        help="open connections per process; more are answered 503 (default 2048)",
+    )
     s.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     s.add_argument("--access-log", action="store_true", default=None, help="log every request")
     serve.set_defaults(func=cmd_serve)
@@ -181,7 +203,10 @@ _CONFIG_FLAGS = (
     "insecure_allow_http_issuer",
     "tls_cert",
     "tls_key",
+    "tls",
+    "tls_sans",
     "workers",
+    "max_connections",
     "log_level",
     "access_log",
 )
@@ -228,36 +253,100 @@ def _fast_lane_available() -> bool:
     try:
         import httptools  # noqa: F401
 
-        import issuer.http.fastlane  # noqa: F401
+        import issuer.http.fastlane
+        import issuer.http.limits  # noqa: F401
     except ImportError:
         return False
     return True
 
 
 def banner(config: Config) -> str:
-    """The one line ``serve`` prints: where the issuer is, its store, and the admin token PATH
-    (never the token)."""
-    return (
-        f"{PROG}: serving issuer {config.issuer} (store {config.store_description()}) "
-        f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}"
+    """The one line ``serve`` prints: where the issuer is, its store, the admin token PATH (never
+    the token), the CA to trust (self-signed TLS) and the kubeconfig."""
+    ca = ""
+    if config.serving_tls == "self-signed":
+        ca = f"; CA {config.data_dir / 'ca.crt'}"
+    scheme = config.serving_scheme
+    listening = (
+        "" if config.issuer.startswith(scheme + "://") else f" on {scheme}://{config.listen}"
     )
+    return (
+        f"{PROG}: serving issuer {config.issuer}{listening} (store {config.store_description()}) "
+        f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}{ca}; "
+        f"kubeconfig {config.data_dir / 'kubeconfig'}"
+    )
+
+
+def _setup_tls(config: Config) -> tuple[Path | None, Path | None, Path | None]:
+    """The certificate and key to serve and the CA clients should trust (all None for plain
+    http), creating or renewing the self-signed ones (:mod:`issuer.tlsboot`)."""
+    from issuer import kubeconfig, tlsboot
+
+    mode = config.serving_tls
+    if mode == "off":
+        return None, None, None
+    if mode == "files":
+        assert config.tls_cert is not None
+        ca = config.tls_cert if kubeconfig.self_issued(config.tls_cert) else None
+        return config.tls_cert, config.tls_key, ca
+    names = tlsboot.wanted_names(config.issuer, config.listen_host, config.tls_sans)
+    try:
+        files, _why = tlsboot.ensure_self_signed(config.data_dir, names)
+    except (OSError, ValueError) as e:
+        raise CliError(
+            f"cannot create the self-signed TLS certificate in {config.data_dir}: {e}"
+        ) from None
+    stop = threading.Event()
+    threading.Thread(
+        target=tlsboot.renew_loop,
+        args=(config.data_dir, names, stop),
+        name="tls-renew",
+        daemon=True,
+    ).start()
+    return files.cert, files.key, files.ca_cert
+
+
+def _api_server_url(config: Config) -> str:
+    # The API is served at the root of the issuer's origin (an issuer path only prefixes OIDC
+    # discovery), so kubectl's server is the origin.
+    parts = urlsplit(config.issuer)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``sa-issuer serve``."""
     import uvicorn
 
+    from issuer import kubeconfig, tlsboot
     from issuer.app import create_app
     from issuer.context import build_context
+    from issuer.http.limits import raise_open_file_limit
 
     config = _config(args)
     _setup_logging(config.log_level)
     _check_tls(config)
+    # Room for max_connections client sockets (issuer.http.limits); workers inherit it.
+    raise_open_file_limit()
     ctx = build_context(config)
     try:
         # Preflight before binding: KEK check, bootstrap of the first key, catch-up rotation.
         # A wrong KEK or a corrupt store fails here, before anything is written.
         ctx.keys.start(rotate=False)
+    except BaseException:
+        ctx.close()
+        raise
+    try:
+        # After the preflight: a refused start leaves the data dir as it was.
+        certfile, keyfile, ca_file = _setup_tls(config)
+        kubeconfig.write(
+            config.data_dir / "kubeconfig",
+            _api_server_url(config),
+            config.admin_token_file,
+            ca_file,
+        )
+    except OSError as e:
+        ctx.close()
+        raise CliError(f"cannot write {config.data_dir / 'kubeconfig'}: {e.strerror}") from None
     except BaseException:
         ctx.close()
         raise
@@ -273,15 +362,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     }
     if _fast_lane_available():
         # Discovery/JWKS answered from the HTTP parser (issuer.http.fastlane); by import string
-        # so that --workers (spawned processes) can load it too. Both classes bound the size and
-        # time of request heads, which uvicorn's own httptools protocol does not.
-        protocol = "GuardedHttpToolsProtocol" if config.access_log else "FastLaneHttpToolsProtocol"
-        kwargs["http"] = f"issuer.http.fastlane:{protocol}"
-    if config.tls_cert is not None and config.tls_key is not None:
-        kwargs["ssl_certfile"] = str(config.tls_cert)
-        kwargs["ssl_keyfile"] = str(config.tls_key)
+        # so that --workers (spawned processes) can load it too. Both classes bound request heads,
+        # bodies and open connections (issuer.http.limits), which uvicorn's own protocol does not.
+        kwargs["http"] = (
+            "issuer.http.limits:GuardedHttpToolsProtocol"
+            if config.access_log
+            else "issuer.http.fastlane:FastLaneHttpToolsProtocol"
+        )
+    if certfile is not None and keyfile is not None:
+        kwargs["ssl_certfile"] = str(certfile)
+        kwargs["ssl_keyfile"] = str(keyfile)
         # uvicorn's default cipher string "TLSv1" also offers CBC/SHA-1 suites on TLS 1.2.
         kwargs["ssl_ciphers"] = TLS12_CIPHERS
+        # A renewed (or replaced) certificate is served without a restart.
+        kwargs["ssl_context_factory"] = tlsboot.reloading_context_factory
     if config.workers > 1:
         # Each worker builds its own context from the same resolved configuration.
         ctx.close()

@@ -4,12 +4,14 @@ Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSU
 TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
 var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
-=============================  =====================================  =========================
 key (env: SA_ISSUER_<KEY>)     meaning                                default
 =============================  =====================================  =========================
 data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
 listen                         ``HOST:PORT`` (``[::1]:PORT`` for v6)  ``127.0.0.1:8080``
-issuer                         the ``iss`` URL (https; see below)     ``http://`` + listen
+issuer                         the ``iss`` URL (https; see below)     ``https://`` + listen
+                                                                      (``http://`` with tls=off)
+tls                            ``auto`` | ``self-signed`` | ``off``   ``auto``
+tls_sans                       extra names for the self-signed cert   none
 store                          ``sqlite``, ``sqlite:///PATH``,        ``sqlite``
                                ``redis://HOST:PORT/DB`` ...
 tls_cert / tls_key             PEM files; both or neither             none
@@ -34,6 +36,10 @@ insecure_allow_http_issuer     allow an http issuer off loopback      false
 log_level                      debug | info | warning | error         info
 access_log                     uvicorn access log                     false
 max_body_bytes                 request body cap for the API           1048576 (1 MiB)
+body_timeout                   a request body must arrive within      60s
+body_min_rate                  least body bytes/s after a 5 s grace   500 (0 = no rate check)
+max_connections                open connections per process; more    2048 (lowered to fit
+                               are answered 503 and closed            ``ulimit -n``)
 =============================  =====================================  =========================
 
 Durations are seconds (int/float) or a string with a unit: ``90``, ``90s``, ``10m``, ``6h``, ``7d``.
@@ -41,11 +47,23 @@ Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` o
 ``0/false/no/off``.
 Relative paths in the config file are relative to the file's directory; relative paths from flags
 and env vars are relative to the working directory.
+=======
+Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
+``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
+below, so a setting added here must be documented there (and the reverse).
 
 ``token_max_expiration`` mirrors kube-apiserver's ``--service-account-max-token-expiration``:
 a TokenRequest for longer is shortened to it (kube: registry/core/serviceaccount/storage/token.go);
 like kube it must be at least one hour. We default to 24 h rather than kube's "unlimited" so a
 stolen token is bounded and retired keys leave the JWKS within a day.
+
+TLS (``tls``; kube-apiserver self-signs when given no certificate, apiserver
+pkg/server/options/serving.go MaybeDefaultWithSelfSignedCerts): ``auto`` serves the configured
+``tls_cert``/``tls_key`` if given, else a self-signed certificate (CA + serving certificate created
+in the data dir, :mod:`issuer.tlsboot`) when the issuer URL is https, else plain http;
+``self-signed`` always uses the self-signed one; ``off`` serves plain http — with an https issuer
+URL that means a TLS-terminating proxy in front. ``tls_sans`` adds DNS names / IP addresses to the
+self-signed certificate (the issuer host, ``127.0.0.1``, ``::1`` and ``localhost`` are always in).
 
 Issuer URL rules (REFERENCE.md "Discovery and JWKS"; kube: pkg/serviceaccount/openidmetadata.go):
 https, no query, no fragment, no userinfo. A plain ``http`` issuer is accepted only on a loopback
@@ -80,6 +98,8 @@ __all__ = [
     "load_config",
     "parse_duration",
     "parse_listen",
+    "setting_flag",
+    "settings",
 ]
 
 log = logging.getLogger("sa_issuer.config")
@@ -95,6 +115,7 @@ _MAX_EXPIRATION = 1 << 32
 
 _ALGORITHMS = ("RS256", "ES256", "ES384", "ES512")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
+_TLS_MODES = ("auto", "self-signed", "off")
 _STORE_SCHEMES = (
     "sqlite",
     "redis",
@@ -123,8 +144,10 @@ class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     listen_host: str = "127.0.0.1"
     listen_port: int = 8080
-    issuer: str = "http://127.0.0.1:8080"
+    issuer: str = "https://127.0.0.1:8080"
     store: str = "sqlite"
+    tls: str = "auto"
+    tls_sans: tuple[str, ...] = ()
     tls_cert: Path | None = None
     tls_key: Path | None = None
     workers: int = 1
@@ -139,19 +162,39 @@ class Config:
     publish_margin: float = 300.0
     leeway: float = 60.0
     retention_leeway: float = 600.0
-    api_audiences: tuple[str, ...] = ("http://127.0.0.1:8080",)
+    api_audiences: tuple[str, ...] = ("https://127.0.0.1:8080",)
     token_max_expiration: int = 86400
     extended_expiration: bool = False
     insecure_allow_http_issuer: bool = False
     log_level: str = "info"
     access_log: bool = False
     max_body_bytes: int = 1 << 20
+    body_timeout: float = 60.0
+    body_min_rate: int = 500
+    max_connections: int = 2048
     config_file: Path | None = None
 
     @property
     def listen(self) -> str:
         """``HOST:PORT`` as given (IPv6 hosts bracketed)."""
         return f"{_bracket(self.listen_host)}:{self.listen_port}"
+
+    @property
+    def serving_tls(self) -> str:
+        """How ``serve`` listens: ``"files"`` (the configured tls_cert/tls_key), ``"self-signed"``
+        (:mod:`issuer.tlsboot` in the data dir) or ``"off"`` (plain http)."""
+        if self.tls == "off":
+            return "off"
+        if self.tls_cert is not None and self.tls_key is not None:
+            return "files"
+        if self.tls == "self-signed" or urlsplit(self.issuer).scheme == "https":
+            return "self-signed"
+        return "off"
+
+    @property
+    def serving_scheme(self) -> str:
+        """``https`` unless :attr:`serving_tls` is off."""
+        return "http" if self.serving_tls == "off" else "https"
 
     @property
     def issuer_path(self) -> str:
@@ -292,6 +335,8 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "store": (_as_str, "--store"),
     "tls_cert": (_as_path, "--tls-cert"),
     "tls_key": (_as_path, "--tls-key"),
+    "tls": (_as_str, "--tls"),
+    "tls_sans": (_as_str_list, "--tls-sans"),
     "workers": (_as_int, "--workers"),
     "kek": (_as_str, "--kek"),
     "insecure_allow_http_issuer": (_as_bool, "--insecure-allow-http-issuer"),
@@ -311,6 +356,9 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "log_level": (_as_str, "--log-level"),
     "access_log": (_as_bool, "--access-log"),
     "max_body_bytes": (_as_int, None),
+    "body_timeout": (_as_duration, None),
+    "body_min_rate": (_as_int, None),
+    "max_connections": (_as_int, "--max-connections"),
 }
 
 _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
@@ -319,6 +367,12 @@ _PATH_KEYS = ("data_dir", "tls_cert", "tls_key", "admin_token_file")
 def settings() -> tuple[str, ...]:
     """All setting names (TOML keys; env var = ``SA_ISSUER_`` + upper-case)."""
     return tuple(_SETTINGS)
+
+
+def setting_flag(key: str) -> str | None:
+    """The command-line flag that sets ``key`` (``None``: config file and env var only).
+    Raises ``KeyError`` for an unknown setting."""
+    return _SETTINGS[key][1]
 
 
 def load_config(
@@ -425,10 +479,21 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     data_dir: Path = get("data_dir", DEFAULT_DATA_DIR)
     listen: str = get("listen", DEFAULT_LISTEN)
     host, port = parse_listen(listen, _where(raw, "listen"))
-    issuer: str = get("issuer", f"http://{_bracket(host)}:{port}")
+    tls: str = get("tls", "auto")
+    if tls not in _TLS_MODES:
+        raise ConfigError(
+            _where(raw, "tls"), f"must be one of {', '.join(_TLS_MODES)}, got {tls!r}"
+        )
+    default_scheme = "http" if tls == "off" else "https"
+    issuer: str = get("issuer", f"{default_scheme}://{_bracket(host)}:{port}")
     insecure: bool = get("insecure_allow_http_issuer", False)
-    issuer_where = _where(raw, "issuer") if "issuer" in raw else "--issuer (unset: http://LISTEN)"
+    issuer_where = (
+        _where(raw, "issuer") if "issuer" in raw else f"--issuer (unset: {default_scheme}://LISTEN)"
+    )
     _check_issuer(issuer, issuer_where, insecure, host)
+    tls_sans: tuple[str, ...] = get("tls_sans", ())
+    for san in tls_sans:
+        _check_san(san, _where(raw, "tls_sans"))
 
     store: str = get("store", "sqlite")
     _check_store(store, _where(raw, "store"))
@@ -440,6 +505,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         missing = "--tls-key" if tls_cert is not None else "--tls-cert"
         raise ConfigError(
             _where(raw, given), f"TLS needs both a certificate and a key: {missing} is missing"
+        )
+
+    if tls == "off" and tls_cert is not None:
+        raise ConfigError(
+            _where(raw, "tls"),
+            "--tls off serves plain http: drop --tls-cert/--tls-key or --tls off",
+        )
+    if tls == "self-signed" and tls_cert is not None:
+        raise ConfigError(
+            _where(raw, "tls"),
+            "--tls self-signed creates its own certificate: drop --tls-cert/--tls-key",
         )
 
     workers: int = get("workers", 1)
@@ -511,6 +587,17 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
     if max_body < 1024:
         raise ConfigError(_where(raw, "max_body_bytes"), f"must be >= 1024, got {max_body}")
 
+    # Request bounds enforced by issuer.http.limits (issue 9 item 2).
+    body_timeout: float = get("body_timeout", 60.0)
+    if body_timeout <= 0:
+        raise ConfigError(_where(raw, "body_timeout"), "must be > 0")
+    body_min_rate: int = get("body_min_rate", 500)
+    if body_min_rate < 0:
+        raise ConfigError(_where(raw, "body_min_rate"), f"must be >= 0, got {body_min_rate}")
+    max_connections: int = get("max_connections", 2048)
+    if max_connections < 1:
+        raise ConfigError(_where(raw, "max_connections"), f"must be >= 1, got {max_connections}")
+
     admin_token_file: Path = get("admin_token_file", data_dir / "admin-token")
     audit_log: str = get("audit_log", str(data_dir / "audit.log"))
 
@@ -520,6 +607,8 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         listen_port=port,
         issuer=issuer,
         store=store,
+        tls=tls,
+        tls_sans=tls_sans,
         tls_cert=tls_cert,
         tls_key=tls_key,
         workers=workers,
@@ -541,6 +630,9 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         log_level=log_level,
         access_log=get("access_log", False),
         max_body_bytes=max_body,
+        body_timeout=body_timeout,
+        body_min_rate=body_min_rate,
+        max_connections=max_connections,
         config_file=config_file,
     )
 
@@ -611,6 +703,23 @@ def _check_issuer(issuer: str, where: str, insecure: bool, listen_host: str) -> 
                 "tokens and keys can be intercepted or spoofed on the network",
                 issuer,
             )
+
+
+_DNS_NAME_RE = re.compile(
+    r"(?=.{1,253}$)(\*\.)?[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*"
+)
+
+
+def _check_san(san: str, where: str) -> None:
+    # A subjectAltName is an IP address or a DNS name (RFC 5280 §4.2.1.6; a leading "*." label
+    # is a wildcard, RFC 6125 §6.4.3).
+    try:
+        ipaddress.ip_address(san.strip("[]"))
+        return
+    except ValueError:
+        pass
+    if _DNS_NAME_RE.fullmatch(san) is None:
+        raise ConfigError(where, f"{san!r} is neither an IP address nor a DNS name")
 
 
 def _check_store(store: str, where: str) -> None:

@@ -6,6 +6,7 @@
                        [--mode oidc|tokenreview|hybrid] [--token-file F] [--ca-bundle F]
                        [--insecure-allow-http] [--json]
                        [--review-url URL --bearer-token-file F]     (tokenreview, hybrid)
+    sa-verifier verify [TOKEN|-] --authentication-config FILE [--json]   (many issuers)
 
 Exit codes (DESIGN.md "Verifier public API"): 0 valid, 1 invalid (``invalid token: <reason>:
 <detail>`` on stderr), 2 usage, 3 unavailable (could not check). The token is never printed; pass it
@@ -67,7 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--token-file", type=Path, help="read the token from this file")
     v.add_argument("--issuer", help="issuer URL, compared exactly (required for oidc, hybrid)")
     v.add_argument(
-        "--audience", action="append", default=[], required=True, help="accepted audience"
+        "--audience",
+        action="append",
+        default=[],
+        help="accepted audience (required unless --authentication-config)",
+    )
+    v.add_argument(
+        "--authentication-config",
+        type=Path,
+        metavar="FILE",
+        help="Kubernetes AuthenticationConfiguration (apiserver.config.k8s.io/v1beta1 or v1): "
+        "many issuers, audiences and claim mappings from the file",
     )
     v.add_argument("--mode", choices=("oidc", "tokenreview", "hybrid"), default="oidc")
     v.add_argument("--ca-bundle", help="PEM file of CA certificates to trust")
@@ -96,6 +107,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("verifier").addHandler(logging.NullHandler())
     try:
         token = _read_token(args)
+        if args.authentication_config is not None:
+            _check_config_flags(args)
+            # Imported here: the single-issuer modes never load YAML or CEL.
+            from verifier._cli_multi import check_with_config
+
+            return check_with_config(token, args.authentication_config, as_json=args.json)
         verifier = _build(args)
     except _UsageError as exc:
         print(f"sa-verifier: error: {exc}", file=sys.stderr)
@@ -174,8 +191,32 @@ def _read_token(args: argparse.Namespace) -> str:
     return token
 
 
+def _check_config_flags(args: argparse.Namespace) -> None:
+    """With --authentication-config the file says everything the per-issuer flags would."""
+    given = [
+        flag
+        for flag, value in (
+            ("--issuer", args.issuer),
+            ("--audience", args.audience),
+            ("--ca-bundle", args.ca_bundle),
+            ("--review-url", args.review_url),
+            ("--bearer-token-file", args.bearer_token_file),
+            ("--insecure-allow-http", args.insecure_allow_http),
+            ("--mode", args.mode != "oidc"),
+        )
+        if value
+    ]
+    if given:
+        raise _UsageError(
+            f"{', '.join(given)} cannot be combined with --authentication-config "
+            "(the file configures issuers, audiences and trust)"
+        )
+
+
 def _build(args: argparse.Namespace) -> _Verifier:
     mode: str = args.mode
+    if not args.audience:
+        raise _UsageError("--audience is required (or use --authentication-config)")
     if mode in ("oidc", "hybrid") and not args.issuer:
         raise _UsageError(f"--issuer is required with --mode {mode}")
     bearer = ""

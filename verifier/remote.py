@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import ssl
@@ -40,7 +41,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, Self, TypeVar
 
 import httpx
 
@@ -54,6 +55,7 @@ from verifier.jwk import KeySet
 from verifier.policy import DEFAULT_ALGORITHMS, Policy
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DISCOVERY_PATH: Final = "/.well-known/openid-configuration"
 USER_AGENT: Final = "sa-oidc-verifier/0.1"
@@ -96,6 +98,8 @@ class _Base:
         max_response_bytes: int = 512 * 1024,
         insecure_allow_http: bool = False,
         clock: Callable[[], float] = time.time,
+        discovery_url: str | None = None,
+        ca_data: str | None = None,
         has_client: bool,
     ) -> None:
         self._policy = Policy(issuer, audiences, algorithms=algorithms, leeway=leeway)
@@ -113,13 +117,18 @@ class _Base:
             raise ValueError("refetch_cooldown must be >= 0")
         if max_response_bytes <= 0:
             raise ValueError("max_response_bytes must be positive")
-        if has_client and ca_bundle is not None:
-            raise ValueError("pass ca_bundle or client, not both (configure the client's TLS)")
+        if has_client and (ca_bundle is not None or ca_data is not None):
+            raise ValueError(
+                "pass ca_bundle/ca_data or client, not both (configure the client's TLS)"
+            )
+        if discovery_url is not None:
+            _check_url(discovery_url, "discovery_url", insecure_allow_http)
         self._timeout = float(timeout)
         self._max_bytes = int(max_response_bytes)
         self._clock = clock
-        # go-oidc: strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration".
-        self._discovery_url = issuer.rstrip("/") + DISCOVERY_PATH
+        # go-oidc: strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"; kube's
+        # AuthenticationConfiguration ``issuer.discoveryURL`` replaces it, used exactly as given.
+        self._discovery_url = discovery_url or issuer.rstrip("/") + DISCOVERY_PATH
         self._cache: KeyCache[Any] = KeyCache(
             min_cache=min_cache,
             max_cache=max_cache,
@@ -142,9 +151,11 @@ class _Base:
         return VerifierUnavailable(f"cannot verify tokens from issuer {self.issuer!r}: {why}")
 
     @staticmethod
-    def _tls(ca_bundle: str | None) -> ssl.SSLContext | bool:
+    def _tls(ca_bundle: str | None, ca_data: str | None = None) -> ssl.SSLContext | bool:
         # None: httpx's default trust store (certifi, or SSL_CERT_FILE).
-        return True if ca_bundle is None else ssl.create_default_context(cafile=ca_bundle)
+        if ca_bundle is None and ca_data is None:
+            return True
+        return ssl.create_default_context(cafile=ca_bundle, cadata=ca_data)
 
     def _record(self, result: FetchResult) -> None:
         """Store a fetch outcome in the cache and log failures (never any token content)."""
@@ -239,6 +250,9 @@ class OIDCVerifier(_Base):
     - ``insecure_allow_http``: allow ``http://`` issuer and ``jwks_uri``. Anyone on the path can
       then substitute keys and mint accepted tokens: it MUST NOT be used in production.
     - ``clock``: returns POSIX seconds; used for token times and cache ages (tests inject one).
+    - ``discovery_url``: fetch discovery from here instead of ``{issuer}/.well-known/...`` (kube's
+      ``issuer.discoveryURL``); the document's ``issuer`` must still equal ``issuer``.
+    - ``ca_data``: PEM text of trusted roots (kube's ``issuer.certificateAuthority``).
     """
 
     def __init__(
@@ -257,6 +271,8 @@ class OIDCVerifier(_Base):
         max_response_bytes: int = 512 * 1024,
         insecure_allow_http: bool = False,
         clock: Callable[[], float] = time.time,
+        discovery_url: str | None = None,
+        ca_data: str | None = None,
     ) -> None:
         super().__init__(
             issuer,
@@ -271,11 +287,13 @@ class OIDCVerifier(_Base):
             max_response_bytes=max_response_bytes,
             insecure_allow_http=insecure_allow_http,
             clock=clock,
+            discovery_url=discovery_url,
+            ca_data=ca_data,
             has_client=client is not None,
         )
         self._owns_client = client is None
         self._client = client or httpx.Client(
-            transport=DeadlineTransport(self._tls(ca_bundle)),
+            transport=DeadlineTransport(self._tls(ca_bundle, ca_data)),
             timeout=self._timeouts(),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
@@ -286,14 +304,24 @@ class OIDCVerifier(_Base):
 
     def verify(self, token: str) -> ServiceAccountIdentity:
         """Verify ``token``; fetch keys only when there are none or its ``kid`` is unknown."""
+        return self.verify_with(functools.partial(self._check, token))
+
+    def verify_with(self, check: Callable[[KeySet], _T]) -> _T:
+        """Run ``check(keys)`` on this issuer's key set, with :meth:`verify`'s key handling.
+
+        For callers with their own claim rules (``verifier.multi``): ``check`` verifies the
+        signature with the keys it is given and raises ``InvalidToken``; when it raises
+        ``unknown_key`` the keys are refetched (at most once per cooldown, one shared fetch) and
+        ``check`` runs once more on the new set.
+        """
         keys = self._keys(self._clock())
         try:
-            return self._check(token, keys)
+            return check(keys)
         except InvalidToken as exc:
             if exc.reason != "unknown_key":
                 raise
             newer = self._after_unknown_kid(keys, exc)
-        return self._check(token, newer)
+        return check(newer)
 
     def verify_cached(self, token: str) -> ServiceAccountIdentity | None:
         """Like :meth:`verify`, but never blocks on the network: ``None`` means "would have to".
@@ -302,6 +330,11 @@ class OIDCVerifier(_Base):
         ``None`` cases to a thread (``verifier.middleware`` does). A due background refresh of a
         stale key set is still started.
         """
+        return self.verify_cached_with(functools.partial(self._check, token))
+
+    def verify_cached_with(self, check: Callable[[KeySet], _T]) -> _T | None:
+        """:meth:`verify_cached` for :meth:`verify_with`'s ``check``: ``None`` means "would have
+        to fetch keys"; CPU-only otherwise."""
         now = self._clock()
         entry = self._cache.entry
         if entry is None:
@@ -316,7 +349,7 @@ class OIDCVerifier(_Base):
             if now >= entry.fresh_until:
                 self._refresh_in_background(now)
         try:
-            return self._check(token, keys)
+            return check(keys)
         except InvalidToken as exc:
             if exc.reason != "unknown_key":
                 raise
@@ -324,7 +357,7 @@ class OIDCVerifier(_Base):
             if decision.do is Do.GIVE_UP:
                 raise
             if decision.do is Do.USE and decision.keys is not None:
-                return self._check(token, decision.keys)
+                return check(decision.keys)
             return None
 
     def close(self) -> None:
@@ -454,6 +487,8 @@ class AsyncOIDCVerifier(_Base):
         max_response_bytes: int = 512 * 1024,
         insecure_allow_http: bool = False,
         clock: Callable[[], float] = time.time,
+        discovery_url: str | None = None,
+        ca_data: str | None = None,
     ) -> None:
         super().__init__(
             issuer,
@@ -468,11 +503,13 @@ class AsyncOIDCVerifier(_Base):
             max_response_bytes=max_response_bytes,
             insecure_allow_http=insecure_allow_http,
             clock=clock,
+            discovery_url=discovery_url,
+            ca_data=ca_data,
             has_client=client is not None,
         )
         self._owns_client = client is None
         self._client = client or httpx.AsyncClient(
-            verify=self._tls(ca_bundle),
+            verify=self._tls(ca_bundle, ca_data),
             timeout=self._timeouts(),
             follow_redirects=False,
             headers={"User-Agent": USER_AGENT},
@@ -481,9 +518,13 @@ class AsyncOIDCVerifier(_Base):
 
     async def verify(self, token: str) -> ServiceAccountIdentity:
         """Verify ``token``; fetch keys only when there are none or its ``kid`` is unknown."""
+        return await self.verify_with(functools.partial(self._check, token))
+
+    async def verify_with(self, check: Callable[[KeySet], _T]) -> _T:
+        """:meth:`OIDCVerifier.verify_with` for asyncio (``check`` itself is synchronous)."""
         keys = await self._keys(self._clock())
         try:
-            return self._check(token, keys)
+            return check(keys)
         except InvalidToken as exc:
             if exc.reason != "unknown_key":
                 raise
@@ -493,7 +534,7 @@ class AsyncOIDCVerifier(_Base):
             newer = await self._settle(decision)
             if newer is None or newer is keys:
                 raise
-        return self._check(token, newer)
+        return check(newer)
 
     async def aclose(self) -> None:
         """Cancel background fetches and close the HTTP client if this verifier made it."""

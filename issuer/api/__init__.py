@@ -19,6 +19,8 @@ path                                                                methods
 /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews               POST (TokenReview)
 /apis/rbac.authorization.k8s.io/v1/...                              see :mod:`issuer.api.rbac`
 /apis/authorization.k8s.io/{v1,v1beta1}/subjectaccessreviews        POST (SubjectAccessReview)
+/apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews       POST (:mod:`.selfreviews`)
+/apis/authentication.k8s.io/v1/selfsubjectreviews                   POST (``auth whoami``)
 /version, /api, /api/v1, /apis, /apis/{group}/{version}             GET (API discovery)
 /apis/sa-oidc.dev/v1/{invalidations|tokenrevocations}               see :mod:`issuer.stream`
 ==================================================================  ==========================
@@ -38,7 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import discovery, legacy, objects, rbac, tokenrequest, tokenreview
+from issuer.api import discovery, legacy, objects, rbac, selfreviews, tokenrequest, tokenreview
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
@@ -203,4 +205,5 @@ def routes() -> list[BaseRoute]:
         Route("/api/v1/{resource}", all_namespaces, methods=["GET"]),
         *(_token_review_endpoint(v) for v in tokenreview.API_VERSIONS),
         *rbac.routes(),
+        *selfreviews.routes(),
     ]

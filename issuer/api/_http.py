@@ -2,8 +2,9 @@
 
 Handlers are ``async`` only to read the body; everything touching the store runs in Starlette's
 thread pool (:func:`run_sync`). :func:`endpoint` turns the typed failures into ``Status`` responses:
-:class:`StatusError` as given, :class:`StoreUnavailable` as 503 (nothing was decided, nothing
-changed), :class:`NoActiveKey` as 503.
+:class:`StatusError` as given, :class:`InvalidAddress` as 400, :class:`StoreOutcomeUnknown` as
+504, :class:`StoreUnavailable` as 503 (nothing was decided, nothing changed), :class:`NoActiveKey`
+as 503.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from issuer.api.validation import FieldValidation
 from issuer.context import IssuerContext
 from issuer.http.status import StatusError
 from issuer.keys.manager import NoActiveKey
-from issuer.store import StoreCorrupt, StoreOutcomeUnknown, StoreUnavailable
+from issuer.store import InvalidAddress, StoreCorrupt, StoreOutcomeUnknown, StoreUnavailable
 
 __all__ = [
     "context",
@@ -94,6 +95,10 @@ def endpoint(
             return await fn(request)
         except StatusError as e:
             return e.response()
+        except InvalidAddress as e:
+            # A ':' or NUL where no object can exist (issue 9 item 10); normally caught earlier
+            # by issuer.http.paths for URL segments, this covers any other route to the store.
+            return bad_request(str(e)).response()
         except StoreOutcomeUnknown:
             log.warning(
                 "store did not answer a write serving %s %s", request.method, request.url.path

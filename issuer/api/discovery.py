@@ -34,9 +34,15 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import issuer
-from issuer.api import rbac, tokenreview
+from issuer.api import rbac, selfreviews, tokenreview
 from issuer.api._http import context, endpoint, json_response
-from issuer.api.auth import authenticate_token, bearer_token, match_admin_token
+from issuer.api.auth import (
+    authenticate,
+    authenticate_token,
+    bearer_token,
+    impersonation_request,
+    match_admin_token,
+)
 from issuer.api.errors import internal_error, service_unavailable, unauthorized
 from issuer.http.status import StatusError
 from issuer.store import StoreError, StoreUnavailable
@@ -72,6 +78,8 @@ class Resource:
     verbs: tuple[str, ...]
     group: str = ""
     version: str = ""
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -85,6 +93,10 @@ class Resource:
             out["version"] = self.version
         out["kind"] = self.kind
         out["verbs"] = sorted(self.verbs)
+        if self.short_names:
+            out["shortNames"] = list(self.short_names)
+        if self.categories:
+            out["categories"] = list(self.categories)
         return out
 
 
@@ -99,11 +111,15 @@ _SAR: Final = (
 #: version of each group is its preferred version.
 GROUP_VERSIONS: Final[dict[str, tuple[Resource, ...]]] = {
     "v1": (
-        Resource("namespaces", "namespace", False, "Namespace", _CRUD),
-        Resource("nodes", "node", False, "Node", _CRUD),
-        Resource("pods", "pod", True, "Pod", _CRUD),
+        # shortNames and categories as kube's registries declare them (pkg/registry/core/
+        # {namespace,node,pod,serviceaccount}/storage/storage.go ShortNames / Categories).
+        Resource("namespaces", "namespace", False, "Namespace", _CRUD, short_names=("ns",)),
+        Resource("nodes", "node", False, "Node", _CRUD, short_names=("no",)),
+        Resource("pods", "pod", True, "Pod", _CRUD, short_names=("po",), categories=("all",)),
         Resource("secrets", "secret", True, "Secret", _CRUD),
-        Resource("serviceaccounts", "serviceaccount", True, "ServiceAccount", _CRUD),
+        Resource(
+            "serviceaccounts", "serviceaccount", True, "ServiceAccount", _CRUD, short_names=("sa",)
+        ),
         Resource(
             "serviceaccounts/token",
             "",
@@ -116,6 +132,29 @@ GROUP_VERSIONS: Final[dict[str, tuple[Resource, ...]]] = {
     ),
     **{gv: _TOKENREVIEW for gv in tokenreview.API_VERSIONS},
     **{gv: _SAR for gv in rbac.SAR_API_VERSIONS},
+    selfreviews.AUTHENTICATION_V1: (
+        *_TOKENREVIEW,
+        Resource(
+            "selfsubjectreviews", "selfsubjectreview", False, "SelfSubjectReview", ("create",)
+        ),
+    ),
+    selfreviews.AUTHORIZATION_V1: (
+        Resource(
+            "selfsubjectaccessreviews",
+            "selfsubjectaccessreview",
+            False,
+            "SelfSubjectAccessReview",
+            ("create",),
+        ),
+        Resource(
+            "selfsubjectrulesreviews",
+            "selfsubjectrulesreview",
+            False,
+            "SelfSubjectRulesReview",
+            ("create",),
+        ),
+        *_SAR,
+    ),
     "rbac.authorization.k8s.io/v1": (
         Resource("clusterrolebindings", "clusterrolebinding", False, "ClusterRoleBinding", _CRUD),
         Resource("clusterroles", "clusterrole", False, "ClusterRole", _CRUD),
@@ -204,6 +243,9 @@ async def _require_caller(request: Request, *, anonymous: bool) -> None:
         if anonymous and "authorization" not in request.headers:
             return
         raise unauthorized()
+    if impersonation_request(request.headers) is not None:
+        await authenticate(request)  # honoured or refused (403), never ignored
+        return
     ctx = context(request)
     if match_admin_token(token, ctx.admin_tokens) is not None:
         return

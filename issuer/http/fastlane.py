@@ -23,19 +23,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from issuer.http.discovery import DocumentEndpoint
+from issuer.http.limits import GuardedHttpToolsProtocol, find_app_attr
 
 __all__ = ["FastLaneHttpToolsProtocol", "GuardedHttpToolsProtocol", "find_fast_lane"]
-
-#: Most bytes of a request line + headers one request may send (uvicorn's httptools protocol has
-#: no limit at all: a 20 MB header was buffered whole). kube-apiserver (Go net/http) allows 1 MiB;
-#: nothing this service accepts needs more than a few KiB.
-MAX_HEAD_BYTES: Final = 64 * 1024
-#: Seconds a client may take from connecting (or starting a request) to the end of its headers,
-#: so slowloris-style connections that trickle headers forever are closed (Go: ReadHeaderTimeout).
-HEAD_TIMEOUT: Final = 10.0
 
 
 class _NoEvent:
@@ -60,93 +51,13 @@ _DONE: Final = _Done()
 
 def find_fast_lane(app: Any) -> dict[bytes, DocumentEndpoint] | None:
     """The ``fast_lane`` of the IssuerApp wrapped (via ``.app``) by uvicorn's middlewares."""
-    for _ in range(8):
-        lane = getattr(app, "fast_lane", None)
-        if isinstance(lane, dict):
-            return lane
-        app = getattr(app, "app", None)
-        if app is None:
-            return None
-    return None
-
-
-class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a bound on request heads: at most
-    :data:`MAX_HEAD_BYTES` bytes (else ``431`` and close) within :data:`HEAD_TIMEOUT` seconds of
-    connecting or of the request's first byte (else the connection is closed)."""
-
-    max_head_bytes: int = MAX_HEAD_BYTES
-    head_timeout: float = HEAD_TIMEOUT
-    _head_bytes: int
-    _in_head: bool
-    _head_timer: Any
-
-    def connection_made(self, transport: Any) -> None:
-        """Set up as usual and start the head timer (a silent connection is closed too)."""
-        super().connection_made(transport)
-        self._head_bytes = 0
-        self._in_head = True
-        self._head_timer = None
-        self._arm_head_timer()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """Stop the head timer, then as usual."""
-        self._head_done()
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        """Count head bytes (from a request's first byte to its end of headers) before parsing."""
-        if self._in_head:
-            self._head_bytes += len(data)
-            if self._head_bytes > self.max_head_bytes:
-                self._refuse_head()
-                return
-        super().data_received(data)
-
-    def on_message_begin(self) -> None:
-        """A new request: its head is counted and timed from here."""
-        super().on_message_begin()
-        if not self._in_head:
-            self._in_head = True
-            self._head_bytes = 0
-            self._arm_head_timer()
-
-    def on_headers_complete(self) -> None:
-        """The head is complete: stop counting, then as usual."""
-        self._head_done()
-        super().on_headers_complete()
-
-    def _arm_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-        self._head_timer = self.loop.call_later(self.head_timeout, self._head_timed_out)
-
-    def _head_done(self) -> None:
-        self._in_head = False
-        timer, self._head_timer = getattr(self, "_head_timer", None), None
-        if timer is not None:
-            timer.cancel()
-
-    def _head_timed_out(self) -> None:
-        self._head_timer = None
-        if self._in_head and not self.transport.is_closing():
-            self.transport.close()
-
-    def _refuse_head(self) -> None:
-        self._head_done()
-        msg = b"Request Header Fields Too Large"
-        self.transport.write(
-            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
-            b"content-type: text/plain; charset=utf-8\r\n"
-            b"content-length: " + str(len(msg)).encode() + b"\r\n"
-            b"connection: close\r\n\r\n" + msg
-        )
-        self.transport.close()
+    lane: dict[bytes, DocumentEndpoint] | None = find_app_attr(app, "fast_lane", dict)
+    return lane
 
 
 class FastLaneHttpToolsProtocol(GuardedHttpToolsProtocol):
     """uvicorn's httptools protocol with a fast lane for the discovery and JWKS documents (and
-    the head bounds of :class:`GuardedHttpToolsProtocol`)."""
+    the request and connection bounds of :class:`issuer.http.limits.GuardedHttpToolsProtocol`)."""
 
     _lane: dict[bytes, DocumentEndpoint] | None
     _prefix_src: Any
@@ -161,7 +72,7 @@ class FastLaneHttpToolsProtocol(GuardedHttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         """Answer the documents directly; defer to uvicorn for anything else."""
-        self._head_done()
+        self._head_complete()
         lane = self._lane
         if lane is not None:
             endpoint = lane.get(self.url)

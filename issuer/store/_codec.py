@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from issuer.store.base import JSON, Event, StoreCorrupt, StoredKey
+from issuer.store.base import JSON, Event, InvalidAddress, StoreCorrupt, StoredKey
 
 #: Version of the key-set document layout (inside the stored JSON, not the SQLite schema).
 KEYSET_FORMAT = 1
@@ -128,16 +128,16 @@ def object_uid(obj: Mapping[str, Any]) -> str:
 
 
 def check_address(kind: str, namespace: str, name: str) -> None:
-    """Reject addresses every backend cannot store alike (ValueError: a caller bug, not data).
+    """Reject addresses every backend cannot store alike (:class:`InvalidAddress`).
 
     ``kind`` and ``namespace`` may not contain ':' (it separates Redis key parts; Kubernetes kinds
     and namespaces never do); ``name`` may ("system:auth-delegator"). None may contain NUL.
     """
     for what, value in (("kind", kind), ("namespace", namespace), ("name", name)):
         if "\x00" in value or (what != "name" and ":" in value):
-            raise ValueError(f"invalid {what} {value!r}: may not contain ':' or NUL")
+            raise InvalidAddress(f"invalid {what} {value!r}: may not contain ':' or NUL")
     if not kind or not name:
-        raise ValueError("kind and name must not be empty")
+        raise InvalidAddress("kind and name must not be empty")
 
 
 def make_event(seq: int, raw: bytes | str) -> Event:

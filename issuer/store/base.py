@@ -11,10 +11,14 @@ Everything the issuer persists goes through :class:`Store`:
   ``metadata.uid`` (read from the object; "" when absent) and everything else. Updates and
   deletes may be conditioned on a resourceVersion or a uid. Objects are copied in and out: the
   caller's dict is never mutated. ``kind`` and ``namespace`` may not contain ':' and no part may
-  contain NUL (ValueError, on every backend); names may contain ':' (``system:auth-delegator``).
+  contain NUL (:class:`InvalidAddress`, a ValueError, on every backend); names may contain ':'
+  (``system:auth-delegator``).
 - **invalidation events** — an append-only log with store-wide, strictly increasing sequence numbers
   (``seq`` >= 1), appended on its own or atomically with an object delete.
 - **leases** — named, expiring locks for "only one replica does this" chores.
+- **revisions** — per (kind, namespace), a counter every create, update and delete of such an
+  object bumps in the same atomic write (:meth:`Store.object_revisions`): one cheap read tells a
+  cache whether anything of a kind changed (the RBAC index, :mod:`issuer.rbac_index`).
 - **change notification** — :meth:`Store.watch` calls back when the key set changes or an event is
   appended, on every replica (Redis pub/sub; SQLite polls its version counter).
 
@@ -62,6 +66,12 @@ class StoreOutcomeUnknown(StoreUnavailable):
     It may or may not have been applied: callers must not say "nothing was changed". The HTTP
     layer answers 504 Timeout, as kube-apiserver does when storage does not answer in time.
     """
+
+
+class InvalidAddress(StoreError, ValueError):
+    """A (kind, namespace, name) no backend can store: a ':' in a kind or namespace, NUL anywhere,
+    an empty kind or name. Nothing can exist there; the HTTP layer answers 400 (issue 9 item 10:
+    such URLs gave 500)."""
 
 
 class StoreCorrupt(StoreError):
@@ -128,6 +138,15 @@ class EventPage:
     epoch: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectPage:
+    """One page of :meth:`Store.list_objects_page`: objects in (namespace, name) order, and the
+    (namespace, name) to pass as ``after`` for the next page (None: this was the last page)."""
+
+    items: tuple[JSON, ...]
+    next_after: tuple[str, str] | None = None
+
+
 class Subscription(Protocol):
     """Handle returned by :meth:`Store.watch`."""
 
@@ -177,6 +196,24 @@ class Store(Protocol):
     def list_objects(self, kind: str, namespace: str | None = None) -> list[JSON]:
         """All objects of ``kind`` (in ``namespace``, or in every namespace when None), ordered by
         (namespace, name)."""
+
+    def list_objects_page(
+        self,
+        kind: str,
+        namespace: str | None,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> ObjectPage:
+        """At most ``limit`` (>= 1) objects of ``kind`` (in ``namespace``; every namespace when
+        None) whose (namespace, name) sorts after ``after``, in that order. The cost depends on
+        ``limit``, not on how many objects exist (an index range read). Pages are not one
+        snapshot: objects written between two pages are seen if they sort after ``after``."""
+
+    def object_revisions(self, keys: Sequence[tuple[str, str]]) -> tuple[int, ...]:
+        """For each (kind, namespace) in ``keys`` its revision: a counter bumped by every create,
+        update and delete of an object of that kind in that namespace, in the same atomic write
+        (0 if none ever happened). One round trip; equal values mean nothing of that kind and
+        namespace changed in between."""
 
     def update_object(
         self,

@@ -23,6 +23,7 @@ https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-
     P:obj:<kind>:<ns>:<name>      hash  rv, uid, j (object JSON without resourceVersion)
     P:idx:<kind>                  zset  "<ns>\\0<name>", score 0: lexical order = (ns, name),
                                         a namespace is one ZRANGEBYLEX range
+    P:rev                         hash  "<kind>:<ns>" -> revision (HINCRBY by every object write)
     P:seq                         int   event sequence counter (INCR)
     P:epoch                       str   random id of the event history (EventPage.epoch), made
                                         by the first read that finds a seq but no epoch (a new or
@@ -107,6 +108,7 @@ from issuer.store.base import (
     EventPage,
     KeySetState,
     NotFound,
+    ObjectPage,
     StoreCorrupt,
     StoredKey,
     StoreError,
@@ -150,6 +152,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local rv = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'rv', rv, 'uid', ARGV[2], 'j', ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
 redis.call('PUBLISH', ARGV[4], 'objects')
 return {1, rv}
 """
@@ -160,6 +163,7 @@ if not cur then return {0} end
 if ARGV[1] == '1' and ARGV[2] ~= cur then return {2, cur} end
 local rv = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'rv', rv, 'uid', ARGV[3], 'j', ARGV[4])
+redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
 redis.call('PUBLISH', ARGV[5], 'objects')
 return {1, rv}
 """
@@ -184,6 +188,7 @@ if not h[1] then return {0} end
 if ARGV[2] == '1' and ARGV[3] ~= h[2] then return {2, h[2]} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[5], ARGV[7], 1)
 local seq = 0
 if ARGV[4] == '1' then seq = append(KEYS[3], KEYS[4], ARGV[5], ARGV[6]) end
 redis.call('PUBLISH', ARGV[6], 'objects')
@@ -206,6 +211,21 @@ for _, m in ipairs(members) do
     out[#out + 1] = h[1]
     out[#out + 1] = h[2]
   end
+end
+return out
+"""
+
+# One page: at most ARGV[4] members of the index range, each with its object (as _LIST).
+_LIST_PAGE = """
+local members = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[2], ARGV[3], 'LIMIT', 0, ARGV[4])
+local out = {}
+for _, m in ipairs(members) do
+  local sep = string.find(m, '\\0', 1, true)
+  local key = ARGV[1] .. string.sub(m, 1, sep - 1) .. ':' .. string.sub(m, sep + 1)
+  local h = redis.call('HMGET', key, 'rv', 'j')
+  out[#out + 1] = m
+  out[#out + 1] = h[1] or ''
+  out[#out + 1] = h[2] or ''
 end
 return out
 """
@@ -408,6 +428,8 @@ class RedisStore:
         self._delete = _Script(_DELETE)
         self._append = _Script(_APPEND)
         self._list = _Script(_LIST)
+        self._list_page = _Script(_LIST_PAGE)
+        self._k_rev = f"{tag}:rev"
         self._read_events = _Script(_READ_EVENTS)
         self._acquire = _Script(_ACQUIRE)
         self._release = _Script(_RELEASE)
@@ -549,12 +571,13 @@ class RedisStore:
         with _errors(write=True):
             res = self._create(
                 self._writer(),
-                keys=[key, self._idx_key(kind), self._k_rv],
+                keys=[key, self._idx_key(kind), self._k_rv, self._k_rev],
                 args=[
                     f"{namespace}\x00{name}",
                     _codec.object_uid(body),
                     _codec.dump_json(body),
                     self._channel,
+                    f"{kind}:{namespace}",
                 ],
             )
         if res[0] == 0:
@@ -587,6 +610,58 @@ class RedisStore:
             out.append(_codec.with_rv(_codec.load_json(flat[i + 2], what), int(flat[i + 1])))
         return out
 
+    def list_objects_page(
+        self,
+        kind: str,
+        namespace: str | None,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> ObjectPage:
+        """At most ``limit`` objects after ``after``: ZRANGEBYLEX ... LIMIT on the kind's index
+        (O(log N + limit)) and the objects' hashes, in one script."""
+        _codec.check_address(kind, namespace or "", "-")
+        limit = max(1, limit)
+        if namespace is None:
+            lo, hi = "-", "+"
+        else:
+            lo, hi = f"[{namespace}\x00", f"({namespace}\x01"
+        if after is not None:
+            _codec.check_address(kind, after[0], after[1] or "-")
+            start = f"({after[0]}\x00{after[1]}"
+            lo = start if namespace is None or after[0] >= namespace else lo
+        with _errors():
+            flat = self._list_page(
+                self._client,
+                keys=[self._idx_key(kind)],
+                args=[f"{self._p}:obj:{kind}:", lo, hi, limit + 1],
+            )
+        members = [(flat[i], flat[i + 1], flat[i + 2]) for i in range(0, len(flat), 3)]
+        more = len(members) > limit
+        members = members[:limit]
+        items: list[JSON] = []
+        for member, rv, doc in members:
+            if not rv:
+                continue  # an index member without its object is skipped, as list_objects does
+            what = f"{kind} {member.decode(errors='replace')}"
+            items.append(_codec.with_rv(_codec.load_json(doc, what), int(rv)))
+        next_after: tuple[str, str] | None = None
+        if more and members:
+            ns, _, name = members[-1][0].decode().partition("\x00")
+            next_after = (ns, name)
+        return ObjectPage(tuple(items), next_after)
+
+    def object_revisions(self, keys: Sequence[tuple[str, str]]) -> tuple[int, ...]:
+        """Each (kind, namespace)'s revision (0 if never written): one HMGET."""
+        if not keys:
+            return ()
+        fields = []
+        for kind, namespace in keys:
+            _codec.check_address(kind, namespace, "-")
+            fields.append(f"{kind}:{namespace}")
+        with _errors():
+            values = self._client.hmget(self._k_rev, fields)
+        return tuple(int(v) if v is not None else 0 for v in values)
+
     def update_object(
         self,
         kind: str,
@@ -602,13 +677,14 @@ class RedisStore:
         with _errors(write=True):
             res = self._update(
                 self._writer(),
-                keys=[key, self._k_rv],
+                keys=[key, self._k_rv, self._k_rev],
                 args=[
                     "0" if resource_version is None else "1",
                     resource_version or "",
                     _codec.object_uid(body),
                     _codec.dump_json(body),
                     self._channel,
+                    f"{kind}:{namespace}",
                 ],
             )
         if res[0] == 0:
@@ -635,7 +711,7 @@ class RedisStore:
         with _errors(write=True):
             res = self._delete(
                 self._writer(),
-                keys=[key, self._idx_key(kind), self._k_seq, self._k_events],
+                keys=[key, self._idx_key(kind), self._k_seq, self._k_events, self._k_rev],
                 args=[
                     f"{namespace}\x00{name}",
                     "0" if uid is None else "1",
@@ -643,6 +719,7 @@ class RedisStore:
                     "0" if event is None else "1",
                     event_doc,
                     self._channel,
+                    f"{kind}:{namespace}",
                 ],
             )
         if res[0] == 0:

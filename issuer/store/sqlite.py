@@ -6,6 +6,7 @@ Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
                                                  (random, made with the store: EventPage.epoch)
     keyset  (id = 1, version, doc)               the whole key set as one JSON document
     objects (kind, namespace, name, uid, rv, doc)
+    revisions (kind, namespace, rev)             bumped by each object write (object_revisions)
     events  (seq INTEGER PRIMARY KEY AUTOINCREMENT, time, doc)
     leases  (name, holder, expires)
 
@@ -44,6 +45,7 @@ from issuer.store.base import (
     EventPage,
     KeySetState,
     NotFound,
+    ObjectPage,
     StoreCorrupt,
     StoredKey,
     StoreError,
@@ -58,7 +60,18 @@ BUSY_TIMEOUT_MS = 10_000
 #: Poll period of watchers and cross-process waiters (seconds). Same-process writes wake at once.
 POLL_INTERVAL = 0.1
 
-_SCHEMA = """
+#: Added after schema 1 shipped, so stores created before get it when opened: an additive change
+#: (the table starts empty, which reads as "revision 0" everywhere).
+_REVISIONS_DDL = """CREATE TABLE IF NOT EXISTS revisions (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    PRIMARY KEY (kind, namespace)
+) WITHOUT ROWID"""
+
+_SCHEMA = (
+    _REVISIONS_DDL
+    + """;
 CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE keyset (
     id INTEGER PRIMARY KEY CHECK (id = 1),
@@ -88,6 +101,7 @@ CREATE TABLE leases (
 INSERT INTO meta (k, v) VALUES ('schema', 1), ('rv', 0);
 INSERT INTO keyset (id, version, doc) VALUES (1, 0, X'');
 """
+)
 
 #: The store's event-history id (EventPage.epoch): a random 63-bit integer, shown as hex.
 _NEW_EPOCH = "INSERT OR IGNORE INTO meta (k, v) VALUES ('epoch', ?)"
@@ -97,7 +111,7 @@ def _epoch_value() -> int:
     return secrets.randbits(63)
 
 
-_OUR_TABLES = {"meta", "keyset", "objects", "events", "leases", "sqlite_sequence"}
+_OUR_TABLES = {"meta", "keyset", "objects", "events", "leases", "revisions", "sqlite_sequence"}
 
 
 def _is_busy(e: sqlite3.OperationalError) -> bool:
@@ -335,6 +349,9 @@ class SQLiteStore:
                     f"{self.path} has schema version {schema}, newer than this sa-issuer "
                     f"supports ({SCHEMA_VERSION}); upgrade sa-issuer"
                 )
+            if "revisions" not in tables:
+                with self._write() as wconn:
+                    wconn.execute(_REVISIONS_DDL)
             if conn.execute("SELECT 1 FROM meta WHERE k = 'epoch'").fetchone() is None:
                 # A store made before epochs existed: give its event history one now.
                 with self._write() as w:
@@ -448,6 +465,14 @@ class SQLiteStore:
         (rv,) = conn.execute("UPDATE meta SET v = v + 1 WHERE k = 'rv' RETURNING v").fetchone()
         return int(rv)
 
+    @staticmethod
+    def _bump(conn: sqlite3.Connection, kind: str, namespace: str) -> None:
+        conn.execute(
+            "INSERT INTO revisions (kind, namespace, rev) VALUES (?, ?, 1)"
+            " ON CONFLICT (kind, namespace) DO UPDATE SET rev = rev + 1",
+            (kind, namespace),
+        )
+
     def create_object(self, kind: str, namespace: str, name: str, obj: JSON) -> JSON:
         """Store a new object; returns it with ``metadata.resourceVersion`` set."""
         _codec.check_address(kind, namespace, name)
@@ -464,6 +489,7 @@ class SQLiteStore:
                 "INSERT INTO objects (kind, namespace, name, uid, rv, doc) VALUES (?,?,?,?,?,?)",
                 (kind, namespace, name, _codec.object_uid(body), rv, doc),
             )
+            self._bump(conn, kind, namespace)
         return _codec.with_rv(body, rv)
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON:
@@ -500,6 +526,57 @@ class SQLiteStore:
             _codec.with_rv(_codec.load_json(doc, f"{kind} {ns}/{n}"), rv) for ns, n, rv, doc in rows
         ]
 
+    def list_objects_page(
+        self,
+        kind: str,
+        namespace: str | None,
+        limit: int,
+        after: tuple[str, str] | None = None,
+    ) -> ObjectPage:
+        """At most ``limit`` objects after ``after``: one range scan of the primary key."""
+        _codec.check_address(kind, namespace or "", "-")
+        limit = max(1, limit)
+        sql = "SELECT namespace, name, rv, doc FROM objects WHERE kind = ?"
+        args: list[Any] = [kind]
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            args.append(namespace)
+        if after is not None:
+            # A row value: SQLite compares it lexicographically and seeks the primary key.
+            sql += " AND (namespace, name) > (?, ?)"
+            args += [after[0], after[1]]
+        sql += " ORDER BY namespace, name LIMIT ?"
+        args.append(limit + 1)
+        try:
+            rows = self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = tuple(
+            _codec.with_rv(_codec.load_json(doc, f"{kind} {ns}/{n}"), rv) for ns, n, rv, doc in rows
+        )
+        return ObjectPage(items, (rows[-1][0], rows[-1][1]) if more else None)
+
+    def object_revisions(self, keys: Sequence[tuple[str, str]]) -> tuple[int, ...]:
+        """Each (kind, namespace)'s revision (0 if never written), read in one statement."""
+        if not keys:
+            return ()
+        sql = " UNION ALL ".join(
+            ["SELECT ?, (SELECT rev FROM revisions WHERE kind = ? AND namespace = ?)"] * len(keys)
+        )
+        args: list[Any] = []
+        for i, (kind, namespace) in enumerate(keys):
+            args += [i, kind, namespace]
+        try:
+            rows = self._conn().execute(sql, args).fetchall()
+        except sqlite3.Error as e:
+            raise _map_error(e, self.path) from e
+        out = [0] * len(keys)
+        for i, rev in rows:
+            out[int(i)] = int(rev or 0)
+        return tuple(out)
+
     def update_object(
         self,
         kind: str,
@@ -531,6 +608,7 @@ class SQLiteStore:
                 " WHERE kind = ? AND namespace = ? AND name = ?",
                 (_codec.object_uid(body), rv, doc, kind, namespace, name),
             )
+            self._bump(conn, kind, namespace)
         return _codec.with_rv(body, rv)
 
     def delete_object(
@@ -559,6 +637,7 @@ class SQLiteStore:
                 "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
             )
+            self._bump(conn, kind, namespace)
             seq = self._insert_event(conn, event_doc) if event_doc is not None else None
         return deleted, seq
 

@@ -10,6 +10,7 @@ import pytest
 from issuer.authz import (
     ADMIN_GROUPS,
     ADMIN_USER,
+    BUILTIN_CLUSTER_ROLES,
     Attributes,
     Binding,
     PolicyRule,
@@ -495,7 +496,19 @@ def test_rules_for_collects_every_applicable_rule() -> None:
         ],
         [crb(RoleRef("ClusterRole", "pod-reader"), Subject("Group", "system:serviceaccounts"))],
     )
-    assert rules == [*POD_READER.rules, MINT]
+    # kube's bootstrap bindings come first: basic-user, discovery and public-info-viewer for
+    # system:authenticated, service-account-issuer-discovery for system:serviceaccounts.
+    builtin = [
+        rule
+        for name in (
+            "system:basic-user",
+            "system:discovery",
+            "system:public-info-viewer",
+            "system:service-account-issuer-discovery",
+        )
+        for rule in BUILTIN_CLUSTER_ROLES[name].rules
+    ]
+    assert rules == [*builtin, *POD_READER.rules, MINT]
     assert errors == []
 
 

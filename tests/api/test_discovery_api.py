@@ -95,8 +95,19 @@ def test_core_resource_list(api: Api) -> None:
         "namespaced": True,
         "kind": "Pod",
         "verbs": ["create", "delete", "get", "list"],
+        "shortNames": ["po"],
+        "categories": ["all"],
     }
     assert by_name["namespaces"]["namespaced"] is False
+    # kubectl's short names (kube: pkg/registry/core/*/storage/storage.go ShortNames).
+    assert {n: by_name[n].get("shortNames") for n in by_name} == {
+        "namespaces": ["ns"],
+        "nodes": ["no"],
+        "pods": ["po"],
+        "secrets": None,
+        "serviceaccounts": ["sa"],
+        "serviceaccounts/token": None,
+    }
     assert by_name["serviceaccounts/token"] == {
         "name": "serviceaccounts/token",
         "singularName": "",
@@ -110,9 +121,13 @@ def test_core_resource_list(api: Api) -> None:
 
 def test_group_resource_lists(api: Api) -> None:
     for gv, names in {
-        "authentication.k8s.io/v1": {"tokenreviews": ["create"]},
+        "authentication.k8s.io/v1": {"tokenreviews": ["create"], "selfsubjectreviews": ["create"]},
         "authentication.k8s.io/v1beta1": {"tokenreviews": ["create"]},
-        "authorization.k8s.io/v1": {"subjectaccessreviews": ["create"]},
+        "authorization.k8s.io/v1": {
+            "selfsubjectaccessreviews": ["create"],
+            "selfsubjectrulesreviews": ["create"],
+            "subjectaccessreviews": ["create"],
+        },
         "rbac.authorization.k8s.io/v1": {
             r: ["create", "delete", "get", "list"]
             for r in ("clusterrolebindings", "clusterroles", "rolebindings", "roles")
@@ -286,7 +301,10 @@ def test_kubernetes_client_discovery(kube: tuple[k8s.ApiClient, Any]) -> None:
     assert by_name["serviceaccounts/token"].verbs == ["create"]
 
     authn = k8s.AuthenticationV1Api(api_client).get_api_resources()
-    assert [(r.name, r.verbs) for r in authn.resources] == [("tokenreviews", ["create"])]
+    assert [(r.name, r.verbs) for r in authn.resources] == [
+        ("tokenreviews", ["create"]),
+        ("selfsubjectreviews", ["create"]),
+    ]
 
     rbac = k8s.RbacAuthorizationV1Api(api_client).get_api_resources()
     assert sorted(r.name for r in rbac.resources) == [

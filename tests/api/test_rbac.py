@@ -389,7 +389,21 @@ def test_rbac_objects_crud_and_builtins(dev: Api) -> None:
     ] == ["rb"]
 
     names = [i["metadata"]["name"] for i in api.ok(api.get(f"{RBAC}/clusterroles"), 200)["items"]]
-    assert names == ["cluster-admin", "system:auth-delegator"]
+    # kube's bootstrap ClusterRoles (issuer/bootstrap_policy.py), sorted by name.
+    assert names == [
+        "admin",
+        "cluster-admin",
+        "edit",
+        "system:aggregate-to-admin",
+        "system:aggregate-to-edit",
+        "system:aggregate-to-view",
+        "system:auth-delegator",
+        "system:basic-user",
+        "system:discovery",
+        "system:public-info-viewer",
+        "system:service-account-issuer-discovery",
+        "view",
+    ]
     delegator = api.ok(api.get(f"{RBAC}/clusterroles/system:auth-delegator"), 200)
     assert {
         "verbs": ["create"],

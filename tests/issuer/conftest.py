@@ -14,7 +14,9 @@ Reuse them from any test under ``tests/``::
 ``issuer_factory.start(...)`` parameters (all optional): ``store`` (a store URL; default sqlite in
 the data dir), ``data_dir``, ``issuer`` (default ``http://127.0.0.1:PORT``), ``port``, ``kek``
 (path), ``config`` (dict written as the TOML config file), ``extra_args`` (more ``serve`` flags),
-``env`` (extra environment), ``tls`` ((cert, key) paths: serves https), ``wait`` (wait for
+``env`` (extra environment), ``tls`` ((cert, key) paths: serves https), ``self_signed`` (https
+with the CA ``serve`` creates in the data dir; an https ``issuer`` without either is served as
+plain http, ``--tls off``, as behind a TLS proxy), ``wait`` (wait for
 ``/readyz`` = 200; default True). It returns an :class:`IssuerProcess` with ``url`` (base URL),
 ``issuer``, ``port``, ``data_dir``, ``admin_token``, ``proc``, ``stop()``, ``kill()`` (SIGKILL),
 ``restart()``, ``stdout()``/``stderr()`` and ``client()`` (an httpx.Client on ``url``).
@@ -94,6 +96,8 @@ class IssuerProcess:
     env: dict[str, str]
     log_dir: Path
     verify: ssl.SSLContext | bool = True
+    #: the self-signed CA ``serve`` creates (``self_signed=True``): trusted once it exists.
+    ca_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
     runs: int = 0
     _admin_token: str | None = field(default=None, repr=False)
@@ -114,6 +118,13 @@ class IssuerProcess:
         """Poll ``/readyz`` until 200; fail with the process output if it dies or times out."""
         deadline = time.monotonic() + timeout
         last = ""
+        while self.ca_file is not None and not self.ca_file.exists():
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"no {self.ca_file}\nstderr: {self.stderr()}", pytrace=False)
+            time.sleep(0.05)
+        if self.ca_file is not None:
+            self.verify = ssl.create_default_context(cafile=str(self.ca_file))
         with httpx.Client(verify=self.verify, timeout=2.0) as client:
             while time.monotonic() < deadline:
                 assert self.proc is not None
@@ -215,6 +226,7 @@ class IssuerFactory:
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
         tls: tuple[Path, Path] | None = None,
+        self_signed: bool = False,
         wait: bool = True,
     ) -> IssuerProcess:
         """Start one server; see the module docstring."""
@@ -224,7 +236,7 @@ class IssuerFactory:
         data_dir = data_dir or self.tmp_path / name / "data"
         log_dir = self.tmp_path / name / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
-        scheme = "https" if tls else "http"
+        scheme = "https" if tls or self_signed else "http"
         url = f"{scheme}://127.0.0.1:{port}"
         issuer = issuer or url
         argv = [
@@ -246,6 +258,9 @@ class IssuerFactory:
             cfg.write_text(toml_text(config))
             argv += ["--config", str(cfg)]
         verify: ssl.SSLContext | bool = True
+        if not tls and not self_signed and issuer.startswith("https://"):
+            # An https issuer served as plain http: a TLS-terminating proxy in front.
+            argv += ["--tls", "off"]
         if tls:
             argv += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
             verify = ssl.create_default_context(cafile=str(tls[0]))
@@ -259,6 +274,7 @@ class IssuerFactory:
             env=clean_env(env),
             log_dir=log_dir,
             verify=verify,
+            ca_file=data_dir / "ca.crt" if self_signed else None,
         )
         self.processes.append(proc)
         proc.launch()

@@ -19,24 +19,26 @@ def test_defaults() -> None:
     c = load_config({}, {}, None)
     assert c.data_dir == Path(".sa-issuer")
     assert (c.listen_host, c.listen_port, c.listen) == ("127.0.0.1", 8080, "127.0.0.1:8080")
-    assert c.issuer == "http://127.0.0.1:8080"
+    assert c.issuer == "https://127.0.0.1:8080"
     assert c.store == "sqlite"
     assert c.workers == 1
     assert c.tls_cert is None and c.tls_key is None
-    assert c.api_audiences == ("http://127.0.0.1:8080",)
+    assert c.api_audiences == ("https://127.0.0.1:8080",)
     assert c.token_max_expiration == 86400
     assert c.extended_expiration is False
     assert c.jwks_max_age == 3600
     assert c.admin_token_file == Path(".sa-issuer/admin-token")
     assert c.audit_log == ".sa-issuer/audit.log"
-    assert c.jwks_uri == "http://127.0.0.1:8080/openid/v1/jwks"
-    assert c.discovery_url == "http://127.0.0.1:8080/.well-known/openid-configuration"
+    assert c.jwks_uri == "https://127.0.0.1:8080/openid/v1/jwks"
+    assert c.discovery_url == "https://127.0.0.1:8080/.well-known/openid-configuration"
     assert c.store_description() == "sqlite:.sa-issuer/issuer.db"
 
 
 def test_default_issuer_follows_listen() -> None:
-    assert load_config({"listen": "127.0.0.2:9000"}, {}).issuer == "http://127.0.0.2:9000"
-    assert load_config({"listen": "[::1]:9000"}, {}).issuer == "http://[::1]:9000"
+    assert load_config({"listen": "127.0.0.2:9000"}, {}).issuer == "https://127.0.0.2:9000"
+    assert load_config({"listen": "[::1]:9000"}, {}).issuer == "https://[::1]:9000"
+    # --tls off: plain http is asked for, so the default issuer is http.
+    assert load_config({"tls": "off"}, {}).issuer == "http://127.0.0.1:8080"
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:

@@ -175,7 +175,7 @@ def test_banner_secrets_and_restart_keeps_keys(issuer_process: IssuerProcess) ->
     assert out[0] == (
         f"sa-issuer: serving issuer {s.issuer} (store sqlite:{s.data_dir}/issuer.db) "
         f"\u2014 discovery {s.issuer}/.well-known/openid-configuration; "
-        f"admin token in {s.data_dir}/admin-token"
+        f"admin token in {s.data_dir}/admin-token; kubeconfig {s.data_dir}/kubeconfig"
     )
     token_file = s.data_dir / "admin-token"
     assert token_file.stat().st_mode & 0o777 == 0o600
@@ -397,7 +397,8 @@ def test_failures_change_nothing(issuer_factory: IssuerFactory) -> None:
 def test_http_issuer_on_non_loopback_listen_is_refused(issuer_factory: IssuerFactory) -> None:
     port = unused_port()
     tmp = issuer_factory.tmp_path
-    for extra in ([], ["--issuer", f"http://127.0.0.1:{port}"]):
+    # --tls off makes the default issuer http://LISTEN; an explicit http issuer likewise.
+    for extra in (["--tls", "off"], ["--issuer", f"http://127.0.0.1:{port}"]):
         r = issuer_factory.cli(
             "serve", "--data-dir", str(tmp / "d"), "--listen", f"0.0.0.0:{port}", *extra
         )

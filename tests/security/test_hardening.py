@@ -34,7 +34,7 @@ from _services import RedisServer, free_port
 from cryptography.hazmat.primitives import serialization
 
 from issuer.api import auth
-from issuer.http.fastlane import GuardedHttpToolsProtocol
+from issuer.http.limits import GuardedHttpToolsProtocol, HttpLimits
 from issuer.http.status import MAX_JSON_DEPTH
 from issuer.review import _check_legacy
 from verifier import OIDCVerifier, TokenReviewVerifier, VerifierUnavailable
@@ -177,7 +177,7 @@ class _ThreadServer:
 
 
 class _QuickHeads(GuardedHttpToolsProtocol):
-    head_timeout = 0.5
+    limits = HttpLimits(head_timeout=0.5)
 
 
 def _closed_within(sock: socket.socket, seconds: float) -> bool:

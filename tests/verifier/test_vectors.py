@@ -1,7 +1,8 @@
 """Published test vectors: Project Wycheproof (C2SP, testvectors_v1) and RFC examples.
 
-Vectors live OUTSIDE the repository, in ``../shared/vectors`` (see its SOURCES.md); a missing
-directory is a hard failure, never a skip.
+Vectors live in ``tests/vectors/`` (byte-identical to upstream; origin, commits, licences and
+the known-defective cases are in ``tests/vectors/SOURCES.md``); a missing file is a hard failure,
+never a skip.
 
 Deliberate differences from the labels (each asserted, not skipped):
 
@@ -41,7 +42,7 @@ from verifier.jwk import PublicKey
 from verifier.jws import parse_compact
 from verifier.policy import SUPPORTED_ALGORITHMS
 
-VECTORS = Path(__file__).resolve().parents[3] / "shared" / "vectors"
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 WYCHEPROOF = VECTORS / "wycheproof" / "c2sp-wycheproof_testvectors_v1"
 ALL_ALGS = tuple(sorted(SUPPORTED_ALGORITHMS))
 
@@ -58,7 +59,7 @@ ES521_KEY_TCIDS = {347, 351}
 
 
 def test_vectors_directory_exists() -> None:
-    assert VECTORS.is_dir(), f"test vectors missing: {VECTORS} (see shared/vectors/SOURCES.md)"
+    assert VECTORS.is_dir(), f"test vectors missing: {VECTORS} (see tests/vectors/SOURCES.md)"
     assert (WYCHEPROOF / "json_web_signature_test.json").is_file()
 
 
