@@ -7,22 +7,28 @@
      "metadata":{"lastSeq":N,"oldestSeq":M,"epoch":E,"retentionLeeway":L},
      "items":[{"seq":..,"type":..,...}]}
 
-``GET ...?after=SEQ&watch=true[&epoch=E][&heartbeatSeconds=S][&timeoutSeconds=T]`` —
-newline-delimited JSON, chunked, the backlog first and then live events::
+``GET ...?after=SEQ&watch=true[&epoch=E][&afterTime=T0][&heartbeatSeconds=S][&timeoutSeconds=T]``
+— newline-delimited JSON, chunked, the backlog first and then live events::
 
     {"type":"EVENT","seq":N,"epoch":E,"event":{"type":"ObjectDeleted","kind":"Pod",...}}
     {"type":"HEARTBEAT","seq":<last seq sent>,"lastSeq":<store's last seq>,"epoch":E,
      "time":<POSIX s>,"oldestSeq":M,"retentionLeeway":L}                        every S s
 
 ``epoch`` names the store's event history (:class:`issuer.store.EventPage`): seqs compare only
-within one epoch. A store that lost events — a new SQLite file, a flushed or replaced Redis, a
-rollback to a lagging replica that the store noticed — has a new epoch, and a watch that names
+within one epoch. A store that lost its events — a new SQLite file, a flushed or replaced Redis —
+has a new epoch, and a watch that names
 another epoch, or whose position is past the store's last seq, is answered 410 as below, in-stream
-as soon as the watch loop sees it (it re-reads the store at least every second). A follower must
-resync when a line's epoch differs from its own or a heartbeat's ``lastSeq`` is below its position
-(issue 9, item 7). ``retentionLeeway`` (``Config.retention_leeway``) is how long past a token's
-exp its revocation and deletion events are kept: a verifier with a larger leeway cannot rely on
-this stream alone (issue 9, item 4).
+as soon as the watch loop sees it (it re-reads the store at least every second). A store restored
+to an older copy of itself (a failover to a lagging Redis replica) keeps its epoch and numbers new
+events with seqs the client already saw: ``afterTime``, the ``time`` of the event at ``after`` as
+the client holds it, lets the issuer compare it with the store's event at that seq (410 if it is
+another), and the watch repeats that check for the last event it sent before every heartbeat. A
+follower must resync when a line's epoch differs from its own or a heartbeat's ``lastSeq`` is
+below its position (issue 9, item 7).
+
+``retentionLeeway`` (``Config.retention_leeway``) is how long past a token's exp its revocation
+and deletion events are kept: a verifier with a larger leeway cannot rely on this stream alone
+(issue 9, item 4).
 
 Events: ``ObjectDeleted`` {kind, namespace, name, uid} (Pod/Secret/Node/ServiceAccount, appended by
 the API atomically with the delete), ``KeyRevoked`` {kid}, ``TokenRevoked`` {jti, exp}. Each has a
@@ -62,6 +68,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -227,6 +234,35 @@ def _gone_message(after: int, epoch: str, page: EventPage) -> str | None:
     return None
 
 
+def _event_time(data: Mapping[str, Any]) -> float | None:
+    t = data.get("time")
+    return float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None
+
+
+def _replaced_message(after: int) -> str:
+    return (
+        f"the event at sequence number {after} is not the one the client holds: the store went "
+        "back in time (e.g. a failover to a lagging replica) and numbered other events the "
+        "same; re-list from after=0 (resync)"
+    )
+
+
+def _holds(store: Store, after: int, after_time: float | None) -> bool:
+    """False when the store's event ``after`` exists but is not the one whose ``time`` the client
+    holds: the same seq now names another event (blocking; StoreError propagates).
+
+    Epochs catch a store that was replaced; a store restored to an older copy of itself keeps its
+    epoch and its seqs go on from the copy's, so only the event itself tells (issue 9, item 7).
+    A trimmed or missing event gives no verdict: the seq checks (:func:`_is_gone`) cover those.
+    """
+    if after <= 0 or after_time is None:
+        return True
+    page = store.read_events(after - 1, 1)
+    if not page.events or page.events[0].seq != after:
+        return True
+    return _event_time(page.events[0].data) == after_time
+
+
 def _retention_leeway(ctx: Any, settings: StreamSettings) -> float:
     if settings.retention_leeway is not None:
         return settings.retention_leeway
@@ -302,10 +338,19 @@ def _error_line(code: int, reason: str, message: str) -> bytes:
     return _line({"type": "ERROR", "object": json.loads(status_body(code, reason, message))})
 
 
+@dataclass(slots=True)
+class _Position:
+    """Where a watch stands: the last seq sent (``seq``), the ``time`` of that event (None if
+    unknown) and the store ``epoch`` it belongs to ("" until the store has one)."""
+
+    seq: int
+    time: float | None
+    epoch: str
+
+
 async def _watch_lines(
     store: Store,
-    after: int,
-    epoch: str,
+    pos: _Position,
     heartbeat: float,
     timeout: float,
     settings: StreamSettings,
@@ -315,11 +360,13 @@ async def _watch_lines(
 ) -> AsyncIterator[bytes]:
     """The watch body; ends on timeout, store failure or resync (an ERROR line).
 
-    ``epoch`` is the store's epoch when the watch began: every page read is checked against it
-    and against the cursor, so a store that was replaced or went back in time ends the watch with
-    410 instead of serving seqs from another history (issue 9, item 7).
+    Every page read is checked against the epoch the watch began in and against the position,
+    and each heartbeat first checks that the store still holds the last event sent: a store that
+    was replaced or went back in time ends the watch with 410 instead of serving seqs from
+    another history (issue 9, item 7).
     """
-    cursor = after
+    epoch = pos.epoch
+    cursor = pos.seq
     start = time.monotonic()
     next_beat = start  # first heartbeat at once: tells the client it is connected and where
     try:
@@ -348,9 +395,16 @@ async def _watch_lines(
                         {"type": "EVENT", "seq": ev.seq, "epoch": epoch, "event": dict(ev.data)}
                     )
                     cursor = ev.seq
+                    pos.time = _event_time(ev.data)
                 if out:
                     yield bytes(out)
             if time.monotonic() >= next_beat:
+                held = await anyio.to_thread.run_sync(
+                    _holds, store, cursor, pos.time, limiter=settings.limiter
+                )
+                if not held:
+                    yield _error_line(410, "Expired", _replaced_message(cursor))
+                    return
                 yield _line(
                     {
                         "type": "HEARTBEAT",
@@ -376,6 +430,7 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         ctx = _ctx(request)
         store: Store = ctx.store
         after = _int_param(request, "after", 0, 0, 2**63 - 1)
+        after_time = _float_param(request, "afterTime", -1.0, 0.0, 1e12)
         epoch = _epoch_param(request)
         retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
@@ -395,6 +450,13 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         gone = _gone_message(after, epoch, page)
         if gone is not None:
             raise StatusError(410, "Expired", gone)
+        held_time = after_time if after_time >= 0 else None
+        try:
+            held = await anyio.to_thread.run_sync(_holds, store, after, held_time)
+        except StoreError as e:
+            raise _store_failure(e) from None
+        if not held:
+            raise StatusError(410, "Expired", _replaced_message(after))
         if settings.active >= settings.max_watchers:
             raise StatusError(
                 429,
@@ -408,8 +470,7 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
     return StreamingResponse(
         _watch_lines(
             store,
-            after,
-            page.epoch,
+            _Position(after, held_time, page.epoch),
             heartbeat,
             timeout,
             settings,

@@ -24,7 +24,7 @@ The wire format (issuer/stream.py is the server side)::
 
     GET ...?after=SEQ            -> {"kind":"InvalidationList","metadata":{"lastSeq","oldestSeq",
                                      "epoch","retentionLeeway"},"items":[{"seq":N, "type":...}]}
-    GET ...?after=SEQ&watch=true&epoch=E
+    GET ...?after=SEQ&watch=true&epoch=E&afterTime=T0
                                  -> {"type":"EVENT","seq":N,"epoch":E,"event":{...}}\\n
                                     {"type":"HEARTBEAT","seq":SENT,"lastSeq":LAST,"epoch":E,
                                      "time":T,"oldestSeq":O,"retentionLeeway":L}\\n
@@ -217,6 +217,7 @@ class InvalidationState:
     """
 
     last_seq: int = 0
+    last_time: float | None = None  # the ``time`` of the event at last_seq (the issuer checks it)
     epoch: str = ""
     retention_leeway: float | None = None
     uids: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in _BOUND_KINDS})
@@ -243,7 +244,12 @@ class InvalidationState:
                     else None
                 )
                 self.jtis[jti] = (seq, e)
-        self.last_seq = max(self.last_seq, seq)
+        if seq >= self.last_seq:
+            self.last_seq = seq
+            t = event.get("time")
+            self.last_time = (
+                float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None
+            )
 
     def prune(self, oldest_seq: int | None, now: float, leeway: float = MAX_LEEWAY) -> int:
         """Drop entries the server has trimmed (seq < ``oldest_seq``) and jtis past exp+leeway.
@@ -545,10 +551,13 @@ class StreamFollower:
     def _watch(self) -> None:
         with self._lock:
             after = self._state.last_seq
+            after_time = self._state.last_time
             epoch = self._state.epoch
         params = {"after": str(after), "watch": "true", "heartbeatSeconds": repr(self.heartbeat)}
         if epoch:
             params["epoch"] = epoch  # the issuer answers 410 if its store has another history
+        if after and after_time is not None:
+            params["afterTime"] = repr(after_time)  # ... or another event at our seq
         self.requests += 1
         req = self._client.build_request(
             "GET", self.endpoint, params=params, headers=self._headers(), timeout=self._timeout
