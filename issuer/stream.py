@@ -22,7 +22,8 @@ as soon as the watch loop sees it (it re-reads the store at least every second).
 to an older copy of itself (a failover to a lagging Redis replica) keeps its epoch and numbers new
 events with seqs the client already saw: ``afterTime``, the ``time`` of the event at ``after`` as
 the client holds it, lets the issuer compare it with the store's event at that seq (410 if it is
-another), and the watch repeats that check for the last event it sent before every heartbeat. A
+another), and the watch repeats that check for the last event it sent before it sends newer ones
+and before every heartbeat. A
 follower must resync when a line's epoch differs from its own or a heartbeat's ``lastSeq`` is
 below its position (issue 9, item 7).
 
@@ -361,9 +362,9 @@ async def _watch_lines(
     """The watch body; ends on timeout, store failure or resync (an ERROR line).
 
     Every page read is checked against the epoch the watch began in and against the position,
-    and each heartbeat first checks that the store still holds the last event sent: a store that
-    was replaced or went back in time ends the watch with 410 instead of serving seqs from
-    another history (issue 9, item 7).
+    and before newer events or a heartbeat go out, that the store still holds the last event
+    sent at its seq (:func:`_holds`): a store that was replaced or went back in time ends the
+    watch with 410 instead of serving seqs from another history (issue 9, item 7).
     """
     epoch = pos.epoch
     cursor = pos.seq
@@ -386,6 +387,14 @@ async def _watch_lines(
             if gone is not None:
                 yield _error_line(410, "Expired", gone)
                 return
+            beat = time.monotonic() >= next_beat
+            if (page.events or beat) and not await anyio.to_thread.run_sync(
+                _holds, store, cursor, pos.time, limiter=settings.limiter
+            ):
+                # Before going past the last event sent, and before telling the client all is
+                # well: is that event still the store's event at its seq?
+                yield _error_line(410, "Expired", _replaced_message(cursor))
+                return
             if page.events:
                 out = bytearray()
                 for ev in page.events:
@@ -398,13 +407,7 @@ async def _watch_lines(
                     pos.time = _event_time(ev.data)
                 if out:
                     yield bytes(out)
-            if time.monotonic() >= next_beat:
-                held = await anyio.to_thread.run_sync(
-                    _holds, store, cursor, pos.time, limiter=settings.limiter
-                )
-                if not held:
-                    yield _error_line(410, "Expired", _replaced_message(cursor))
-                    return
+            if beat:
                 yield _line(
                     {
                         "type": "HEARTBEAT",
