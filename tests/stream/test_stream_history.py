@@ -104,6 +104,8 @@ def test_redis_restored_to_an_older_snapshot_is_detected(redis_dir: RedisServer)
     try:
         for i in range(3):
             store.append_event(_deleted(f"kept-{i}"))
+        # Once read, the store has its epoch (the first read after the first seq makes it).
+        assert wait_until(lambda: _holds_all(f, ["kept-2"]), 5)
         with redis_dir.client() as r:
             r.save()  # the "replica" stops here, at seq 3
         for i in range(3):
@@ -146,6 +148,7 @@ def test_a_live_watch_ends_when_its_last_event_is_replaced(tmp_path: Path) -> No
     writer = RedisStore.from_url(redis_server.url)
     try:
         store.append_event(_deleted("kept"))
+        assert wait_until(lambda: _holds_all(f, ["kept"]), 5)
         with redis_server.client() as r:
             r.save()
         store.append_event(_deleted("lost"))
