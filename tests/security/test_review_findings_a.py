@@ -1,6 +1,7 @@
 """Outside review (issue 9), items 1, 5, 6 and 13, against a real ``sa-issuer serve`` process.
 
 Item 1: ``create secrets`` alone must not yield another service account's legacy token.
+Item 4: a revocation outlives every window in which the token could still be accepted.
 Item 5: hybrid's TokenReview fallback keeps the offline path's legacy-token policy.
 Item 6: a token revocation whose ``expirationTimestamp`` is in the past is refused (422).
 Item 13: ``sa-issuer keys revoke`` takes a kid that starts with ``-``.
@@ -9,6 +10,7 @@ Item 13: ``sa-issuer keys revoke`` takes a kid that starts with ``-``.
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -17,11 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
-from issuer import crypto
+from issuer import crypto, revocations
 from issuer.store import StoredKey, open_store
 from issuer.timefmt import rfc3339
+from verifier._stream import StreamFollower
 from verifier.errors import InvalidToken
 from verifier.hybrid import HybridVerifier
+from verifier.identity import ServiceAccountIdentity
 from verifier.remote import OIDCVerifier
 from verifier.tokenreview import TokenReviewVerifier
 
@@ -307,3 +311,117 @@ def test_keys_revoke_usage_errors(issuer_factory: Any, served: Any) -> None:
         assert done.returncode == 2 and "give the kid once" in done.stderr
     done = issuer_factory.cli("keys", "revoke", *data, "-" + "A" * 42)
     assert done.returncode == 1 and "no key with kid '-AAAA" in done.stderr
+
+
+# --- item 4 ---------------------------------------------------------------------------------------
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    out: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return out
+
+
+def _revoked_token(admin: Admin) -> tuple[str, dict[str, Any]]:
+    """A token of ``app`` revoked by jti with its real exp."""
+    admin.namespace_with("app")
+    token = admin.api_token("app")
+    claims = _claims(token)
+    r = admin.c.post(
+        "/apis/sa-oidc.dev/v1/tokenrevocations", json=_revocation(claims["jti"], claims["exp"])
+    )
+    assert r.status_code == 201, r.text
+    return token, claims
+
+
+def test_a_revocation_outlives_the_longest_leeway(served: Any) -> None:
+    """Between exp+60 and exp+600 a verifier with leeway=600 still accepts the token offline:
+    its revocation must still be known on both sides — the issuer's upkeep must not prune it,
+    and a follower must not drop it."""
+    admin = Admin(served)
+    try:
+        token, claims = _revoked_token(admin)
+        later = claims["exp"] + 300.0  # past exp+60, within exp+600
+        shift = later - time.time()
+        # Issuer side: another replica's upkeep at that moment keeps the revocation.
+        store = open_store(f"sqlite:///{served.data_dir / 'issuer.db'}", served.data_dir)
+        try:
+            done = revocations.upkeep(store, retention=86400, holder="other-replica", now=later)
+            assert done is not None and done["pruned"] == 0
+            assert revocations.is_token_revoked(store, claims["jti"])
+        finally:
+            store.close()
+        # Follower side: a follower living at that moment keeps the jti.
+        follower = StreamFollower(
+            served.url, served.admin_token, wall_clock=lambda: time.time() + shift
+        )
+        follower.start()
+        try:
+            assert follower.wait_synced(10)
+            ident = ServiceAccountIdentity(NS, "app", token_id=claims["jti"])
+            assert follower.why_invalid(ident) == "token revoked"
+        finally:
+            follower.close()
+        # And end to end: hybrid with leeway=600 at that moment refuses it, offline accepted it.
+        offline = OIDCVerifier(
+            served.issuer,
+            [served.issuer],
+            leeway=600,
+            insecure_allow_http=True,
+            clock=lambda: time.time() + shift,
+        )
+        assert offline.verify(token).token_id == claims["jti"]  # within exp + 600
+        hybrid = HybridVerifier(
+            served.issuer,
+            [served.issuer],
+            bearer_token=served.admin_token,
+            offline=offline,
+            wall_clock=lambda: time.time() + shift,
+            insecure_allow_http=True,
+        )
+        try:
+            assert hybrid.wait_synced(10) and hybrid.leeway == 600
+            with pytest.raises(InvalidToken) as refused:
+                hybrid.verify(token)
+            assert refused.value.reason == "revoked" and hybrid.calls == 0
+        finally:
+            hybrid.close()
+            offline.close()
+    finally:
+        admin.close()
+
+
+def test_hybrid_does_not_trust_a_stream_kept_shorter_than_its_leeway(issuer_factory: Any) -> None:
+    short = issuer_factory.start(config={"retention_leeway": "60s"})
+    admin = Admin(short)
+    try:
+        admin.namespace_with("app")
+        token = admin.api_token("app")
+        meta = admin.c.get("/apis/sa-oidc.dev/v1/invalidations").json()["metadata"]
+        assert meta["retentionLeeway"] == 60.0
+        for leeway, fresh in ((60, True), (600, False)):
+            hybrid = HybridVerifier(
+                short.issuer,
+                [short.issuer],
+                bearer_token=short.admin_token,
+                leeway=leeway,
+                insecure_allow_http=True,
+            )
+            try:
+                assert hybrid.wait_synced(10)
+                assert wait_for(lambda h=hybrid: h.status().retention_leeway == 60.0)
+                assert hybrid.verify(token).service_account_name == "app"
+                assert hybrid.is_fresh() is fresh
+                # Not fresh: every check asks TokenReview (on_stale="tokenreview").
+                assert hybrid.calls == (0 if fresh else 1)
+            finally:
+                hybrid.close()
+    finally:
+        admin.close()
+
+
+def wait_for(pred: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
