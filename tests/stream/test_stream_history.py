@@ -26,21 +26,10 @@ from issuer.store.redis_store import RedisStore
 from verifier._stream import StreamFollower
 from verifier.identity import ServiceAccountIdentity
 
-from ._helpers import ServerThread, wait_until
+from ._helpers import ServerThread, pod_deleted, wait_until
 from .conftest import ADMIN, make_app
 
 PATH = "/apis/sa-oidc.dev/v1/invalidations"
-
-
-def _deleted(uid: str) -> dict[str, Any]:
-    return {
-        "type": "ObjectDeleted",
-        "kind": "Pod",
-        "namespace": "ns",
-        "name": uid,
-        "uid": uid,
-        "time": time.time(),
-    }
 
 
 def _invalid(f: StreamFollower, uid: str) -> bool:
@@ -74,7 +63,7 @@ def test_flushed_redis_under_a_live_follower_is_resynced(redis_url: str) -> None
     f = _follower(server.url)
     try:
         for i in range(5):
-            store.append_event(_deleted(f"old-{i}"))
+            store.append_event(pod_deleted(f"old-{i}"))
         assert wait_until(lambda: _holds_all(f, [f"old-{i}" for i in range(5)]), 5)
         assert f.status().last_seq == 5
         # The store loses everything (FLUSHDB: a replaced Redis) and another replica appends six
@@ -83,7 +72,7 @@ def test_flushed_redis_under_a_live_follower_is_resynced(redis_url: str) -> None
             r.flushdb()
         new = [f"new-{i}" for i in range(6)]
         for uid in new:
-            other.append_event(_deleted(uid))
+            other.append_event(pod_deleted(uid))
         assert wait_until(lambda: _holds_all(f, new), 5), "events of the new history were lost"
         assert not _invalid(f, "old-0")  # the state is the new store's, not a mix
         status = f.status()
@@ -103,13 +92,13 @@ def test_redis_restored_to_an_older_snapshot_is_detected(redis_dir: RedisServer)
     f = _follower(server.url)
     try:
         for i in range(3):
-            store.append_event(_deleted(f"kept-{i}"))
+            store.append_event(pod_deleted(f"kept-{i}"))
         # Once read, the store has its epoch (the first read after the first seq makes it).
         assert wait_until(lambda: _holds_all(f, ["kept-2"]), 5)
         with redis_dir.client() as r:
             r.save()  # the "replica" stops here, at seq 3
         for i in range(3):
-            store.append_event(_deleted(f"lost-{i}"))
+            store.append_event(pod_deleted(f"lost-{i}"))
         assert wait_until(lambda: _holds_all(f, ["kept-2", "lost-2"]), 5)
         before = store.read_events(0)
         # The follower is away while the store is rolled back and overtakes its seq (6): the
@@ -121,7 +110,7 @@ def test_redis_restored_to_an_older_snapshot_is_detected(redis_dir: RedisServer)
         try:
             new = [f"new-{i}" for i in range(4)]  # seqs 4..7
             for uid in new:
-                writer.append_event(_deleted(uid))
+                writer.append_event(pod_deleted(uid))
             assert writer.read_events(0).last_seq == 7
         finally:
             writer.close()
@@ -147,16 +136,16 @@ def test_a_live_watch_ends_when_its_last_event_is_replaced(tmp_path: Path) -> No
     f = _follower(server.url)
     writer = RedisStore.from_url(redis_server.url)
     try:
-        store.append_event(_deleted("kept"))
+        store.append_event(pod_deleted("kept"))
         assert wait_until(lambda: _holds_all(f, ["kept"]), 5)
         with redis_server.client() as r:
             r.save()
-        store.append_event(_deleted("lost"))
+        store.append_event(pod_deleted("lost"))
         assert wait_until(lambda: _holds_all(f, ["kept", "lost"]), 5)
         with redis_server.client() as r:
             r.execute_command("DEBUG", "RELOAD", "NOSAVE")  # back to seq 1, same epoch
         for uid in ("new-a", "new-b"):  # seqs 2 and 3: the watch has sent 2 ("lost")
-            writer.append_event(_deleted(uid))
+            writer.append_event(pod_deleted(uid))
         assert wait_until(lambda: _holds_all(f, ["new-a", "new-b"]), 8), "new-a was lost"
         assert not _invalid(f, "lost")
         assert f.status().resyncs >= 1
@@ -225,7 +214,7 @@ def test_watch_and_list_name_the_epoch_and_the_retention_leeway(redis_url: str) 
     server = ServerThread(make_app(store)).start()
     headers = {"Authorization": f"Bearer {ADMIN}"}
     try:
-        seq = store.append_event(_deleted("x"))
+        seq = store.append_event(pod_deleted("x"))
         page = store.read_events(0)
         with httpx.Client(base_url=server.url, headers=headers, timeout=5) as c:
             meta = c.get(PATH).json()["metadata"]
