@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -28,12 +29,15 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import Message, Receive, Scope, Send
 
 from issuer import api
+from issuer.config import load_config
 from issuer.context import IssuerContext, build_context
 from issuer.http.discovery import DocumentEndpoint, discovery_paths, jwks_paths
 from issuer.http.health import health_routes
 from issuer.http.limits import HttpLimits
+from issuer.http.metrics import WORKER_METRICS_ENV
 from issuer.http.paths import path_problem
 from issuer.http.status import StatusError, status_response
+from issuer.logsetup import setup_logging
 from issuer.revocations import UpkeepThread
 
 __all__ = ["IssuerApp", "app_from_env", "create_app"]
@@ -211,11 +215,13 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
 def app_from_env() -> IssuerApp:
     """uvicorn factory for worker processes: config from ``SA_ISSUER_*`` (see
     :func:`issuer.config.config_to_env`), context built in this process."""
-    from issuer.cli import _setup_logging
-    from issuer.config import load_config
     from issuer.workers import die_with_parent
 
     die_with_parent()  # a worker must not outlive its supervisor (issue 9 item 12)
     config = load_config({}, os.environ, None)
-    _setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
-    return create_app(build_context(config))
+    setup_logging(config.log_level)  # spawned workers do not inherit the parent's handlers
+    ctx = build_context(config)
+    metrics_dir = os.environ.get(WORKER_METRICS_ENV)
+    if metrics_dir:
+        ctx.metrics.share(Path(metrics_dir))  # one /metrics for the whole process group
+    return create_app(ctx)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from issuer import bootstrap_policy
+from issuer.goquote import go_quote, go_quote_list
 from issuer.selectors import LabelSelector, SelectorError, label_selector_from_json
 
 __all__ = [
@@ -84,21 +85,6 @@ ADMIN_GROUPS: Final = (MASTERS_GROUP, AUTHENTICATED_GROUP)
 # kube: k8s.io/api/rbac/v1 VerbAll, APIGroupAll, ResourceAll, NonResourceAll.
 _ALL: Final = "*"
 _SA_PREFIX: Final = "system:serviceaccount:"
-
-
-def _q(s: str) -> str:
-    """Go's ``%q`` (:func:`issuer.api.errors.go_quote`, imported late: ``issuer.api`` imports
-    this module, and this one must stay importable first)."""
-    from issuer.api.errors import go_quote as quote
-
-    return quote(s)
-
-
-def _ql(items: Iterable[str]) -> str:
-    """Go's ``%q`` of a ``[]string`` (see :func:`_q`)."""
-    from issuer.api.errors import go_quote_list as quote_list
-
-    return quote_list(items)
 
 
 # --- objects ------------------------------------------------------------------------------------
@@ -156,7 +142,7 @@ class PolicyRule:
             ("Verbs", self.verbs),
         ):
             if values:
-                parts.append(f"{label}:{_ql(values)}")
+                parts.append(f"{label}:{go_quote_list(values)}")
         return "{" + ", ".join(parts) + "}"
 
 
@@ -517,18 +503,19 @@ def _describe_subject(subject: Subject, binding_namespace: str) -> str:
     # kube: rule.go describeSubject
     if subject.kind == "ServiceAccount":
         ns = subject.namespace or binding_namespace
-        return f"{subject.kind} {_q(subject.name + '/' + ns)}"
-    return f"{subject.kind} {_q(subject.name)}"
+        return f"{subject.kind} {go_quote(subject.name + '/' + ns)}"
+    return f"{subject.kind} {go_quote(subject.name)}"
 
 
 def _describe_binding(binding: Binding, subject: Subject) -> str:
     # kube: rule.go clusterRoleBindingDescriber / roleBindingDescriber
     ref = binding.role_ref
     if binding.namespace:
-        head = f"RoleBinding {_q(binding.name + '/' + binding.namespace)}"
+        head = f"RoleBinding {go_quote(binding.name + '/' + binding.namespace)}"
     else:
-        head = f"ClusterRoleBinding {_q(binding.name)}"
-    return f"{head} of {ref.kind} {_q(ref.name)} to {_describe_subject(subject, binding.namespace)}"
+        head = f"ClusterRoleBinding {go_quote(binding.name)}"
+    subject_text = _describe_subject(subject, binding.namespace)
+    return f"{head} of {ref.kind} {go_quote(ref.name)} to {subject_text}"
 
 
 @dataclass(slots=True)
@@ -555,14 +542,14 @@ class _Index:
         if ref.kind == "Role":
             role = self.roles.get((binding_namespace, ref.name))
             if role is None:
-                return f"role.{RBAC_GROUP} {_q(ref.name)} not found"
+                return f"role.{RBAC_GROUP} {go_quote(ref.name)} not found"
             return role.rules
         if ref.kind == "ClusterRole":
             cluster_role = self.cluster_roles.get(ref.name)
             if cluster_role is None:
-                return f"clusterrole.{RBAC_GROUP} {_q(ref.name)} not found"
+                return f"clusterrole.{RBAC_GROUP} {go_quote(ref.name)} not found"
             return cluster_role.rules
-        return f"unsupported role reference kind: {_q(ref.kind)}"
+        return f"unsupported role reference kind: {go_quote(ref.kind)}"
 
 
 def _visit(
@@ -759,18 +746,18 @@ def compact_rules(rules: Iterable[PolicyRule]) -> list[PolicyRule]:
 
 def forbidden_message(attrs: Attributes) -> str:
     """kube: responsewriters/errors.go forbiddenMessage (the part after "is forbidden: ")."""
-    user = _q(attrs.user)
+    user = go_quote(attrs.user)
     if not attrs.resource_request:
-        return f"User {user} cannot {attrs.verb} path {_q(attrs.path)}"
+        return f"User {user} cannot {attrs.verb} path {go_quote(attrs.path)}"
     resource = attrs.resource
     if attrs.subresource:
         resource = f"{resource}/{attrs.subresource}"
     if attrs.namespace:
         return (
-            f"User {user} cannot {attrs.verb} resource {_q(resource)} in API group "
-            f"{_q(attrs.api_group)} in the namespace {_q(attrs.namespace)}"
+            f"User {user} cannot {attrs.verb} resource {go_quote(resource)} in API group "
+            f"{go_quote(attrs.api_group)} in the namespace {go_quote(attrs.namespace)}"
         )
     return (
-        f"User {user} cannot {attrs.verb} resource {_q(resource)} in API group "
-        f"{_q(attrs.api_group)} at the cluster scope"
+        f"User {user} cannot {attrs.verb} resource {go_quote(resource)} in API group "
+        f"{go_quote(attrs.api_group)} at the cluster scope"
     )

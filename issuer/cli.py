@@ -1,4 +1,5 @@
-"""``sa-issuer``: serve, manage keys, export static discovery, run the demo.
+"""``sa-issuer``: serve, manage keys, export static discovery, run the demo; the token agent and
+cloud federation helpers are registered from issuer/agent/cli.py.
 
 Exit codes: 0 success, 1 error (bad config, unreadable or wrong KEK, corrupt or unreachable
 store ...: one line ``sa-issuer: error: ...`` on stderr, nothing overwritten), 2 usage error.
@@ -15,10 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import functools
+import inspect
 import logging
 import os
 import re
-import ssl
+import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -32,6 +36,9 @@ import orjson
 
 from issuer.config import Config, ConfigError, config_to_env, load_config
 from issuer.crypto import KekError
+from issuer.http.metrics import WORKER_METRICS_ENV
+from issuer.logsetup import setup_logging
+from issuer.preflight import PreflightError, bind_listener, check_data_dir, check_tls
 from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
 
 __all__ = ["main"]
@@ -190,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="the OIDC-versus-TokenReview demo", add_help=False)
     demo.add_argument("args", nargs=argparse.REMAINDER)
     demo.set_defaults(func=cmd_demo)
+
+    # agent, cloud-config, check-federation: workloads outside Kubernetes (issuer/agent/).
+    from issuer.agent.cli import register as register_agent_commands
+
+    register_agent_commands(sub)
     return parser
 
 
@@ -217,36 +229,7 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(flags, os.environ, None)
 
 
-def _setup_logging(level: str = "info") -> None:
-    root = logging.getLogger()
-    if not any(getattr(h, "_sa_issuer", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("sa-issuer: %(levelname)s: %(message)s"))
-        handler._sa_issuer = True  # type: ignore[attr-defined]
-        root.addHandler(handler)
-    root.setLevel(getattr(logging, level.upper()))
-    # uvicorn's own chatter ("Started server process", "Uvicorn running on") would duplicate the
-    # banner: keep it to warnings unless debugging.
-    uv_level = logging.DEBUG if level == "debug" else logging.WARNING
-    logging.getLogger("uvicorn").setLevel(uv_level)
-    logging.getLogger("uvicorn.error").setLevel(uv_level)
-
-
 # --- serve ------------------------------------------------------------------------------------
-
-
-def _check_tls(config: Config) -> None:
-    if config.tls_cert is None or config.tls_key is None:
-        return
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        ctx.load_cert_chain(config.tls_cert, config.tls_key)
-    except FileNotFoundError as e:
-        raise ConfigError("--tls-cert/--tls-key", f"no such file: {e.filename}") from None
-    except (ssl.SSLError, OSError) as e:
-        raise ConfigError(
-            "--tls-cert/--tls-key", f"cannot load certificate and key: {e.strerror or e}"
-        ) from None
 
 
 def _fast_lane_available() -> bool:
@@ -261,8 +244,9 @@ def _fast_lane_available() -> bool:
 
 
 def banner(config: Config) -> str:
-    """The one line ``serve`` prints: where the issuer is, its store, the admin token PATH (never
-    the token), the CA to trust (self-signed TLS) and the kubeconfig."""
+    """The one line ``serve`` logs at INFO on start: the issuer URL (and where it listens, when
+    that differs), the data directory and store, the admin token's PATH (never the token), the CA
+    to trust (self-signed TLS) and the kubeconfig."""
     ca = ""
     if config.serving_tls == "self-signed":
         ca = f"; CA {config.data_dir / 'ca.crt'}"
@@ -271,8 +255,9 @@ def banner(config: Config) -> str:
         "" if config.issuer.startswith(scheme + "://") else f" on {scheme}://{config.listen}"
     )
     return (
-        f"{PROG}: serving issuer {config.issuer}{listening} (store {config.store_description()}) "
-        f"\u2014 discovery {config.discovery_url}; admin token in {config.admin_token_file}{ca}; "
+        f"serving issuer {config.issuer}{listening} (discovery {config.discovery_url}); "
+        f"data dir {config.data_dir}, store {config.store_description()}; "
+        f"admin token in {config.admin_token_file}{ca}; "
         f"kubeconfig {config.data_dir / 'kubeconfig'}"
     )
 
@@ -315,41 +300,73 @@ def _api_server_url(config: Config) -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """``sa-issuer serve``."""
-    import uvicorn
-
-    from issuer import kubeconfig, tlsboot
+    from issuer import kubeconfig
     from issuer.app import create_app
     from issuer.context import build_context
     from issuer.http.limits import raise_open_file_limit
 
     config = _config(args)
-    _setup_logging(config.log_level)
-    _check_tls(config)
-    # Room for max_connections client sockets (issuer.http.limits); workers inherit it.
-    raise_open_file_limit()
-    ctx = build_context(config)
+    setup_logging(config.log_level)
+    # Nothing is written until TLS loads, the port is ours and the data dir takes files
+    # (issue 9 item 14: each fails with one line naming what is wrong).
+    check_tls(config)
+    sock = bind_listener(config)
     try:
-        # Preflight before binding: KEK check, bootstrap of the first key, catch-up rotation.
-        # A wrong KEK or a corrupt store fails here, before anything is written.
-        ctx.keys.start(rotate=False)
-    except BaseException:
-        ctx.close()
-        raise
-    try:
-        # After the preflight: a refused start leaves the data dir as it was.
-        certfile, keyfile, ca_file = _setup_tls(config)
-        kubeconfig.write(
-            config.data_dir / "kubeconfig",
-            _api_server_url(config),
-            config.admin_token_file,
-            ca_file,
-        )
-    except OSError as e:
-        ctx.close()
-        raise CliError(f"cannot write {config.data_dir / 'kubeconfig'}: {e.strerror}") from None
-    except BaseException:
-        ctx.close()
-        raise
+        check_data_dir(config)
+        # Room for max_connections client sockets (issuer.http.limits); workers inherit it.
+        raise_open_file_limit()
+        try:
+            ctx = build_context(config)
+        except PermissionError as e:
+            raise CliError(f"cannot write {e.filename}: {e.strerror}") from None
+        try:
+            # Preflight before serving: KEK check, bootstrap of the first key, catch-up
+            # rotation. A wrong KEK or a corrupt store fails here, before anything is written.
+            ctx.keys.start(rotate=False)
+        except BaseException:
+            ctx.close()
+            raise
+        try:
+            # After the preflight: a refused start leaves the data dir as it was.
+            certfile, keyfile, ca_file = _setup_tls(config)
+            kubeconfig.write(
+                config.data_dir / "kubeconfig",
+                _api_server_url(config),
+                config.admin_token_file,
+                ca_file,
+            )
+        except OSError as e:
+            ctx.close()
+            raise CliError(f"cannot write {config.data_dir / 'kubeconfig'}: {e.strerror}") from None
+        except BaseException:
+            ctx.close()
+            raise
+        kwargs = _uvicorn_kwargs(config, certfile, keyfile)
+        if config.workers > 1:
+            # Each worker builds its own context from the same resolved configuration.
+            ctx.close()
+            os.environ.update(config_to_env(config))
+            os.environ.pop("SA_ISSUER_CONFIG", None)
+            # /metrics reports the whole process group: the workers share counters through
+            # this private directory (issuer.http.metrics, "Several workers"), removed at exit.
+            metrics_dir = tempfile.mkdtemp(prefix="sa-issuer-metrics-")
+            os.environ[WORKER_METRICS_ENV] = metrics_dir
+            log.info("%s", banner(config))
+            try:
+                _serve_uvicorn("issuer.app:app_from_env", kwargs, sock, config.workers)
+            finally:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+            return 0
+        app = create_app(ctx)
+        log.info("%s", banner(config))
+        return _serve_uvicorn(app, kwargs, sock, 1)
+    finally:
+        sock.close()
+
+
+def _uvicorn_kwargs(config: Config, certfile: Path | None, keyfile: Path | None) -> dict[str, Any]:
+    from issuer import tlsboot
+
     kwargs: dict[str, Any] = {
         "host": config.listen_host,
         "port": config.listen_port,
@@ -376,18 +393,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         kwargs["ssl_ciphers"] = TLS12_CIPHERS
         # A renewed (or replaced) certificate is served without a restart.
         kwargs["ssl_context_factory"] = tlsboot.reloading_context_factory
-    if config.workers > 1:
-        # Each worker builds its own context from the same resolved configuration.
-        ctx.close()
-        os.environ.update(config_to_env(config))
-        os.environ.pop("SA_ISSUER_CONFIG", None)
-        print(banner(config), flush=True)
-        uvicorn.run("issuer.app:app_from_env", factory=True, workers=config.workers, **kwargs)
+    return kwargs
+
+
+def _serve_uvicorn(app: Any, kwargs: dict[str, Any], sock: socket.socket, workers: int) -> int:
+    """What ``uvicorn.run`` does, on our already bound socket."""
+    import uvicorn
+    from uvicorn.supervisors.multiprocess import Multiprocess
+
+    if workers > 1:
+        uv_config = uvicorn.Config(app, factory=True, workers=workers, **kwargs)
+        supervisor: Any = Multiprocess
+        if "target" in inspect.signature(Multiprocess.__init__).parameters:  # older uvicorn
+            supervisor = functools.partial(supervisor, target=uvicorn.Server(uv_config).run)
+        supervisor(uv_config, sockets=[sock]).run()
         return 0
-    app = create_app(ctx)
-    print(banner(config), flush=True)
-    uvicorn.run(app, **kwargs)
-    return 0
+    server = uvicorn.Server(uvicorn.Config(app, **kwargs))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[sock])
+    return 0 if server.started else 3  # uvicorn's STARTUP_FAILURE
 
 
 # --- keys -------------------------------------------------------------------------------------
@@ -475,7 +499,7 @@ def _key_manager(config: Config, store: Store, *, create_kek: bool) -> Any:
 def cmd_keys_rotate(args: argparse.Namespace) -> int:
     """``sa-issuer keys rotate [--immediately]``."""
     config = _config(args)
-    _setup_logging("warning")
+    setup_logging("warning")
     config.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:
         store = open_store(config.store, config.data_dir)
@@ -497,7 +521,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
     kid: str = args.kid
     config = _config(args)
-    _setup_logging("error")
+    setup_logging("error")
     store = _open_store(config)
     try:
         km = _key_manager(config, store, create_kek=False)
@@ -593,7 +617,7 @@ def _new_kek(args: argparse.Namespace) -> tuple[Any, Path | None, str]:
 def cmd_keys_rewrap(args: argparse.Namespace) -> int:
     """``sa-issuer keys rewrap --new-kek SOURCE | --new-kek-file PATH [--create]``."""
     config = _config(args)
-    _setup_logging("error")
+    setup_logging("error")
     if args.create and args.new_kek_file is None:
         raise CliError("--create needs --new-kek-file PATH")
     store = _open_store(config)
@@ -716,7 +740,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.func is cmd_keys_revoke:
             _one_kid(args, parser)
     if not logging.getLogger().handlers:
-        _setup_logging("info")
+        setup_logging("info")
     try:
         return int(args.func(args))
     except ConfigError as e:
@@ -729,7 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"store unavailable: {e}")
     except StoreError as e:
         return _fail(f"store error: {e}")
-    except CliError as e:
+    except (CliError, PreflightError) as e:
         return _fail(str(e))
     except KeyboardInterrupt:
         return 130

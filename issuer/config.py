@@ -1,11 +1,9 @@
 """Issuer configuration: one frozen :class:`Config`, resolved from four layers.
 
-Precedence (DESIGN.md "Issuer CLI"): command-line flags > environment (``SA_ISSUER_<KEY>``) >
-TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env
-var (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
+Precedence (docs/CONTRACTS.md "Issuer CLI"): command-line flags > environment (``SA_ISSUER_<KEY>``)
+> TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env var
+(``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
-key (env: SA_ISSUER_<KEY>)     meaning                                default
-=============================  =====================================  =========================
 data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
 listen                         ``HOST:PORT`` (``[::1]:PORT`` for v6)  ``127.0.0.1:8080``
 issuer                         the ``iss`` URL (https; see below)     ``https://`` + listen
@@ -48,6 +46,7 @@ Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` o
 Relative paths in the config file are relative to the file's directory; relative paths from flags
 and env vars are relative to the working directory.
 =======
+=======
 Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
 ``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
 below, so a setting added here must be documented there (and the reverse).
@@ -65,12 +64,12 @@ in the data dir, :mod:`issuer.tlsboot`) when the issuer URL is https, else plain
 URL that means a TLS-terminating proxy in front. ``tls_sans`` adds DNS names / IP addresses to the
 self-signed certificate (the issuer host, ``127.0.0.1``, ``::1`` and ``localhost`` are always in).
 
-Issuer URL rules (REFERENCE.md "Discovery and JWKS"; kube: pkg/serviceaccount/openidmetadata.go):
-https, no query, no fragment, no userinfo. A plain ``http`` issuer is accepted only on a loopback
-host (``127.0.0.0/8``, ``::1``, ``localhost``) — a development setup — or when
-``insecure_allow_http_issuer`` is set, which logs a loud warning. Independently, an ``http`` issuer
-is refused when the listen address is not loopback (the service would be reachable from the network
-with tokens naming a plain-http issuer) unless the insecure switch is set.
+Issuer URL rules (docs/CONTRACTS.md "Discovery and JWKS"; kube:
+pkg/serviceaccount/openidmetadata.go): https, no query, no fragment, no userinfo. A plain ``http``
+issuer is accepted only on a loopback host (``127.0.0.0/8``, ``::1``, ``localhost``) — a development
+setup — or when ``insecure_allow_http_issuer`` is set, which logs a loud warning. Independently, an
+``http`` issuer is refused when the listen address is not loopback (the service would be reachable
+from the network with tokens naming a plain-http issuer) unless the insecure switch is set.
 
 Every problem raises :class:`ConfigError` naming the offending flag / env var / file key and why.
 """
@@ -109,7 +108,7 @@ DEFAULT_DATA_DIR = Path(".sa-issuer")
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 #: kube-apiserver refuses a --service-account-max-token-expiration below one hour and TokenRequest
-#: refuses expirationSeconds above 2^32 (REFERENCE.md "Bound token").
+#: refuses expirationSeconds above 2^32 (docs/CONTRACTS.md "Bound token").
 _MIN_MAX_EXPIRATION = 3600
 _MAX_EXPIRATION = 1 << 32
 
@@ -214,8 +213,8 @@ class Config:
     @property
     def max_token_lifetime(self) -> int:
         """The longest lifetime any token signed now may have: retired keys stay published this
-        long (DESIGN.md invariant 2). Extended expiration makes pod tokens live one year
-        (REFERENCE.md "Extended expiration")."""
+        long (docs/CONTRACTS.md invariant 2). Extended expiration makes pod tokens live one year
+        (docs/CONTRACTS.md "Extended expiration")."""
         if self.extended_expiration:
             return max(self.token_max_expiration, 365 * 86400)
         return self.token_max_expiration
@@ -557,7 +556,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         )
     if rotation_period <= max_age_f + margin:
         # A successor must be published for jwks_max_age + publish_margin before it signs
-        # (DESIGN.md invariant 1), so a key must sign for longer than that.
+        # (docs/CONTRACTS.md invariant 1), so a key must sign for longer than that.
         where = _where(raw, "rotation_period")
         raise ConfigError(
             where,
@@ -666,8 +665,9 @@ def is_loopback_host(host: str) -> bool:
 
 
 def _check_issuer(issuer: str, where: str, insecure: bool, listen_host: str) -> None:
-    # REFERENCE.md: "Issuer must be https with no query or fragment (a dev mode may allow http,
-    # loudly)". Verifiers compare iss byte for byte, so we keep the string exactly as given.
+    # docs/CONTRACTS.md "Discovery and JWKS": https, no query, fragment or user info (plain http
+    # only on loopback or when explicitly allowed, loudly). Verifiers compare iss byte for byte,
+    # so we keep the string exactly as given.
     try:
         parts = urlsplit(issuer)
         parts.port  # noqa: B018 - raises ValueError on a bad port

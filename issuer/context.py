@@ -140,7 +140,9 @@ def load_or_create_kek(config: Config, store: Store, *, create: bool = True) -> 
         kek = create_kek_file(path)
     except FileExistsError:  # another process created it first
         return load_kek(path)
-    log.info("created key-encryption key %s (mode 0600); back it up with the store", path)
+    # Debug, not info: a first start prints one line (the serve banner). Backing the KEK up with
+    # the store is in docs/OPERATIONS.md.
+    log.debug("created key-encryption key %s (mode 0600); back it up with the store", path)
     return kek
 
 

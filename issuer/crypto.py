@@ -9,7 +9,7 @@ Kubernetes compatibility (kube: pkg/serviceaccount/jwt.go):
 - The JWS header carries only ``alg`` and ``kid``.
 
 Private keys never leave this module unencrypted except as in-memory key objects: at rest they are
-PKCS#8 DER sealed with AES-256-GCM under a key-encryption key, AAD = kid (DESIGN.md "Keys",
+PKCS#8 DER sealed with AES-256-GCM under a key-encryption key, AAD = kid (docs/CONTRACTS.md "Keys",
 invariant 4), so a store dump alone never yields a signing key and a blob copied onto another kid
 does not decrypt. ``repr()`` of :class:`Kek` and :class:`Signer` never shows key material.
 """
@@ -60,7 +60,7 @@ log = logging.getLogger(__name__)
 PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey: TypeAlias = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
-#: Environment variable holding the base64 KEK (DESIGN.md: every flag has ``SA_ISSUER_<FLAG>``).
+#: Environment variable holding the KEK (docs/CONFIG.md: every setting has ``SA_ISSUER_<NAME>``).
 KEK_ENV: Final = "SA_ISSUER_KEK"
 #: AES-256: the KEK is exactly 32 bytes.
 KEK_SIZE: Final = 32
@@ -196,7 +196,7 @@ class Kek:
     """A 32-byte key-encryption key: AES-256-GCM, 12-byte random nonce prefix, AAD = kid.
 
     Blob layout: ``nonce(12) || ciphertext || tag(16)``. Binding the kid as AAD means a blob moved
-    onto another key's record fails to decrypt (DESIGN.md invariant 4).
+    onto another key's record fails to decrypt (docs/CONTRACTS.md invariant 4).
     """
 
     __slots__ = ("_aead",)
@@ -382,7 +382,7 @@ class Signer:
 
     ``max_token_lifetime`` (seconds), when set, refuses claims whose ``exp`` lies further than that
     after ``iat``: the key's stored lifetime is what keeps it published long enough after retirement
-    (DESIGN.md invariant 2), so a longer token would outlive its key.
+    (docs/CONTRACTS.md invariant 2), so a longer token would outlive its key.
     """
 
     __slots__ = ("_ec_size", "_hash", "_header_b64", "_key", "alg", "kid", "max_token_lifetime")

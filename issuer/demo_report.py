@@ -11,10 +11,9 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from issuer.demo import DemoResult
+from issuer.demo_result import MODES, TOKENS, DemoResult
 
 __all__ = ["COLORS", "render_html", "render_svg"]
 
@@ -137,8 +136,6 @@ def _delay_badge(
 
 def render_svg(result: DemoResult) -> str:
     """The timeline as an inline SVG element."""
-    from issuer.demo import MODES, TOKENS
-
     lane_h = 2 * _LANE_PAD + len(TOKENS) * _ROW_H + (len(TOKENS) - 1) * _ROW_GAP
     height = _TOP + len(MODES) * (lane_h + _LANE_GAP) + 34
     span = max(result.duration_s, 1e-6)
@@ -231,8 +228,6 @@ def render_svg(result: DemoResult) -> str:
 
 def render_html(result: DemoResult) -> str:
     """The whole report as one HTML document (UTF-8, no external resources)."""
-    from issuer.demo import MODES
-
     key_run = "key revoked" in result.markers
     rows = []
     for mode in MODES:

@@ -12,7 +12,7 @@
 :func:`review_token` does no I/O of its own: objects come from an :class:`ObjectGetter` (a
 :class:`issuer.store.Store` is one) and revocation from a callable. A getter that cannot reach its
 backend raises :class:`issuer.store.StoreUnavailable`, which propagates: the caller answers with an
-error, never ``authenticated: true`` (DESIGN.md "Failure rules").
+error, never ``authenticated: true`` (docs/CONTRACTS.md "Failure rules").
 
 Error texts are kube-apiserver's, so a kube-apiserver using this endpoint as its token webhook
 reports what a native cluster would. Bad tokens of every other kind get the generic "invalid bearer
@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from issuer.api.errors import go_quote, go_quote_list
+from issuer.goquote import go_quote, go_quote_list
 from issuer.store.base import NotFound
 from verifier import InvalidToken, KeySet, Policy, ServiceAccountIdentity, verify
 from verifier._json import loads_object

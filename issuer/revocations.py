@@ -1,9 +1,10 @@
 """Token and key revocations, and upkeep of the invalidation log.
 
-Three things make an issued token invalid before its ``exp`` (DESIGN.md "Issuer HTTP surface"):
-its bound object (or service account) is deleted — the API appends ``ObjectDeleted`` atomically
-with the delete —, its signing key is revoked (:func:`record_key_revoked` appends ``KeyRevoked``),
-or the token itself is revoked by ``jti`` (:func:`revoke_token`).
+Three things make an issued token invalid before its ``exp`` (docs/CONTRACTS.md "Beyond Kubernetes:
+invalidations and revocations"): its bound object (or service account) is deleted — the API appends
+``ObjectDeleted`` atomically with the delete —, its signing key is revoked
+(:func:`record_key_revoked` appends ``KeyRevoked``), or the token itself is revoked by ``jti``
+(:func:`revoke_token`).
 
 A token revocation is two writes: a cluster-scoped object of kind ``TokenRevocation`` named by the
 jti (what TokenReview consults, :func:`is_token_revoked`) and a ``TokenRevoked`` event (what hybrid
@@ -36,7 +37,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from issuer.store import AlreadyExists, Conflict, NotFound, Store
+from issuer.store import AlreadyExists, Conflict, NotFound, Store, StoreUnavailable
+from issuer.store.outage import STORE_OUTAGE
 from issuer.timefmt import rfc3339
 
 __all__ = [
@@ -198,6 +200,12 @@ def prune_expired(store: Store, now: float, leeway: float = RETENTION_LEEWAY) ->
     return dropped
 
 
+#: How long the object change log serves watch resumption (s). kube-apiserver compacts etcd every
+#: 5 minutes (``--etcd-compaction-interval``); a watcher reconnecting within that resumes, an
+#: older resourceVersion is 410 Gone and the client re-lists.
+CHANGE_RETENTION: Final = 600.0
+
+
 def upkeep(
     store: Store,
     *,
@@ -210,9 +218,9 @@ def upkeep(
     """One round of invalidation-log upkeep if this ``holder`` gets the ``event-trim`` lease.
 
     ``retention`` must be at least the longest token lifetime (``Config.max_token_lifetime``);
-    events older than ``retention`` + ``leeway`` are trimmed, and revocations are pruned at
-    their token's exp + ``leeway`` (``Config.retention_leeway``). Returns counts, or None if
-    another replica holds the lease.
+    events older than ``retention`` + ``leeway`` are trimmed, revocations are pruned at their
+    token's exp + ``leeway`` (``Config.retention_leeway``), object changes (the watch log) older
+    than :data:`CHANGE_RETENTION`. Returns counts, or None if another replica holds the lease.
     """
     t = time.time() if now is None else now
     if not store.acquire_lease(LEASE_NAME, holder, lease_ttl):
@@ -220,14 +228,17 @@ def upkeep(
     repaired = repair_pending(store, t)
     pruned = prune_expired(store, t, leeway)
     trimmed = store.trim_events(t - retention - leeway)
-    if trimmed or repaired or pruned:
+    changes = store.trim_changes(t - CHANGE_RETENTION)
+    if trimmed or repaired or pruned or changes:
         log.info(
-            "invalidation upkeep: trimmed %d events, pruned %d revocations, repaired %d",
+            "invalidation upkeep: trimmed %d events, pruned %d revocations, repaired %d, "
+            "trimmed %d object changes",
             trimmed,
             pruned,
             repaired,
+            changes,
         )
-    return {"trimmed": trimmed, "pruned": pruned, "repaired": repaired}
+    return {"trimmed": trimmed, "pruned": pruned, "repaired": repaired, "changes": changes}
 
 
 class UpkeepThread:
@@ -286,5 +297,8 @@ class UpkeepThread:
                     lease_ttl=max(3 * self.interval, 30.0),
                     leeway=self.leeway,
                 )
-            except Exception:  # keep the chore alive through store outages
+                STORE_OUTAGE.succeeded()
+            except StoreUnavailable as e:  # one line per outage (issuer.store.outage)
+                STORE_OUTAGE.failed("invalidation upkeep", e)
+            except Exception:  # keep the chore alive through anything else
                 log.warning("invalidation upkeep failed; retrying later", exc_info=True)

@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from issuer.goquote import go_quote, regex_error
+
 __all__ = [
     "FieldRequirement",
     "FieldSelector",
@@ -129,13 +131,6 @@ _LABEL_VALUE_MSG: Final = (
 _MAX_LABEL_LENGTH: Final = 63
 
 
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    # Late: issuer.api imports issuer.authz, which imports this module.
-    from issuer.api.validation import _regex_error as regex_error
-
-    return regex_error(msg, fmt, *examples)
-
-
 def qualified_name_errors(value: str) -> list[str]:
     """kube: IsQualifiedName — label keys (``[prefix/]name``)."""
     errs: list[str] = []
@@ -153,7 +148,7 @@ def qualified_name_errors(value: str) -> list[str]:
     else:
         return [
             "a qualified name "
-            + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+            + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
             + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
         ]
     if not name:
@@ -163,7 +158,7 @@ def qualified_name_errors(value: str) -> list[str]:
     if name and _QUALIFIED_NAME_RE.fullmatch(name) is None:
         errs.append(
             "name part "
-            + _regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
+            + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
         )
     return errs
 
@@ -174,16 +169,12 @@ def label_value_errors(value: str) -> list[str]:
     if len(value) > _MAX_LABEL_LENGTH:
         errs.append(f"must be no more than {_MAX_LABEL_LENGTH} characters")
     if _LABEL_VALUE_RE.fullmatch(value) is None:
-        errs.append(
-            _regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345")
-        )
+        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errs
 
 
 def _invalid(path: str, value: str, details: Sequence[str]) -> str:
     # kube: field.Invalid(path, value, strings.Join(errs, "; ")).Error(); a nil path prints <nil>.
-    from issuer.api.errors import go_quote
-
     return f"{path}: Invalid value: {go_quote(value)}: {'; '.join(details)}"
 
 
@@ -432,8 +423,6 @@ def label_selector_from_json(obj: Any) -> LabelSelector | None:
         op = str(expr.get("operator") or "")
         values = [str(v) for v in expr.get("values") or []]
         if op not in _JSON_OPERATORS:
-            from issuer.api.errors import go_quote
-
             raise SelectorError(f"{go_quote(op)} is not a valid label selector operator")
         if op in ("Exists", "DoesNotExist") and values:
             raise SelectorError(

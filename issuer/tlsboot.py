@@ -194,7 +194,8 @@ def _new_ca(
     )
     _write(files.ca_key, _key_pem(key), 0o600)
     _write(files.ca_cert, cert.public_bytes(serialization.Encoding.PEM), 0o644)
-    log.info("created a self-signed CA in %s", files.ca_cert)
+    # Debug: on a first start the serve banner already names the CA (one INFO line per start).
+    log.debug("created a self-signed CA in %s", files.ca_cert)
     return cert, key
 
 
@@ -284,7 +285,9 @@ def ensure_self_signed(
             why = "the CA changed"
     if why is not None:
         _new_serving(files, ca, ca_key, names, now)
-        log.info("issued a serving certificate for %s (%s)", ", ".join(names), why)
+        # The first certificate is routine (debug); a renewal or a reissue is news.
+        level = logging.DEBUG if why == "none existed" else logging.INFO
+        log.log(level, "issued a serving certificate for %s (%s)", ", ".join(names), why)
     return files, why
 
 

@@ -1,6 +1,6 @@
 """sa-oidc verifier: check Kubernetes-style service-account tokens offline (OIDC) or online.
 
-Public API (DESIGN.md "Verifier public API")::
+Public API (docs/CONTRACTS.md "Verifier public API")::
 
     from verifier import KeySet, Policy, verify
     keys = KeySet.from_jwks(jwks)                    # dict | str | bytes
@@ -12,8 +12,9 @@ Public API (DESIGN.md "Verifier public API")::
     TokenReviewVerifier(url, BearerTokenFile(path), audiences=[...])   # a rotating credential
 
 ``OIDCVerifier``/``AsyncOIDCVerifier`` (remote.py), ``TokenReviewVerifier`` (tokenreview.py) and
-``HybridVerifier`` (hybrid.py) are imported lazily on first access, so ``import verifier`` stays
-cheap and never pulls in HTTP or web-framework modules.
+``HybridVerifier`` (hybrid.py) and ``MultiIssuerVerifier``/``AsyncMultiIssuerVerifier`` (multi.py:
+Kubernetes' AuthenticationConfiguration, many issuers) are imported lazily on first access, so
+``import verifier`` stays cheap and never pulls in HTTP, YAML, CEL or web-framework modules.
 """
 
 from __future__ import annotations
@@ -30,16 +31,19 @@ from .policy import Policy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .hybrid import HybridVerifier
+    from .multi import AsyncMultiIssuerVerifier, MultiIssuerVerifier
     from .remote import AsyncOIDCVerifier, OIDCVerifier
     from .tokenreview import TokenReviewVerifier
 
 __all__ = [
+    "AsyncMultiIssuerVerifier",
     "AsyncOIDCVerifier",
     "BearerTokenFile",
     "HybridVerifier",
     "InvalidToken",
     "KeySet",
     "KeySetError",
+    "MultiIssuerVerifier",
     "OIDCVerifier",
     "Policy",
     "ServiceAccountIdentity",
@@ -56,6 +60,8 @@ _LAZY = {
     "AsyncOIDCVerifier": ".remote",
     "TokenReviewVerifier": ".tokenreview",
     "HybridVerifier": ".hybrid",
+    "MultiIssuerVerifier": ".multi",
+    "AsyncMultiIssuerVerifier": ".multi",
 }
 
 

@@ -28,7 +28,7 @@ import orjson
 
 from .policy import MAX_JSON_DEPTH
 
-__all__ = ["JSONError", "loads_object", "loads_object_slow"]
+__all__ = ["NOT_OPENERS", "JSONError", "loads_object", "loads_object_slow"]
 
 
 class JSONError(ValueError):
@@ -72,15 +72,16 @@ def _parse_float(text: str) -> float:
     return value
 
 
-# Every byte except the two openers: deleting them leaves only the '{' and '[' of the text.
-_NOT_OPENERS: Final = bytes(c for c in range(256) if c not in b"{[")
+#: Every byte except the two openers: deleting them leaves only the '{' and '[' of the text (a
+#: cheap upper bound on nesting depth; used here and by the core's fast path).
+NOT_OPENERS: Final = bytes(c for c in range(256) if c not in b"{[")
 
 
 def _depth_ok(raw: bytes, max_depth: int) -> bool:
     # Every level of nesting needs one '{' or '['; if there are at most max_depth of them in the
     # whole text, the depth cannot exceed it (brackets inside strings only make this conservative).
     # One translate-with-delete counts both (two bytes.count calls are two byte-by-byte passes).
-    return len(raw.translate(None, _NOT_OPENERS)) <= max_depth
+    return len(raw.translate(None, NOT_OPENERS)) <= max_depth
 
 
 def loads_object_slow(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
@@ -122,6 +123,6 @@ def loads_object(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> dict[str, Any]:
     if type(obj) is not dict:
         raise JSONError("JSON value is not an object")
     # Inline _depth_ok (hot path).
-    if orjson.dumps(obj) == raw and len(raw.translate(None, _NOT_OPENERS)) <= max_depth:
+    if orjson.dumps(obj) == raw and len(raw.translate(None, NOT_OPENERS)) <= max_depth:
         return obj
     return loads_object_slow(raw, max_depth)

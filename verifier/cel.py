@@ -13,6 +13,12 @@ type-checked, with the ``strings`` and ``optional`` extensions kube's base envir
 ``map(string, dyn)`` rather than kube's object type, so a misspelt field such as ``user.name`` is an
 evaluation error (refusing the token) instead of a load error.
 
+Why this library: it is the CEL team's own runtime (the C++ one, as a binary wheel), it type-checks
+like cel-go, it evaluates every expression of kube's documentation — including the optional
+syntax ``claims.?email_verified.orValue(true)`` that the documentation recommends, which
+``common-expression-language`` (a Rust interpreter) refuses to parse — and one evaluation costs
+about 2 us (docs/BENCHMARKS.md §7). ``cel-python`` is a pure-Python interpreter.
+
 Return types are checked at load exactly where kube checks them (``compile.go``): validation rules
 must be typed ``bool`` (``dyn`` is not enough — which is why kube's docs write
 ``claims.?email_verified.orValue(true) == true``); mappings may be anything, their value is checked

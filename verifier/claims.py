@@ -17,12 +17,17 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from .errors import InvalidToken
-from .identity import FIELD_NAMES, USERNAME_PREFIX, ServiceAccountIdentity
-from .identity import _new as _new_identity
-from .identity import _set_values as _set_identity_values
+from .identity import (
+    FIELD_NAMES,
+    USERNAME_PREFIX,
+    ServiceAccountIdentity,
+    new_identity,
+    set_identity_values,
+)
 from .policy import LEGACY_ISSUER, Policy
 
 __all__ = [
+    "bound_identity",
     "identity_from_claims",
     "validate_aud",
     "validate_exp",
@@ -70,7 +75,7 @@ if FIELD_NAMES != (
     "legacy",
     "claims",
 ):  # pragma: no cover
-    raise ImportError("ServiceAccountIdentity fields changed; update claims._bound_identity")
+    raise ImportError("ServiceAccountIdentity fields changed; update claims.bound_identity")
 
 # Legacy Secret-based token claims (kube: pkg/serviceaccount/legacy.go).
 LEGACY_NAMESPACE_CLAIM: Final = "kubernetes.io/serviceaccount/namespace"
@@ -249,7 +254,7 @@ def _ref(kube: Mapping[str, Any], kind: str) -> tuple[str | None, str | None]:
     return name, _opt_str(ref, "uid", f"kubernetes.io.{kind}")
 
 
-def _bound_identity(
+def bound_identity(
     claims: dict[str, Any], policy: Policy, now: float, key_id: str | None
 ) -> ServiceAccountIdentity:
     """A bound token (kube: claims.go): every check of :func:`identity_from_claims` after ``iss``.
@@ -348,8 +353,8 @@ def _bound_identity(
     if type(warn) is not int or not 0 <= warn <= MAX_TIME:
         warn_v = _numeric_date(kube, "warnafter")
         warn = None if warn_v is None else int(warn_v)
-    ident = _new_identity(ServiceAccountIdentity)  # identity._from_values, inline (hot path)
-    _set_identity_values(
+    ident = new_identity(ServiceAccountIdentity)  # identity._from_values, inline (hot path)
+    set_identity_values(
         ident,
         (
             namespace,
@@ -432,7 +437,7 @@ def identity_from_claims(
     """
     iss = claims.get("iss")
     if type(iss) is str and iss == policy.issuer:  # validate_iss's first accepting case
-        return _bound_identity(claims, policy, now, key_id)
+        return bound_identity(claims, policy, now, key_id)
     if validate_iss(claims, policy):
         return _legacy_identity(claims, policy, now, key_id)
-    return _bound_identity(claims, policy, now, key_id)
+    return bound_identity(claims, policy, now, key_id)

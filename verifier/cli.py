@@ -8,7 +8,7 @@
                        [--review-url URL --bearer-token-file F]     (tokenreview, hybrid)
     sa-verifier verify [TOKEN|-] --authentication-config FILE [--json]   (many issuers)
 
-Exit codes (DESIGN.md "Verifier public API"): 0 valid, 1 invalid (``invalid token: <reason>:
+Exit codes (docs/CONTRACTS.md "Verifier public API"): 0 valid, 1 invalid (``invalid token: <reason>:
 <detail>`` on stderr), 2 usage, 3 unavailable (could not check). The token is never printed; pass it
 with ``-`` (stdin) or ``--token-file`` rather than as an argument, which other users can see in
 ``ps``.

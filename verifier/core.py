@@ -45,12 +45,12 @@ from typing import Any, Final
 import orjson
 
 from ._b64 import Base64Error, b64url_decode_bytes
-from ._json import _NOT_OPENERS, JSONError, loads_object
-from .claims import _bound_identity, identity_from_claims
+from ._json import NOT_OPENERS, JSONError, loads_object
+from .claims import bound_identity, identity_from_claims
 from .errors import InvalidToken
 from .identity import ServiceAccountIdentity
 from .jwk import KeySet
-from .jws import _header_cache, parse_compact
+from .jws import header_cache, parse_compact
 from .policy import MAX_JSON_DEPTH, Policy
 
 __all__ = ["VerifiedTokenCache", "verify", "verify_reference"]
@@ -97,7 +97,7 @@ def verify(
         dot2 = data.find(b".", dot1 + 1)
         if 0 < dot1 < dot2 and data.find(b".", dot2 + 1) < 0:
             # Only a header that already passed parse_header's rules is in the cache.
-            header = _header_cache.get(data[:dot1])
+            header = header_cache.get(data[:dot1])
             if header is not None:
                 alg = header.alg
                 kid = header.kid
@@ -122,7 +122,7 @@ def verify(
                     if (
                         type(claims) is not dict
                         or orjson.dumps(claims) != payload
-                        or len(payload.translate(None, _NOT_OPENERS)) > MAX_JSON_DEPTH
+                        or len(payload.translate(None, NOT_OPENERS)) > MAX_JSON_DEPTH
                     ):
                         try:
                             claims = loads_object(payload)
@@ -132,7 +132,7 @@ def verify(
                             ) from None
                     iss = claims.get("iss")
                     if type(iss) is str and iss == policy.issuer:  # RFC 7519 §4.1.1
-                        return _bound_identity(claims, policy, now, key.kid)
+                        return bound_identity(claims, policy, now, key.kid)
                     return identity_from_claims(claims, policy, now, key.kid)
     return verify_reference(token, keys, policy, now)
 

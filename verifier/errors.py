@@ -36,7 +36,7 @@ Reason = Literal[
     "revoked",
 ]
 
-#: Every reason code ``InvalidToken.reason`` can carry (DESIGN.md "Verifier public API").
+#: Every reason code ``InvalidToken.reason`` can carry (docs/CONTRACTS.md "Verifier public API").
 REASONS: Final[frozenset[str]] = frozenset(
     {
         "malformed",

@@ -122,7 +122,7 @@ class ServiceAccountIdentity:
         claims: Mapping[str, Any] = _EMPTY_CLAIMS,
     ) -> None:
         """Same signature and defaults as the former dataclass (positional or keyword)."""
-        _set_values(
+        set_identity_values(
             self,
             (
                 namespace,
@@ -322,8 +322,13 @@ class ServiceAccountIdentity:
 
 
 # The slot's own descriptor stores the value tuple, bypassing the raising __setattr__.
-_set_values: Final = cast(Any, ServiceAccountIdentity.__dict__["_v"]).__set__
-_new: Final = object.__new__
+#: ``set_identity_values(ident, values)``: store all 19 values (FIELD_NAMES order) into an identity
+#: made by :data:`new_identity`. For the verifier core's hot path (claims.bound_identity); the
+#: caller guarantees the types.
+set_identity_values: Final = cast(Any, ServiceAccountIdentity.__dict__["_v"]).__set__
+#: ``new_identity(ServiceAccountIdentity)``: an empty identity (no ``__init__``), to be filled by
+#: :data:`set_identity_values` at once.
+new_identity: Final = object.__new__
 
 
 def _from_values(values: IdentityValues) -> ServiceAccountIdentity:
@@ -331,8 +336,8 @@ def _from_values(values: IdentityValues) -> ServiceAccountIdentity:
 
     The caller guarantees the types (they come out of the claim checks in claims.py).
     """
-    ident: ServiceAccountIdentity = _new(ServiceAccountIdentity)
-    _set_values(ident, values)
+    ident: ServiceAccountIdentity = new_identity(ServiceAccountIdentity)
+    set_identity_values(ident, values)
     return ident
 
 
@@ -340,5 +345,7 @@ __all__ = [
     "FIELD_NAMES",
     "ServiceAccountIdentity",
     "groups_for",
+    "new_identity",
+    "set_identity_values",
     "username_for",
 ]

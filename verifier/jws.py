@@ -38,13 +38,23 @@ from ._json import JSONError, loads_object
 from .errors import InvalidToken
 from .policy import MAX_HEADER_BYTES, MAX_TOKEN_BYTES
 
-__all__ = ["Header", "ParsedJWS", "check_algorithm", "parse_compact", "parse_header"]
+__all__ = [
+    "Header",
+    "ParsedJWS",
+    "check_algorithm",
+    "header_cache",
+    "parse_compact",
+    "parse_header",
+]
 
 _TYP_OK: Final = frozenset({"jwt", "application/jwt"})
 #: An encoded header longer than this decodes to more than MAX_HEADER_BYTES.
 _MAX_HEADER_SEGMENT: Final = (MAX_HEADER_BYTES * 4 + 2) // 3
 _HEADER_CACHE_MAX: Final = 256
-_header_cache: dict[bytes, Header] = {}
+#: Parsed headers by their raw (encoded) segment, at most _HEADER_CACHE_MAX: tokens from one issuer
+#: share a handful of headers. Filled by :func:`parse_header`; read by the core's fast path. A hit
+#: is a header that already passed every structural rule (the algorithm is still checked per call).
+header_cache: dict[bytes, Header] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +85,7 @@ _new_parsed: Final = tuple.__new__
 
 def parse_header(segment: bytes) -> Header:
     """Decode and check a protected-header segment (cached; see the module docstring)."""
-    cached = _header_cache.get(segment)
+    cached = header_cache.get(segment)
     if cached is not None:
         return cached
     if len(segment) > _MAX_HEADER_SEGMENT:
@@ -106,9 +116,9 @@ def parse_header(segment: bytes) -> Header:
     if "typ" in raw and (type(typ) is not str or typ.lower() not in _TYP_OK):
         raise InvalidToken("malformed", "typ is not JWT (RFC 7519 §5.1, RFC 8725 §3.11)")
     header = Header(alg=alg, kid=kid, typ=typ, raw=raw)
-    if len(_header_cache) >= _HEADER_CACHE_MAX:
-        _header_cache.clear()  # bounded; garbage headers can only cost a re-parse
-    _header_cache[segment] = header
+    if len(header_cache) >= _HEADER_CACHE_MAX:
+        header_cache.clear()  # bounded; garbage headers can only cost a re-parse
+    header_cache[segment] = header
     return header
 
 
@@ -169,7 +179,7 @@ def parse_compact(token: str | bytes, max_token_bytes: int = MAX_TOKEN_BYTES) ->
     if dot1 <= 0 or dot2 < 0 or data.find(b".", dot2 + 1) >= 0:
         raise _split_error(data)
     head = data[:dot1]
-    header = _header_cache.get(head)
+    header = header_cache.get(head)
     if header is None:
         header = parse_header(head)
     try:

@@ -21,7 +21,7 @@ oidc/oidc.go, with the checks of :mod:`verifier.core`):
    ``kubernetes.io`` claim) is also checked and mapped exactly as by :func:`verifier.verify`, so
    the result carries a :class:`~verifier.identity.ServiceAccountIdentity` too.
 4. The claims are mapped to a user and validated by the authenticator's rules
-   (:meth:`verifier.authconfig.Authenticator.user_for`).
+   (:meth:`verifier.usermap.Authenticator.user_for`).
 
 Hot reload: with ``watch=True`` a daemon thread polls the file's (inode, size, mtime) every
 ``poll_interval`` seconds (:meth:`reload` checks at once). A version that loads and validates
@@ -34,7 +34,7 @@ after kube-apiserver's ``apiserver_authentication_config_controller_*`` metrics)
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import functools
 import hashlib
 import logging
@@ -44,16 +44,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Final, Generic, Self, TypeVar
 
 from ._json import JSONError, loads_object
 from .authconfig import (
+    MAX_CONFIG_BYTES,
     AuthConfigError,
     AuthenticationConfiguration,
     Authenticator,
     UserInfo,
-    load_authentication_config,
+    parse_authentication_config,
 )
 from .claims import identity_from_claims, validate_aud, validate_exp, validate_iat, validate_nbf
 from .errors import InvalidToken
@@ -73,6 +74,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _ALGORITHMS: Final = frozenset(SUPPORTED_ALGORITHMS)
+#: Seconds a removed issuer's verifier stays open for requests that selected it before the swap.
+_RETIRE_AFTER: Final = 60.0
 _V = TypeVar("_V", OIDCVerifier, AsyncOIDCVerifier)
 
 
@@ -153,7 +156,7 @@ class _Issuer(Generic[_V]):
             validate_iat(claims, now, self.leeway)
             audiences = validate_aud(claims, policy)
         user = self.authenticator.user_for(claims, parsed.payload)
-        return Authenticated(user, sa, policy.issuer, audiences, claims)
+        return Authenticated(user, sa, policy.issuer, audiences, MappingProxyType(claims))
 
 
 class _Snapshot(Generic[_V]):
@@ -208,8 +211,9 @@ class _MultiBase(Generic[_V]):
         self._leeway = leeway
         self._clock = clock
         self._options = dict(verifier_options or {})
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._retired: list[tuple[float, _V]] = []
+        self._closing: set[asyncio.Task[None]] = set()  # async: closes of retired verifiers
         self._path: Path | None = None
         self._stamp: tuple[int, int, int] | None = None
         if isinstance(config, AuthenticationConfiguration):
@@ -254,7 +258,10 @@ class _MultiBase(Generic[_V]):
         return {
             f'{prefix}automatic_reloads_total{{status="success"}}': s.reloads_succeeded,
             f'{prefix}automatic_reloads_total{{status="failure"}}': s.reloads_failed,
-            f"{prefix}automatic_reload_last_timestamp_seconds": s.loaded_at,
+            f'{prefix}automatic_reload_last_timestamp_seconds{{status="success"}}': s.loaded_at,
+            f'{prefix}automatic_reload_last_timestamp_seconds{{status="failure"}}': (
+                s.last_error_at or 0.0
+            ),
             f"{prefix}generation": s.generation,
         }
 
@@ -323,11 +330,14 @@ class _MultiBase(Generic[_V]):
         return (st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _load(self) -> tuple[AuthenticationConfiguration, bytes]:
+        """Read the file once (capped) and parse those very bytes."""
         assert self._path is not None
-        config = load_authentication_config(self._path)
-        with contextlib.suppress(OSError):
-            return config, self._path.read_bytes()
-        return config, b""
+        try:
+            with self._path.open("rb") as f:
+                data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise AuthConfigError([f"cannot read {str(self._path)!r}: {exc.strerror}"]) from None
+        return parse_authentication_config(data, source=str(self._path)), data
 
     def _build(
         self, config: AuthenticationConfiguration, previous: Mapping[str, _Issuer[_V]]
@@ -361,11 +371,14 @@ class _MultiBase(Generic[_V]):
         }
 
     def _close_retired(self, *, force: bool) -> list[_V]:
-        """Retired verifiers old enough that no request can still be using them."""
-        now = time.monotonic()
-        done = [v for t, v in self._retired if force or now - t > 60.0]
-        self._retired = [(t, v) for t, v in self._retired if not (force or now - t > 60.0)]
-        return done
+        """Take the retired verifiers old enough that no request can still be using them."""
+        with self._lock:
+            now = time.monotonic()
+            done = [v for t, v in self._retired if force or now - t > _RETIRE_AFTER]
+            self._retired = [
+                (t, v) for t, v in self._retired if not (force or now - t > _RETIRE_AFTER)
+            ]
+            return done
 
     def _stop_watching(self) -> None:
         self._stop.set()
@@ -437,6 +450,11 @@ class AsyncMultiIssuerVerifier(_MultiBase[AsyncOIDCVerifier]):
 
     async def verify(self, token: str) -> Authenticated:
         """Verify ``token`` against its issuer (see :meth:`MultiIssuerVerifier.verify`)."""
+        if self._retired:  # removed issuers' clients are closed here, on the loop that uses them
+            for v in self._close_retired(force=False):
+                task = asyncio.get_running_loop().create_task(v.aclose())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
         issuer, parsed, claims = self._snapshot.select(token)
         check = functools.partial(issuer.check, parsed, claims, self._clock())
         return await issuer.verifier.verify_with(check)
@@ -449,6 +467,8 @@ class AsyncMultiIssuerVerifier(_MultiBase[AsyncOIDCVerifier]):
             current = [i.verifier for i in self._snapshot.issuers.values()]
         for v in (*retired, *current):
             await v.aclose()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
     async def __aenter__(self) -> Self:
         return self

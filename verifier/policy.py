@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 #: Algorithms this verifier can check at all: the RSA PKCS#1 v1.5 and ECDSA families that AWS,
-#: GCP and Entra accept (REFERENCE.md "Cloud consumers"). kube-apiserver itself signs RS256 with
-#: RSA keys and ES256/384/512 with EC keys (kube: pkg/serviceaccount/jwt.go). No PS*, no HS*.
+#: GCP and Entra accept (docs/CONTRACTS.md "Cloud consumers"). kube-apiserver itself signs RS256
+#: with RSA keys and ES256/384/512 with EC keys (kube: pkg/serviceaccount/jwt.go). No PS*, no HS*.
 SUPPORTED_ALGORITHMS: frozenset[str] = frozenset(
     {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"}
 )

@@ -9,7 +9,7 @@ Both share the sans-I/O state machine in :mod:`verifier._cache` (freshness, stal
 unknown-kid cooldown, last-good keys) and the response checks below; they differ only in transport
 and in what one in-progress fetch is (a ``threading.Event`` / an ``asyncio.Task``).
 
-Fetch rules (each a lesson from another verifier, see REFERENCE.md "What good verifiers do"):
+Fetch rules (each a lesson from another verifier, see docs/CONTRACTS.md "What good verifiers do"):
 
 - Discovery ``{issuer}/.well-known/openid-configuration``; its ``issuer`` must equal the configured
   one exactly — a trailing slash is a different issuer (go-oidc ``NewProvider``; OIDC Discovery

@@ -329,14 +329,15 @@ class _Base:
             self._bearer.invalidate()  # a rotated credential file: re-read before the next call
         if code in (401, 403):
             # Our own credential is wrong, revoked or lacks `create tokenreviews`: the token was
-            # not checked (DESIGN.md failure rules: never "invalid", never "valid").
+            # not checked (docs/CONTRACTS.md "Failure rules": never "invalid", never "valid").
             what = "not accepted" if code == 401 else "not allowed to create tokenreviews"
             raise CredentialRefused(
                 code, f"TokenReview failed: HTTP {code}: the reviewer credential was {what}"
             )
         if code not in (200, 201):
             # 401/403: our own credentials are wrong; 429/5xx: the issuer cannot answer. Either way
-            # the token was not checked (DESIGN.md failure rules: never "invalid", never "valid").
+            # the token was not checked (docs/CONTRACTS.md "Failure rules": never "invalid",
+            # never "valid").
             raise VerifierUnavailable(f"TokenReview failed: HTTP {code}")
         encoding = resp.headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):

@@ -9,12 +9,12 @@ RBAC (:func:`issuer.api.auth.authorize`); anonymous callers get OIDC discovery a
 ==================================================================  ==========================
 path                                                                methods
 ==================================================================  ==========================
-/api/v1/namespaces                                                  GET (list), POST
-/api/v1/namespaces/{name}                                           GET, DELETE
-/api/v1/namespaces/{ns}/{serviceaccounts|pods|secrets}              GET (list), POST
-/api/v1/namespaces/{ns}/{serviceaccounts|pods|secrets}/{name}       GET, DELETE
-/api/v1/{serviceaccounts|pods|secrets}                              GET (all namespaces)
-/api/v1/nodes[/{name}]                                              GET, POST / GET, DELETE
+/api/v1/namespaces                                                  GET (list, watch), POST
+/api/v1/namespaces/{name}                                           GET, PUT, PATCH, DELETE
+/api/v1/namespaces/{ns}/{serviceaccounts|pods|secrets}              GET (list, watch), POST
+/api/v1/namespaces/{ns}/{serviceaccounts|pods|secrets}/{name}       GET, PUT, PATCH, DELETE
+/api/v1/{serviceaccounts|pods|secrets}                              GET (all namespaces, watch)
+/api/v1/nodes[/{name}]                                              GET, POST / GET, PUT, ...
 /api/v1/namespaces/{ns}/serviceaccounts/{name}/token                POST (TokenRequest)
 /apis/authentication.k8s.io/{v1,v1beta1}/tokenreviews               POST (TokenReview)
 /apis/rbac.authorization.k8s.io/v1/...                              see :mod:`issuer.api.rbac`
@@ -34,17 +34,33 @@ thread pool); RBAC evaluation in :mod:`issuer.authz` (pure); HTTP edges here and
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import discovery, legacy, objects, rbac, selfreviews, tokenrequest, tokenreview
+from issuer.api import (
+    discovery,
+    legacy,
+    objects,
+    rbac,
+    selfreviews,
+    tokenrequest,
+    tokenreview,
+    watch,
+    writes,
+)
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
+from issuer.api.apply import create_stamp
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
+from issuer.api.listing import ListOptions, parse_list_options, selector_predicate
+from issuer.api.validation import KINDS
 from issuer.http.status import StatusError, read_json_body
+from issuer.store import JSON
+from issuer.timefmt import rfc3339
 
 __all__ = ["routes"]
 
@@ -68,17 +84,44 @@ async def _body(request: Request) -> dict[str, object]:
 # --- collections ---------------------------------------------------------------------------------
 
 
+def _watch(
+    request: Request, kind: str, namespace: str | None, opts: ListOptions
+) -> Awaitable[Response]:
+    ctx = context(request)
+
+    async def lister() -> list[JSON]:
+        listed = await run_sync(objects.list_objects, ctx, kind, namespace)
+        items: list[JSON] = listed["items"]
+        return items
+
+    return watch.watch_response(
+        request,
+        kind=kind,
+        api_version=KINDS[kind].api_version,
+        namespace=namespace,
+        lister=lister,
+        predicate=selector_predicate(kind, opts),
+    )
+
+
 async def _collection(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
-        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace))
+        opts = parse_list_options(request.query_params, kind, namespace)
+        if watch.is_watch(request):
+            scope = namespace if KINDS[kind].namespaced else None
+            return await _watch(request, kind, scope, opts)
+        return json_response(await run_sync(objects.list_objects, ctx, kind, namespace, opts))
     if request.method != "POST":
         raise method_not_allowed()
     mode = field_validation(request)
     body = await _body(request)
+    stamp = create_stamp(
+        kind, KINDS[kind].api_version, writes.manager_of(request), rfc3339(ctx.clock())
+    )
     obj, warnings = await run_sync(
-        objects.create_object, ctx, kind, namespace, body, mode, caller.label
+        objects.create_object, ctx, kind, namespace, body, mode, caller.label, stamp=stamp
     )
     if kind == "Secret":
         # A service-account token only to a caller who may read the Secret (issue 9, item 1).
@@ -90,13 +133,10 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
 async def _item(request: Request, kind: str, namespace: str, name: str) -> Response:
     ctx = context(request)
     await authorize(request)
-    # Explicit dispatch: Starlette adds HEAD to GET routes, and HEAD must never delete.
+    # Writes (PUT, PATCH, DELETE) are routed to issuer.api.writes.
     if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(objects.get_object, ctx, kind, namespace, name))
-    if request.method != "DELETE":
-        raise method_not_allowed()
-    deleted = await run_sync(objects.delete_object, ctx, kind, namespace, name)
-    return json_response(deleted)
+    raise method_not_allowed()
 
 
 @endpoint
@@ -143,7 +183,10 @@ async def all_namespaces(request: Request) -> Response:
     ctx = context(request)
     kind = _namespaced_kind(request)
     await authorize(request)
-    return json_response(await run_sync(objects.list_objects, ctx, kind, None))
+    opts = parse_list_options(request.query_params, kind, None)
+    if watch.is_watch(request):
+        return await _watch(request, kind, None, opts)
+    return json_response(await run_sync(objects.list_objects, ctx, kind, None, opts))
 
 
 @endpoint
@@ -183,12 +226,13 @@ def routes() -> list[BaseRoute]:
     """The authenticated API routes (``/api/v1/...``, ``/apis/authentication.k8s.io/...``,
     ``/apis/rbac.authorization.k8s.io/...``, ``/apis/authorization.k8s.io/...``)."""
     read_write = ["GET", "POST"]
-    read_delete = ["GET", "DELETE"]
+    read_delete = ["GET"]  # PUT, PATCH and DELETE: writes.routes(), mounted first
     # Invalidation stream + token revocation (/apis/sa-oidc.dev/v1/...), see issuer/stream.py.
     # Imported here: issuer.stream imports issuer.api.auth (a module-level import would cycle).
     from issuer import stream
 
     return [
+        *writes.routes(),
         *discovery.routes(),
         *stream.routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),

@@ -30,6 +30,7 @@ from issuer.context import IssuerContext
 from issuer.http.status import StatusError
 from issuer.keys.manager import NoActiveKey
 from issuer.store import InvalidAddress, StoreCorrupt, StoreOutcomeUnknown, StoreUnavailable
+from issuer.store.outage import STORE_OUTAGE
 
 __all__ = [
     "context",
@@ -99,14 +100,12 @@ def endpoint(
             # A ':' or NUL where no object can exist (issue 9 item 10); normally caught earlier
             # by issuer.http.paths for URL segments, this covers any other route to the store.
             return bad_request(str(e)).response()
-        except StoreOutcomeUnknown:
-            log.warning(
-                "store did not answer a write serving %s %s", request.method, request.url.path
-            )
+        except StoreOutcomeUnknown as e:
+            STORE_OUTAGE.failed(f"a write serving {request.method} {request.url.path}", e)
             _count_store_error(request)
             return outcome_unknown().response()
-        except StoreUnavailable:
-            log.warning("store unavailable serving %s %s", request.method, request.url.path)
+        except StoreUnavailable as e:
+            STORE_OUTAGE.failed(f"serving {request.method} {request.url.path}", e)
             _count_store_error(request)
             return service_unavailable(
                 "the store is unavailable; nothing was changed, try again"

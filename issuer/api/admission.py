@@ -23,7 +23,8 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-from issuer.api.errors import forbidden, go_quote
+from issuer.api.errors import forbidden
+from issuer.goquote import go_quote
 from issuer.http.status import StatusError
 
 __all__ = [

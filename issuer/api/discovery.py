@@ -4,9 +4,9 @@ Tools written for Kubernetes (the official clients, ``kubectl``, client-go's dis
 ask these first. The shapes are kube's (k8s.io/apimachinery pkg/apis/meta/v1 types.go
 ``APIVersions``, ``APIGroupList``, ``APIResourceList``; k8s.io/apimachinery pkg/version
 ``Info``), and they list only what :func:`issuer.api.routes` really serves: each resource with
-the verbs it has a route for (``create`` POST on the collection, ``list`` GET on it, ``get`` and
-``delete`` on an item, ``watch`` with ``?watch=true``). ``tests/api/test_discovery_api.py`` checks
-the table against the routes in both directions.
+the verbs it has a route for (``create`` POST on the collection, ``list`` GET on it, ``get``,
+``update`` (PUT), ``patch`` and ``delete`` on an item, ``watch`` with ``?watch=true``).
+``tests/api/test_discovery_api.py`` checks the table against the routes in both directions.
 
 Who may read them (kube: plugin/pkg/auth/authorizer/rbac/bootstrappolicy/policy.go):
 
@@ -63,7 +63,8 @@ __all__ = [
 KUBE_MAJOR: Final = "1"
 KUBE_MINOR: Final = "31"
 
-_CRUD: Final = ("create", "delete", "get", "list")
+#: Every stored kind: POST, GET (list, ``?watch=true``), and GET/PUT/PATCH/DELETE on an item.
+_CRUD: Final = ("create", "delete", "get", "list", "patch", "update", "watch")
 _NOT_FOUND: Final = "the server could not find the requested resource"
 
 

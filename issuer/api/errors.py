@@ -12,10 +12,13 @@ Field errors render like Go's ``field.Error``::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+# go_quote and go_quote_list live in issuer.goquote (below every layer); they are re-exported
+# here for callers that build their texts next to these errors.
+from issuer.goquote import go_quote, go_quote_list
 from issuer.http.status import StatusError
 
 __all__ = [
@@ -44,42 +47,6 @@ _ERROR_TYPES: Final[dict[str, tuple[str, str]]] = {
     "Forbidden": ("Forbidden", "FieldValueForbidden"),
     "TooLong": ("Too long", "FieldValueTooLong"),
 }
-
-_GO_ESCAPES: Final[dict[str, str]] = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-}
-
-
-def go_quote(s: str) -> str:
-    """Go's ``%q`` / ``strconv.Quote`` for a string: double quotes, Go escapes, printable kept."""
-    out = ['"']
-    for ch in s:
-        esc = _GO_ESCAPES.get(ch)
-        if esc is not None:
-            out.append(esc)
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) < 0x10000:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-def go_quote_list(items: Iterable[str]) -> str:
-    """Go's ``%q`` of a ``[]string``: ``["a" "b"]`` (``[]`` when empty)."""
-    return "[" + " ".join(go_quote(i) for i in items) + "]"
 
 
 def _go_value(value: Any) -> str:

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any, Final
 
 from issuer.api import legacy
 from issuer.api.admission import DEFAULT_SERVICE_ACCOUNT_NAME, admit_pod, random_suffix
 from issuer.api.errors import already_exists, bad_request, forbidden, not_found
+from issuer.api.listing import ListOptions, list_collection, list_response
 from issuer.api.validation import (
     KINDS,
     SA_TOKEN_SECRET_TYPE,
@@ -112,12 +114,15 @@ def create_object(
     body: dict[str, Any],
     mode: FieldValidation = "Strict",
     caller: str = "",
+    *,
+    stamp: Callable[[JSON], None] | None = None,
 ) -> tuple[JSON, list[str]]:
     """Create an object from a request body; return it (as stored) and ``Warning`` texts.
 
     Order (each stage refuses with a Status and stores nothing): decode (400) → validate (422)
     → namespace exists and is active (404/403) → admission / legacy token (403/422) → store
-    (409 AlreadyExists).
+    (409 AlreadyExists). ``stamp`` (if given) finishes the object just before it is stored
+    (``metadata.managedFields``, see :mod:`issuer.api.update`).
     """
     info = KINDS[kind]
     decoded = decode_object(body, info, path_namespace=namespace, field_validation=mode)
@@ -140,6 +145,8 @@ def create_object(
     if kind == "Secret" and obj.get("type") == SA_TOKEN_SECRET_TYPE:
         legacy_kid = legacy.fill_token_secret(ctx, obj)
     _stamp(ctx, obj, ns)
+    if stamp is not None:
+        stamp(obj)
     for _ in range(_RETRIES if generated else 1):
         try:
             stored = ctx.store.create_object(kind, ns, meta["name"], obj)
@@ -174,22 +181,18 @@ def get_object(ctx: IssuerContext, kind: str, namespace: str, name: str) -> JSON
         raise not_found(info.resource, name) from None
 
 
-def list_objects(ctx: IssuerContext, kind: str, namespace: str | None) -> JSON:
-    """A ``<Kind>List`` (``namespace`` None = all namespaces)."""
+def list_objects(
+    ctx: IssuerContext, kind: str, namespace: str | None, opts: ListOptions | None = None
+) -> JSON:
+    """A ``<Kind>List`` (``namespace`` None = all namespaces), one page of it with ``limit``,
+    filtered by the selectors in ``opts`` (:mod:`issuer.api.listing`)."""
     info = KINDS[kind]
-    items = ctx.store.list_objects(
-        kind, (namespace if info.namespaced else "") if namespace is not None else None
+    store_ns = (namespace if info.namespaced else "") if namespace is not None else None
+    return list_response(
+        list_collection(ctx.store, kind, store_ns, opts or ListOptions()),
+        f"{kind}List",
+        info.api_version,
     )
-    rv = 0
-    for item in items:
-        with contextlib.suppress(TypeError, ValueError):
-            rv = max(rv, int(item.get("metadata", {}).get("resourceVersion", 0)))
-    return {
-        "kind": f"{kind}List",
-        "apiVersion": info.api_version,
-        "metadata": {"resourceVersion": str(rv)},
-        "items": items,
-    }
 
 
 def _deleted_event(kind: str, namespace: str, name: str, uid: str, now: float) -> dict[str, Any]:
@@ -225,6 +228,26 @@ def _delete_one(ctx: IssuerContext, kind: str, namespace: str, name: str) -> JSO
         except NotFound:
             raise not_found(info.resource, name) from None
     raise bad_request(f"{info.resource} {name!r} kept changing while being deleted; try again")
+
+
+def delete_exact(
+    ctx: IssuerContext, kind: str, namespace: str, name: str, uid: str, resource_version: str
+) -> JSON:
+    """Delete exactly this version of an object (DeleteOptions preconditions): the store
+    deletes it only if uid and resourceVersion still match (Conflict otherwise), with its
+    invalidation event. RBAC kinds are deleted the same way (they have no event)."""
+    if kind == "Namespace":
+        return delete_object(ctx, kind, namespace, name)
+    event = _deleted_event(kind, namespace, name, uid, ctx.clock()) if kind in TOKEN_KINDS else None
+    try:
+        deleted, _seq = ctx.store.delete_object(
+            kind, namespace, name, uid=uid, event=event, resource_version=resource_version
+        )
+    except NotFound:
+        raise not_found(KINDS[kind].resource if kind in KINDS else kind, name) from None
+    if kind == "ServiceAccount" and name == DEFAULT_SERVICE_ACCOUNT_NAME:
+        ensure_default_service_account(ctx, namespace)
+    return deleted
 
 
 def delete_object(ctx: IssuerContext, kind: str, namespace: str, name: str) -> JSON:

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -54,7 +54,9 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from issuer import authz, bootstrap_policy
+from issuer.api import watch
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
+from issuer.api.apply import create_stamp
 from issuer.api.auth import (
     CLUSTER_ROLE,
     CLUSTER_ROLE_BINDING,
@@ -70,11 +72,16 @@ from issuer.api.errors import (
     already_exists,
     bad_request,
     forbidden,
-    go_quote,
-    go_quote_list,
     invalid,
     method_not_allowed,
     not_found,
+)
+from issuer.api.listing import (
+    ListOptions,
+    list_collection,
+    list_response,
+    parse_list_options,
+    selector_predicate,
 )
 from issuer.api.validation import (
     FieldValidation,
@@ -85,6 +92,7 @@ from issuer.api.validation import (
 )
 from issuer.authz import RBAC_GROUP, Attributes, PolicyRule, Role
 from issuer.context import IssuerContext
+from issuer.goquote import go_quote, go_quote_list
 from issuer.http.status import read_json_body
 from issuer.store import JSON, AlreadyExists, NotFound
 from issuer.timefmt import rfc3339
@@ -583,9 +591,12 @@ def create_rbac_object(
     body: dict[str, Any],
     mode: FieldValidation,
     caller: Caller,
+    *,
+    stamp: Callable[[JSON], None] | None = None,
 ) -> tuple[JSON, list[str]]:
     """Create a Role, ClusterRole, RoleBinding or ClusterRoleBinding (see the module docstring
-    for the order of checks); return it as stored and the ``Warning`` texts."""
+    for the order of checks); return it as stored and the ``Warning`` texts. ``stamp`` finishes
+    the object just before it is stored (managedFields)."""
     info = RBAC_KINDS[kind]
     ns = namespace if info.namespaced else ""
     obj, warnings = decode_rbac_object(kind, body, ns, mode)
@@ -598,6 +609,8 @@ def create_rbac_object(
     _check_escalation(ctx, caller, kind, ns, obj)
     obj["metadata"]["uid"] = str(uuid.uuid4())
     obj["metadata"]["creationTimestamp"] = rfc3339(ctx.clock())
+    if stamp is not None:
+        stamp(obj)
     try:
         stored = ctx.store.create_object(kind, ns, name, obj)
     except AlreadyExists:
@@ -607,6 +620,18 @@ def create_rbac_object(
         uid=obj["metadata"]["uid"],
     )  # fmt: skip
     return stored, warnings
+
+
+def builtin_object(kind: str, name: str) -> JSON | None:
+    """The built-in ClusterRole/ClusterRoleBinding ``name`` (read-only), or None."""
+    return _builtin(kind, name)
+
+
+def check_escalation(
+    ctx: IssuerContext, caller: Caller, kind: str, namespace: str, obj: JSON
+) -> None:
+    """403 unless ``caller`` may write ``obj`` without escalating (creates and updates alike)."""
+    _check_escalation(ctx, caller, kind, namespace, obj)
 
 
 def _valid_key(name: str) -> bool:
@@ -626,26 +651,16 @@ def get_rbac_object(ctx: IssuerContext, kind: str, namespace: str, name: str) ->
     raise not_found(info.resource, name, RBAC_GROUP)
 
 
-def list_rbac_objects(ctx: IssuerContext, kind: str, namespace: str | None) -> JSON:
-    """A ``<Kind>List`` (``namespace`` None = all namespaces; built-ins included)."""
+def list_rbac_objects(
+    ctx: IssuerContext, kind: str, namespace: str | None, opts: ListOptions | None = None
+) -> JSON:
+    """A ``<Kind>List`` (``namespace`` None = all namespaces; built-ins included in name
+    order), paginated and filtered as :mod:`issuer.api.listing` says."""
     info = RBAC_KINDS[kind]
     store_namespace = namespace if info.namespaced else ""
-    items = ctx.store.list_objects(kind, store_namespace)
-    rv = 0
-    for item in items:
-        with contextlib.suppress(TypeError, ValueError):
-            rv = max(rv, int(item.get("metadata", {}).get("resourceVersion", 0)))
     builtins = [b for b in (_builtin(kind, n) for n in _builtin_names(kind)) if b is not None]
-    merged = sorted(
-        [*builtins, *items],
-        key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]),
-    )
-    return {
-        "kind": f"{kind}List",
-        "apiVersion": RBAC_V1,
-        "metadata": {"resourceVersion": str(rv)},
-        "items": merged,
-    }
+    result = list_collection(ctx.store, kind, store_namespace, opts or ListOptions(), builtins)
+    return list_response(result, f"{kind}List", RBAC_V1)
 
 
 def delete_rbac_object(
@@ -850,25 +865,46 @@ async def _collection(request: Request, kind: str, namespace: str | None) -> Res
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
-        return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace))
+        opts = parse_list_options(request.query_params, kind, namespace)
+        if watch.is_watch(request):
+            info = RBAC_KINDS[kind]
+
+            async def lister() -> list[JSON]:
+                listed = await run_sync(list_rbac_objects, ctx, kind, namespace)
+                items: list[JSON] = listed["items"]
+                return items
+
+            return await watch.watch_response(
+                request,
+                kind=kind,
+                api_version=RBAC_V1,
+                namespace=namespace if info.namespaced else None,
+                lister=lister,
+                predicate=selector_predicate(kind, opts),
+            )
+        return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace, opts))
     if request.method != "POST" or namespace is None:
         raise method_not_allowed()
     mode = field_validation(request)
     body = await read_json_body(request, ctx.config.max_body_bytes)
-    obj, warnings = await run_sync(create_rbac_object, ctx, kind, namespace, body, mode, caller)
+    manager = request.query_params.get("fieldManager") or (
+        request.headers.get("user-agent", "").split("/", 1)[0].strip()[:128] or "unknown"
+    )
+    stamp = create_stamp(kind, RBAC_V1, manager, rfc3339(ctx.clock()))
+    obj, warnings = await run_sync(
+        lambda: create_rbac_object(ctx, kind, namespace, body, mode, caller, stamp=stamp)
+    )
     return json_response(obj, 201, warnings)
 
 
 async def _item(request: Request, kind: str, namespace: str) -> Response:
     ctx = context(request)
-    caller = await authorize(request)
+    await authorize(request)
     name = request.path_params["name"]
-    # Explicit dispatch: Starlette adds HEAD to GET routes, and HEAD must never delete.
+    # Writes (PUT, PATCH, DELETE) are routed to issuer.api.writes.
     if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(get_rbac_object, ctx, kind, namespace, name))
-    if request.method != "DELETE":
-        raise method_not_allowed()
-    return json_response(await run_sync(delete_rbac_object, ctx, kind, namespace, name, caller))
+    raise method_not_allowed()
 
 
 def _cluster_routes(kind: str) -> list[BaseRoute]:
@@ -884,7 +920,7 @@ def _cluster_routes(kind: str) -> list[BaseRoute]:
 
     return [
         Route(f"{_BASE}/{resource}", collection, methods=["GET", "POST"]),
-        Route(f"{_BASE}/{resource}/{{name}}", item, methods=["GET", "DELETE"]),
+        Route(f"{_BASE}/{resource}/{{name}}", item, methods=["GET"]),
     ]
 
 
@@ -905,7 +941,7 @@ def _namespaced_routes(kind: str) -> list[BaseRoute]:
 
     return [
         Route(f"{_BASE}/namespaces/{{ns}}/{resource}", collection, methods=["GET", "POST"]),
-        Route(f"{_BASE}/namespaces/{{ns}}/{resource}/{{name}}", item, methods=["GET", "DELETE"]),
+        Route(f"{_BASE}/namespaces/{{ns}}/{resource}/{{name}}", item, methods=["GET"]),
         Route(f"{_BASE}/{resource}", all_namespaces, methods=["GET"]),
     ]
 

@@ -33,10 +33,11 @@ from starlette.routing import BaseRoute, Route
 from issuer import authz
 from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
 from issuer.api.auth import Caller, authorize, decide, load_policy
-from issuer.api.errors import FieldError, bad_request, go_quote, invalid
+from issuer.api.errors import FieldError, bad_request, invalid
 from issuer.api.rbac import review_attributes
 from issuer.api.validation import FieldValidation, KindInfo, decode_object, type_error
 from issuer.context import IssuerContext
+from issuer.goquote import go_quote
 from issuer.http.status import read_json_body
 from issuer.store import JSON
 

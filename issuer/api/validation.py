@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from issuer.api.errors import FieldError, bad_request, go_quote, invalid
+from issuer.api.errors import FieldError, bad_request, invalid
+from issuer.goquote import go_quote, regex_error
 
 __all__ = [
     "KINDS",
@@ -68,18 +69,6 @@ _CONFIG_KEY_FMT: Final = "[-._a-zA-Z0-9]+"
 _CONFIG_KEY_RE: Final = re.compile(_CONFIG_KEY_FMT)
 
 
-def _regex_error(msg: str, fmt: str, *examples: str) -> str:
-    # kube: validation.go RegexError (note its double space between examples).
-    if not examples:
-        return f"{msg} (regex used for validation is '{fmt}')"
-    out = msg + " (e.g. "
-    for i, ex in enumerate(examples):
-        if i > 0:
-            out += " or "
-        out += f"'{ex}', "
-    return out + f"regex used for validation is '{fmt}')"
-
-
 def dns1123_label_errors(value: str) -> list[str]:
     """kube: IsDNS1123Label — namespaces, container names."""
     errs: list[str] = []
@@ -87,7 +76,7 @@ def dns1123_label_errors(value: str) -> list[str]:
         errs.append("must be no more than 63 characters")
     if _DNS1123_LABEL_RE.fullmatch(value) is None:
         errs.append(
-            _regex_error(
+            regex_error(
                 "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
                 "'-', and must start and end with an alphanumeric character",
                 _DNS1123_LABEL_FMT,
@@ -105,7 +94,7 @@ def dns1123_subdomain_errors(value: str) -> list[str]:
         errs.append("must be no more than 253 characters")
     if _DNS1123_SUBDOMAIN_RE.fullmatch(value) is None:
         errs.append(
-            _regex_error(
+            regex_error(
                 "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
                 "characters, '-' or '.', and must start and end with an alphanumeric character",
                 _DNS1123_SUBDOMAIN_FMT,
@@ -122,7 +111,7 @@ def _config_key_errors(value: str) -> list[str]:
         errs.append("must be no more than 253 characters")
     if _CONFIG_KEY_RE.fullmatch(value) is None:
         errs.append(
-            _regex_error(
+            regex_error(
                 "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
                 _CONFIG_KEY_FMT,
                 "key.name",

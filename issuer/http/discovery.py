@@ -1,7 +1,7 @@
 """OIDC discovery and JWKS: pre-rendered bytes served by raw ASGI endpoints.
 
 What kube-apiserver serves (kube: pkg/serviceaccount/openidmetadata.go,
-pkg/routes/openidmetadata.go; REFERENCE.md "Discovery and JWKS"):
+pkg/routes/openidmetadata.go; docs/CONTRACTS.md "Discovery and JWKS"):
 
 - ``GET /.well-known/openid-configuration`` — ``application/json``, members in the order
   ``issuer, jwks_uri, response_types_supported, subject_types_supported,
@@ -14,7 +14,8 @@ Both are also served under the issuer URL's path (issuer ``https://h/tenant-a`` 
 
 Unlike kube (static ``max-age=3600``), ``Cache-Control: public, max-age=N`` uses
 N = min(jwks_max_age, seconds until the key set next changes), so caches never hold a key set past
-a scheduled change (DESIGN.md; dex server/discovery/discovery.go learned this the hard way).
+a scheduled change (docs/CONTRACTS.md "Issuer HTTP surface"; dex server/discovery/discovery.go
+learned this the hard way).
 Strong ``ETag`` = quoted hash of the bytes; ``If-None-Match`` uses the weak comparison
 (RFC 9110 §13.1.2) and answers ``304`` with ETag and Cache-Control (RFC 9110 §15.4.5).
 
@@ -59,7 +60,8 @@ JWKS_PATH: Final = "/openid/v1/jwks"
 JWKS_CONTENT_TYPE: Final = "application/jwk-set+json"
 DISCOVERY_CONTENT_TYPE: Final = "application/json"
 
-#: Public JWK members in the order kube's go-jose marshals them (DESIGN.md "Issuer HTTP surface").
+#: Public JWK members in the order kube's go-jose marshals them (docs/CONTRACTS.md "Discovery and
+#: JWKS").
 _RSA_MEMBERS: Final = ("use", "kty", "kid", "alg", "n", "e")
 _EC_MEMBERS: Final = ("use", "kty", "kid", "crv", "alg", "x", "y")
 

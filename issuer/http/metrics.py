@@ -1,7 +1,17 @@
 """A tiny Prometheus registry (text exposition format 0.0.4) and the ``/metrics`` endpoint.
 
 No client library: counters are dicts under a lock, gauges are callbacks evaluated at scrape
-time. Each worker process has its own registry (scrape each worker, or run one worker per pod).
+time. Each worker process has its own registry.
+
+**Several workers** (``sa-issuer serve --workers N``): one scrape must report the whole process
+group, whichever worker the kernel hands the connection to. As the Prometheus client's
+multiprocess mode does, every worker shares its counters through a directory
+(:meth:`Registry.share`, created by the supervisor, ``SA_ISSUER_WORKER_METRICS_DIR``): each
+worker rewrites its own ``<pid>.json`` snapshot at most every :data:`FLUSH_INTERVAL` seconds when
+a counter moved (and at once when it is scraped), and a scrape sums every file, so counters of
+a worker that died keep counting. Another worker's increments show within
+:data:`FLUSH_INTERVAL`. Gauges describe what every worker shares (the key set, read from the one
+store) and come from the worker that answers.
 
 Metrics every component may touch through ``ctx.metrics`` (an :class:`IssuerMetrics`):
 
@@ -14,11 +24,23 @@ Metrics every component may touch through ``ctx.metrics`` (an :class:`IssuerMetr
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Final
 
-__all__ = ["CONTENT_TYPE", "Counter", "Gauge", "IssuerMetrics", "Registry"]
+import orjson
+
+__all__ = ["CONTENT_TYPE", "WORKER_METRICS_ENV", "Counter", "Gauge", "IssuerMetrics", "Registry"]
+
+#: Set by ``sa-issuer serve --workers N`` for its workers: the directory they share counters in.
+WORKER_METRICS_ENV: Final = "SA_ISSUER_WORKER_METRICS_DIR"
+
+#: Longest a worker's counters wait before its snapshot file is rewritten (seconds).
+FLUSH_INTERVAL: Final = 1.0
 
 #: Prometheus text exposition format.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -63,12 +85,16 @@ class Counter:
         with self._lock:
             return self._values.get(key, 0.0)
 
-    def render(self) -> Iterable[str]:
-        """Exposition lines."""
+    def snapshot(self) -> dict[tuple[str, ...], float]:
+        """Every series' current value."""
+        with self._lock:
+            return dict(self._values)
+
+    def render(self, values: Mapping[tuple[str, ...], float] | None = None) -> Iterable[str]:
+        """Exposition lines (of ``values`` instead of this process's own, when given)."""
         yield f"# HELP {self.name} {self.help}"
         yield f"# TYPE {self.name} counter"
-        with self._lock:
-            items = sorted(self._values.items())
+        items = sorted((values if values is not None else self.snapshot()).items())
         for key, value in items:
             if key:
                 labels = ",".join(
@@ -105,6 +131,10 @@ class Registry:
     def __init__(self) -> None:
         self._metrics: dict[str, Counter | Gauge] = {}
         self._lock = threading.Lock()
+        self._shared: Path | None = None
+        self._name = ""
+        self._flushed: bytes = b""
+        self._stop = threading.Event()
 
     def counter(self, name: str, help: str, labelnames: Sequence[str] = ()) -> Counter:
         """Create (or return the existing) counter ``name``."""
@@ -126,13 +156,83 @@ class Registry:
         return g
 
     def render(self) -> bytes:
-        """The whole registry in the text exposition format."""
+        """The whole registry in the text exposition format (the process group's counters when
+        :meth:`share` was called)."""
         with self._lock:
             metrics = list(self._metrics.values())
+        merged = self._merged() if self._shared is not None else None
         lines: list[str] = []
         for m in metrics:
-            lines.extend(m.render())
+            if isinstance(m, Counter) and merged is not None:
+                lines.extend(m.render(merged.get(m.name, {})))
+            else:
+                lines.extend(m.render())
         return ("\n".join(lines) + "\n").encode()
+
+    # --- several worker processes ---------------------------------------------------------------
+    def share(self, directory: Path, name: str | None = None) -> None:
+        """Share counters with the other processes writing into ``directory`` (see the module
+        docstring) as ``<name>.json`` (default: the process id): start the flusher thread,
+        flush at exit."""
+        self._shared = directory
+        self._name = name or str(os.getpid())
+        self.flush()
+        threading.Thread(target=self._flush_loop, name="metrics-flush", daemon=True).start()
+        atexit.register(self.flush)
+
+    def close(self) -> None:
+        """Flush a last time and stop the flusher (idempotent)."""
+        if self._shared is not None:
+            self.flush()
+        self._stop.set()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(FLUSH_INTERVAL):
+            with contextlib.suppress(OSError):
+                self.flush()
+
+    def _snapshot_doc(self) -> bytes:
+        with self._lock:
+            counters = [m for m in self._metrics.values() if isinstance(m, Counter)]
+        doc = {c.name: [[list(k), v] for k, v in sorted(c.snapshot().items())] for c in counters}
+        return orjson.dumps(doc)
+
+    def flush(self) -> None:
+        """Rewrite this process's snapshot file if a counter moved since the last one (atomic:
+        a temporary file renamed over it)."""
+        directory = self._shared
+        if directory is None:
+            return
+        doc = self._snapshot_doc()
+        if doc == self._flushed:
+            return
+        path = directory / f"{self._name}.json"
+        tmp = directory / f".{self._name}.json.tmp"
+        tmp.write_bytes(doc)
+        os.replace(tmp, path)
+        self._flushed = doc
+
+    def _merged(self) -> dict[str, dict[tuple[str, ...], float]]:
+        """Every process's counters, summed per series (this one's as of now)."""
+        assert self._shared is not None
+        with contextlib.suppress(OSError):
+            self.flush()
+        merged: dict[str, dict[tuple[str, ...], float]] = {}
+        own = f"{self._name}.json"
+        for path in sorted(self._shared.glob("*.json")):
+            try:
+                raw = self._flushed if path.name == own else path.read_bytes()
+                doc = orjson.loads(raw)
+            except (OSError, orjson.JSONDecodeError):
+                continue  # a file being replaced or a broken one: skip this scrape
+            if not isinstance(doc, dict):
+                continue
+            for name, series in doc.items():
+                target = merged.setdefault(str(name), {})
+                for labels, value in series if isinstance(series, list) else ():
+                    key = tuple(str(x) for x in labels)
+                    target[key] = target.get(key, 0.0) + float(value)
+        return merged
 
 
 class IssuerMetrics(Registry):

@@ -26,6 +26,8 @@ __all__ = [
     "REASON_CODES",
     "Reason",
     "StatusError",
+    "parse_json_object",
+    "read_body",
     "read_json_body",
     "status_body",
     "status_response",
@@ -140,6 +142,29 @@ def _is_json_media_type(content_type: str) -> bool:
     )
 
 
+async def read_body(request: Request, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """The raw request body, at most ``max_bytes`` (413 ``RequestEntityTooLarge`` as soon as the
+    declared or received length passes the cap: the rest is never buffered)."""
+    too_large = StatusError(
+        413, "RequestEntityTooLarge", f"the request body is larger than {max_bytes} bytes"
+    )
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > max_bytes:
+                raise too_large
+        except ValueError:
+            raise StatusError(400, "BadRequest", "invalid Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def read_json_body(
     request: Request, max_bytes: int = DEFAULT_MAX_BODY_BYTES
 ) -> dict[str, Any]:
@@ -159,26 +184,15 @@ async def read_json_body(
             f"the body of the request was in an unknown format - accepted media types include: "
             f"application/json (got {content_type!r})",
         )
-    too_large = StatusError(
-        413, "RequestEntityTooLarge", f"the request body is larger than {max_bytes} bytes"
-    )
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        try:
-            if int(declared) > max_bytes:
-                raise too_large
-        except ValueError:
-            raise StatusError(400, "BadRequest", "invalid Content-Length header") from None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
-    data = b"".join(chunks)
+    data = await read_body(request, max_bytes)
     if not data.strip():
         raise StatusError(400, "BadRequest", "the request body is empty")
+    return parse_json_object(data)
+
+
+def parse_json_object(data: bytes) -> dict[str, Any]:
+    """``data`` as a JSON object (400 for invalid JSON, a non-object, or nesting deeper than
+    :data:`MAX_JSON_DEPTH`)."""
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as e:

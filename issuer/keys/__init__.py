@@ -8,7 +8,7 @@
     token = km.signer().sign_jwt(claims)
     snap = km.published()            # .jwks, .jwks_json, .algorithms, .next_change, .keyset ...
 
-The lifecycle and its invariants are in :mod:`issuer.keys.rotation` (DESIGN.md "Keys").
+The lifecycle and its invariants are in :mod:`issuer.keys.rotation` (docs/CONTRACTS.md "Keys").
 """
 
 from issuer.crypto import Kek, KekError, Signer, create_kek_file, load_kek

@@ -3,9 +3,9 @@
 I/O at the edges (STYLE.md §1, §8): the decisions are :mod:`issuer.keys.rotation` (pure); this
 module loads, generates keys outside the write, and writes with ``Store.cas_keys`` — on
 :class:`Conflict` it re-reads and re-decides, so with many replicas exactly one rotation happens
-(DESIGN.md invariant 3). The active signer only ever comes from a key set read back from, or
+(docs/CONTRACTS.md invariant 3). The active signer only ever comes from a key set read back from, or
 successfully written to, the store: the issuer never signs with a key that is not durably stored
-and published (DESIGN.md "Failure rules").
+and published (docs/CONTRACTS.md "Failure rules").
 
 Readers (TokenRequest, TokenReview, discovery) take immutable :class:`PublishedKeys` snapshots and
 the current :class:`Signer` without locks; writers swap them under a lock.
@@ -27,7 +27,15 @@ from issuer import crypto, revocations
 from issuer.crypto import Kek, KekError, PrivateKey, Signer
 from issuer.keys import rotation
 from issuer.keys.rotation import KeyPolicy
-from issuer.store.base import Conflict, KeySetState, Store, StoredKey, Subscription
+from issuer.store.base import (
+    Conflict,
+    KeySetState,
+    Store,
+    StoredKey,
+    StoreUnavailable,
+    Subscription,
+)
+from issuer.store.outage import STORE_OUTAGE
 
 if TYPE_CHECKING:
     from verifier.jwk import KeySet
@@ -204,10 +212,14 @@ class KeyManager:
         while not self._stop.wait(wait):
             try:
                 self.rotate_if_due()
+                STORE_OUTAGE.succeeded()
                 wait = self._next_wait(interval)
+            except StoreUnavailable as e:  # one line per outage, not a traceback per check
+                STORE_OUTAGE.failed("key rotation", e)
+                wait = interval  # no fast retries against a failing store
             except Exception:
                 log.exception("key rotation step failed; will retry")
-                wait = interval  # no fast retries against a failing store
+                wait = interval
 
     def _next_wait(self, interval: float) -> float:
         """Sleep the jittered ``interval``, but wake just after the published set's next change
@@ -236,6 +248,8 @@ class KeyManager:
                 "keeping the last good snapshot",
                 e,
             )
+        except StoreUnavailable as e:
+            STORE_OUTAGE.failed("key refresh after a store change", e)
         except Exception:
             log.exception("could not refresh keys after a store change; keeping the last snapshot")
 
@@ -308,7 +322,14 @@ class KeyManager:
                 except Conflict:
                     log.info("key set changed under us; re-reading (invariant 3)")
                     continue
-                log.info("key set written (version %d): %s", version, "; ".join(d.reasons))
+                # The first key of an empty store is routine (every first start): debug only,
+                # so a normal start logs just the serve banner. Later writes are rotations.
+                log.log(
+                    logging.INFO if state.keys else logging.DEBUG,
+                    "key set written (version %d): %s",
+                    version,
+                    "; ".join(d.reasons),
+                )
                 self._install(KeySetState(version, keys))
                 return True
             raise Conflict(f"key rotation lost {MAX_CAS_ATTEMPTS} compare-and-swap races in a row")
@@ -535,7 +556,13 @@ class KeyManager:
             snap = PublishedKeys(state.version, state.keys, self._policy, self._clock())
             self._snapshot, self._signer = snap, signer
             if cur is None or cur.active_kid != snap.active_kid:
-                log.info("signing with kid %s (key set version %d)", snap.active_kid, snap.version)
+                # At start (cur is None) this is routine; a change of signer later is news.
+                log.log(
+                    logging.DEBUG if cur is None else logging.INFO,
+                    "signing with kid %s (key set version %d)",
+                    snap.active_kid,
+                    snap.version,
+                )
             for cb in list(self._listeners):
                 self._notify_one(cb, snap)
 

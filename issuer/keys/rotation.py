@@ -3,9 +3,9 @@
 After dex ``server/signer/rotation.go`` (STYLE.md §8): :func:`decide` says what is due, the
 caller generates any new key *outside* the write, :func:`apply` re-decides on the freshly loaded
 key set and returns the new one, and the caller writes it with compare-and-swap; a loser re-reads,
-and finding the work already done is fine (DESIGN.md invariant 3).
+and finding the work already done is fine (docs/CONTRACTS.md invariant 3).
 
-Lifecycle (DESIGN.md "Keys: one lifecycle, stated as invariants")::
+Lifecycle (docs/CONTRACTS.md "Keys: one lifecycle, stated as invariants")::
 
     (none) --bootstrap--> active                          empty set: nobody can have cached anything
     next --activate_at reached--> active --> retired --remove_at reached--> (dropped)

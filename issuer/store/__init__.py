@@ -22,7 +22,10 @@ from pathlib import Path
 from issuer.store.base import (
     JSON,
     AlreadyExists,
+    Change,
     ChangeKind,
+    ChangePage,
+    ChangeType,
     Conflict,
     Event,
     EventPage,
@@ -75,7 +78,10 @@ def open_store(url: str, data_dir: Path) -> Store:
 __all__ = [
     "JSON",
     "AlreadyExists",
+    "Change",
     "ChangeKind",
+    "ChangePage",
+    "ChangeType",
     "Conflict",
     "Event",
     "EventPage",

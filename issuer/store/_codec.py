@@ -13,7 +13,15 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from issuer.store.base import JSON, Event, InvalidAddress, StoreCorrupt, StoredKey
+from issuer.store.base import (
+    JSON,
+    Change,
+    ChangePage,
+    Event,
+    InvalidAddress,
+    StoreCorrupt,
+    StoredKey,
+)
 
 #: Version of the key-set document layout (inside the stored JSON, not the SQLite schema).
 KEYSET_FORMAT = 1
@@ -143,3 +151,42 @@ def check_address(kind: str, namespace: str, name: str) -> None:
 def make_event(seq: int, raw: bytes | str) -> Event:
     """Build an Event from its stored JSON body."""
     return Event(seq=seq, data=load_json(raw, f"event {seq}"))
+
+
+def dump_change(change: str, body: Mapping[str, Any], rv: int) -> bytes:
+    """One change-log entry: ``{"type": ADDED|MODIFIED|DELETED, "object": <body at rv>}``."""
+    obj = dict(body)
+    meta = obj.get("metadata")
+    obj["metadata"] = {**(meta if isinstance(meta, dict) else {}), "resourceVersion": str(rv)}
+    return dump_json({"type": change, "object": obj})
+
+
+def load_change(rv: int, kind: str, namespace: str, name: str, raw: bytes | str) -> Change:
+    """Inverse of :func:`dump_change` (StoreCorrupt if it is not one)."""
+    doc = load_json(raw, f"change {rv}")
+    obj = doc.get("object")
+    change = doc.get("type")
+    if not isinstance(obj, dict) or change not in ("ADDED", "MODIFIED", "DELETED"):
+        raise StoreCorrupt(f"stored change {rv} is not a change record")
+    return Change(rv=rv, type=change, kind=kind, namespace=namespace, name=name, object=obj)
+
+
+def change_page(
+    rows: Sequence[tuple[Any, Any, Any, Any, Any]],
+    since: int,
+    limit: int,
+    kind: str | None,
+    floor: int,
+    last_rv: int,
+) -> ChangePage:
+    """A :class:`ChangePage` from ``(rv, kind, namespace, name, doc)`` rows read after ``since``
+    (at most ``limit`` of them, all kinds): filtered to ``kind``; ``next_rv`` is where to go on."""
+    changes: list[Change] = []
+    cursor = since
+    for rv, k, ns, name, doc in rows:
+        cursor = int(rv)
+        if kind is None or k == kind:
+            changes.append(load_change(cursor, str(k), str(ns), str(name), doc))
+    if len(rows) < limit:
+        cursor = max(cursor, last_rv)  # nothing more was logged up to the counter
+    return ChangePage(tuple(changes), floor=floor, last_rv=last_rv, next_rv=cursor)

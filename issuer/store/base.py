@@ -4,7 +4,7 @@ Everything the issuer persists goes through :class:`Store`:
 
 - **signing keys** — the whole key set is one versioned document, replaced by compare-and-swap
   (:meth:`Store.load_keys` / :meth:`Store.cas_keys`). With many replicas exactly one rotation wins;
-  the losers get :class:`Conflict` and re-read (DESIGN.md "Keys", invariant 3).
+  the losers get :class:`Conflict` and re-read (docs/CONTRACTS.md "Keys", invariant 3).
 - **objects** — Kubernetes-shaped JSON documents addressed by (kind, namespace, name). The store
   owns ``metadata.resourceVersion`` (a store-wide, strictly increasing integer rendered as a
   string; a value the caller puts there is ignored and replaced); the caller owns
@@ -13,6 +13,11 @@ Everything the issuer persists goes through :class:`Store`:
   caller's dict is never mutated. ``kind`` and ``namespace`` may not contain ':' and no part may
   contain NUL (:class:`InvalidAddress`, a ValueError, on every backend); names may contain ':'
   (``system:auth-delegator``).
+- **object changes** — every create, update and delete also appends ``ADDED``/``MODIFIED``/
+  ``DELETED`` with the object to a change log, in the same atomic write, keyed by the
+  resourceVersion it took (a delete takes one too). :meth:`Store.read_changes` serves Kubernetes
+  watches and their resumption; :meth:`Store.trim_changes` drops old entries and raises the
+  floor below which a resume is "too old" (410 Gone).
 - **invalidation events** — an append-only log with store-wide, strictly increasing sequence numbers
   (``seq`` >= 1), appended on its own or atomically with an object delete.
 - **leases** — named, expiring locks for "only one replica does this" chores.
@@ -138,6 +143,37 @@ class EventPage:
     epoch: str = ""
 
 
+ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One object change: ``object`` is its state at ``rv`` (for DELETED: the last state, with
+    ``metadata.resourceVersion`` = the delete's own rv, as a Kubernetes watch shows it)."""
+
+    rv: int
+    type: ChangeType
+    kind: str
+    namespace: str
+    name: str
+    object: JSON
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """Changes after a resourceVersion, oldest first.
+
+    ``floor``: changes with rv <= floor are no longer kept, so a reader at ``since < floor`` has
+    missed some (Kubernetes: "too old resource version"). ``last_rv``: the resourceVersion counter
+    when read. ``next_rv``: pass it as ``since`` to read on (past entries of other kinds too).
+    """
+
+    changes: tuple[Change, ...]
+    floor: int
+    last_rv: int
+    next_rv: int
+
+
 @dataclass(frozen=True, slots=True)
 class ObjectPage:
     """One page of :meth:`Store.list_objects_page`: objects in (namespace, name) order, and the
@@ -239,12 +275,22 @@ class Store(Protocol):
         *,
         uid: str | None = None,
         event: Mapping[str, Any] | None = None,
+        resource_version: str | None = None,
     ) -> tuple[JSON, int | None]:
-        """Delete an object; if ``uid`` is given it must match (else Conflict).
+        """Delete an object; if ``uid`` / ``resource_version`` are given they must match (else
+        Conflict; the version by exact string equality, as for updates).
 
         When ``event`` is given it is appended to the invalidation log in the same atomic write.
         Returns (the deleted object, the event's seq or None). Raises NotFound.
         """
+
+    def read_changes(self, since: int, limit: int = 1000, kind: str | None = None) -> ChangePage:
+        """Object changes with rv > ``since``, oldest first: ``limit`` log entries are examined
+        and those of ``kind`` (every kind when None) returned; continue from ``next_rv``."""
+
+    def trim_changes(self, before_time: float) -> int:
+        """Drop change-log entries written before ``before_time`` (POSIX s, the backend's clock)
+        and raise ``floor`` to the newest dropped rv. Returns how many were dropped."""
 
     # --- invalidation events ------------------------------------------------------------------
     def append_event(self, data: Mapping[str, Any]) -> int:

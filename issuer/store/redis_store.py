@@ -24,6 +24,12 @@ https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-
     P:idx:<kind>                  zset  "<ns>\\0<name>", score 0: lexical order = (ns, name),
                                         a namespace is one ZRANGEBYLEX range
     P:rev                         hash  "<kind>:<ns>" -> revision (HINCRBY by every object write)
+    P:chg                         stream, entry id "<rv>-1": the object change log, fields
+                                        t (server time, µs), y (ADDED|MODIFIED|DELETED), k, n, m
+                                        (kind, namespace, name), d (object JSON without rv)
+    P:chgfloor                    int   highest rv no longer in P:chg (set by the first logged
+                                        write, SETNX, so an upgraded store never claims history
+                                        it did not log; raised by trims)
     P:seq                         int   event sequence counter (INCR)
     P:epoch                       str   random id of the event history (EventPage.epoch), made
                                         by the first read that finds a seq but no epoch (a new or
@@ -103,6 +109,7 @@ from issuer.store.base import (
     JSON,
     AlreadyExists,
     ChangeKind,
+    ChangePage,
     Conflict,
     Event,
     EventPage,
@@ -147,25 +154,66 @@ redis.call('PUBLISH', ARGV[3], 'keys')
 return {1, v + 1}
 """
 
-_CREATE = """
+# The change log entry is written by the same script as the object: none is ever lost.
+_CHANGE_LUA = """
+local function log_change(stream, floorkey, rv, change, kind, ns, name, body)
+  redis.call('SETNX', floorkey, rv - 1)
+  local t = redis.call('TIME')
+  redis.call('XADD', stream, rv .. '-1', 't', t[1] .. string.format('%06d', tonumber(t[2])),
+             'y', change, 'k', kind, 'n', ns, 'm', name, 'd', body)
+end
+"""
+
+_CREATE = (
+    _CHANGE_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {0} end
 local rv = redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'rv', rv, 'uid', ARGV[2], 'j', ARGV[3])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('HINCRBY', KEYS[4], ARGV[5], 1)
+log_change(KEYS[5], KEYS[6], rv, 'ADDED', ARGV[6], ARGV[7], ARGV[8], ARGV[3])
 redis.call('PUBLISH', ARGV[4], 'objects')
 return {1, rv}
 """
+)
 
-_UPDATE = """
+_UPDATE = (
+    _CHANGE_LUA
+    + """
 local cur = redis.call('HGET', KEYS[1], 'rv')
 if not cur then return {0} end
 if ARGV[1] == '1' and ARGV[2] ~= cur then return {2, cur} end
 local rv = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'rv', rv, 'uid', ARGV[3], 'j', ARGV[4])
 redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
+log_change(KEYS[4], KEYS[5], rv, 'MODIFIED', ARGV[7], ARGV[8], ARGV[9], ARGV[4])
 redis.call('PUBLISH', ARGV[5], 'objects')
 return {1, rv}
+"""
+)
+
+# {last rv, floor or '', id1, y1, k1, n1, m1, d1, ...}: one snapshot of the log after ARGV[1].
+_READ_CHANGES = """
+local out = {redis.call('GET', KEYS[3]) or '0', redis.call('GET', KEYS[2]) or ''}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
+  local f, v = e[2], {}
+  for i = 1, #f, 2 do v[f[i]] = f[i + 1] end
+  out[#out + 1] = e[1]
+  out[#out + 1] = v['y'] or ''
+  out[#out + 1] = v['k'] or ''
+  out[#out + 1] = v['n'] or ''
+  out[#out + 1] = v['m'] or ''
+  out[#out + 1] = v['d'] or ''
+end
+return out
+"""
+
+_TRIM_CHANGES = """
+local n = redis.call('XTRIM', KEYS[1], 'MINID', ARGV[1] .. '-0')
+local f = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) - 1 > f then redis.call('SET', KEYS[2], tonumber(ARGV[1]) - 1) end
+return n
 """
 
 # Event time is the server's clock (TIME), identical for every replica: "<sec><usec, 6 digits>".
@@ -182,13 +230,17 @@ end
 
 _DELETE = (
     _APPEND_LUA
+    + _CHANGE_LUA
     + """
 local h = redis.call('HMGET', KEYS[1], 'rv', 'uid', 'j')
 if not h[1] then return {0} end
 if ARGV[2] == '1' and ARGV[3] ~= h[2] then return {2, h[2]} end
+if ARGV[11] == '1' and ARGV[12] ~= h[1] then return {3, h[1]} end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[5], ARGV[7], 1)
+local drv = redis.call('INCR', KEYS[6])
+log_change(KEYS[7], KEYS[8], drv, 'DELETED', ARGV[8], ARGV[9], ARGV[10], h[3])
 local seq = 0
 if ARGV[4] == '1' then seq = append(KEYS[3], KEYS[4], ARGV[5], ARGV[6]) end
 redis.call('PUBLISH', ARGV[6], 'objects')
@@ -421,6 +473,8 @@ class RedisStore:
         self._k_seq = f"{tag}:seq"
         self._k_events = f"{tag}:events"
         self._k_epoch = f"{tag}:epoch"
+        self._k_chg = f"{tag}:chg"
+        self._k_chgfloor = f"{tag}:chgfloor"
         self._channel = f"{tag}:changes"
         self._cas_keys = _Script(_CAS_KEYS)
         self._create = _Script(_CREATE)
@@ -431,6 +485,8 @@ class RedisStore:
         self._list_page = _Script(_LIST_PAGE)
         self._k_rev = f"{tag}:rev"
         self._read_events = _Script(_READ_EVENTS)
+        self._read_changes = _Script(_READ_CHANGES)
+        self._trim_changes = _Script(_TRIM_CHANGES)
         self._acquire = _Script(_ACQUIRE)
         self._release = _Script(_RELEASE)
         pool = getattr(client, "connection_pool", None)
@@ -571,13 +627,23 @@ class RedisStore:
         with _errors(write=True):
             res = self._create(
                 self._writer(),
-                keys=[key, self._idx_key(kind), self._k_rv, self._k_rev],
+                keys=[
+                    key,
+                    self._idx_key(kind),
+                    self._k_rv,
+                    self._k_rev,
+                    self._k_chg,
+                    self._k_chgfloor,
+                ],
                 args=[
                     f"{namespace}\x00{name}",
                     _codec.object_uid(body),
                     _codec.dump_json(body),
                     self._channel,
                     f"{kind}:{namespace}",
+                    kind,
+                    namespace,
+                    name,
                 ],
             )
         if res[0] == 0:
@@ -677,7 +743,7 @@ class RedisStore:
         with _errors(write=True):
             res = self._update(
                 self._writer(),
-                keys=[key, self._k_rv, self._k_rev],
+                keys=[key, self._k_rv, self._k_rev, self._k_chg, self._k_chgfloor],
                 args=[
                     "0" if resource_version is None else "1",
                     resource_version or "",
@@ -685,6 +751,9 @@ class RedisStore:
                     _codec.dump_json(body),
                     self._channel,
                     f"{kind}:{namespace}",
+                    kind,
+                    namespace,
+                    name,
                 ],
             )
         if res[0] == 0:
@@ -704,14 +773,24 @@ class RedisStore:
         *,
         uid: str | None = None,
         event: Mapping[str, Any] | None = None,
+        resource_version: str | None = None,
     ) -> tuple[JSON, int | None]:
-        """Delete an object (uid-conditioned), appending ``event`` in the same script."""
+        """Delete an object (uid/version-conditioned), appending ``event`` in the same script."""
         key = self._obj_key(kind, namespace, name)
         event_doc = _codec.dump_json(event) if event is not None else b""
         with _errors(write=True):
             res = self._delete(
                 self._writer(),
-                keys=[key, self._idx_key(kind), self._k_seq, self._k_events, self._k_rev],
+                keys=[
+                    key,
+                    self._idx_key(kind),
+                    self._k_seq,
+                    self._k_events,
+                    self._k_rev,
+                    self._k_rv,
+                    self._k_chg,
+                    self._k_chgfloor,
+                ],
                 args=[
                     f"{namespace}\x00{name}",
                     "0" if uid is None else "1",
@@ -720,16 +799,68 @@ class RedisStore:
                     event_doc,
                     self._channel,
                     f"{kind}:{namespace}",
+                    kind,
+                    namespace,
+                    name,
+                    "0" if resource_version is None else "1",
+                    resource_version or "",
                 ],
             )
         if res[0] == 0:
             raise NotFound(f"{kind} {namespace}/{name} not found")
         if res[0] == 2:
             raise Conflict(f"{kind} {namespace}/{name} has uid {res[1].decode()!r}, not {uid!r}")
+        if res[0] == 3:
+            raise Conflict(
+                f"{kind} {namespace}/{name} is at resourceVersion {res[1].decode()},"
+                f" not {resource_version}"
+            )
         deleted = _codec.with_rv(
             _codec.load_json(res[2], f"{kind} {namespace}/{name}"), int(res[1])
         )
         return deleted, (int(res[3]) if event is not None else None)
+
+    # --- object change log ----------------------------------------------------------------------
+    def read_changes(self, since: int, limit: int = 1000, kind: str | None = None) -> ChangePage:
+        """Object changes with resourceVersion > ``since`` (of ``kind``, or all), oldest first."""
+        n = max(1, limit)
+        with _errors():
+            flat = self._read_changes(
+                self._client,
+                keys=[self._k_chg, self._k_chgfloor, self._k_rv],
+                args=[f"{max(0, since) + 1}-0", n],
+            )
+        last = int(flat[0])
+        # No floor yet: nothing was ever logged, so history ends at the counter (an upgraded
+        # store's older writes were not logged; a new store's counter is 0).
+        floor = int(flat[1]) if flat[1] else last
+        rows = []
+        for i in range(2, len(flat), 6):
+            eid, y, k, ns, m, d = flat[i : i + 6]
+            body = _codec.load_json(d, f"change {eid!r}")
+            doc = _codec.dump_change(y.decode(), body, _stream_seq(eid))
+            rows.append((_stream_seq(eid), k.decode(), ns.decode(), m.decode(), doc))
+        return _codec.change_page(rows, since, n, kind, floor, last)
+
+    def trim_changes(self, before_time: float) -> int:
+        """Drop changes logged (server clock) before ``before_time``; raise the floor past them."""
+        with _errors(write=True):
+            newest = self._client.xrevrange(self._k_chg, max="+", min="-", count=1)
+            if not newest:
+                return 0
+            cut = _stream_seq(newest[0][0]) + 1  # everything, unless a newer entry is found
+            start = "-"
+            while True:
+                batch = self._client.xrange(self._k_chg, min=start, max="+", count=500)
+                hit = next((eid for eid, f in batch if _event_time(f[b"t"]) >= before_time), None)
+                if hit is not None:
+                    cut = _stream_seq(hit)
+                    break
+                if len(batch) < 500:
+                    break
+                start = "(" + batch[-1][0].decode()
+            n = self._trim_changes(self._writer(), keys=[self._k_chg, self._k_chgfloor], args=[cut])
+        return int(n)
 
     # --- invalidation events ------------------------------------------------------------------
     def append_event(self, data: Mapping[str, Any]) -> int:

@@ -6,6 +6,7 @@ Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
                                                  (random, made with the store: EventPage.epoch)
     keyset  (id = 1, version, doc)               the whole key set as one JSON document
     objects (kind, namespace, name, uid, rv, doc)
+    changes (rv INTEGER PRIMARY KEY, kind, namespace, name, time, doc)   the object change log
     revisions (kind, namespace, rev)             bumped by each object write (object_revisions)
     events  (seq INTEGER PRIMARY KEY AUTOINCREMENT, time, doc)
     leases  (name, holder, expires)
@@ -19,6 +20,10 @@ Why these choices:
 - ``AUTOINCREMENT`` on ``events.seq``: SQLite then never reuses a seq, even after the newest rows
   are deleted by a trim (plain rowids would be).
 - One connection per thread (sqlite3 connections must not be shared concurrently).
+- The change log (schema 2) is written in the same transaction as the object it records, so a
+  watcher resuming from a resourceVersion misses nothing; ``meta.changes_floor`` is the highest
+  resourceVersion no longer in the log (a trim raises it; migrating a schema-1 file in place sets
+  it to the resourceVersion counter, since older writes were never logged).
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from issuer.store.base import (
     JSON,
     AlreadyExists,
     ChangeKind,
+    ChangePage,
     Conflict,
     EventPage,
     KeySetState,
@@ -52,7 +58,7 @@ from issuer.store.base import (
     StoreUnavailable,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: How long a writer waits for another writer's lock before StoreUnavailable (ms).
 BUSY_TIMEOUT_MS = 10_000
@@ -111,7 +117,31 @@ def _epoch_value() -> int:
     return secrets.randbits(63)
 
 
-_OUR_TABLES = {"meta", "keyset", "objects", "events", "leases", "revisions", "sqlite_sequence"}
+#: Schema 1 -> 2: the object change log. Run inside the caller's BEGIN IMMEDIATE transaction.
+_MIGRATE_2 = """
+CREATE TABLE changes (
+    rv INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    time REAL NOT NULL,
+    doc BLOB NOT NULL
+);
+CREATE INDEX changes_time ON changes (time);
+INSERT INTO meta (k, v) VALUES ('changes_floor', (SELECT v FROM meta WHERE k = 'rv'));
+UPDATE meta SET v = 2 WHERE k = 'schema'
+"""
+
+_OUR_TABLES = {
+    "meta",
+    "keyset",
+    "objects",
+    "events",
+    "leases",
+    "revisions",
+    "changes",
+    "sqlite_sequence",
+}
 
 
 def _is_busy(e: sqlite3.OperationalError) -> bool:
@@ -327,6 +357,7 @@ class SQLiteStore:
                 if not tables:
                     for stmt in _SCHEMA.strip().split(";\n"):
                         conn.execute(stmt)
+                    self._migrate(conn, 1)
                     conn.execute(_NEW_EPOCH, (_epoch_value(),))
                     conn.execute("COMMIT")
                     return
@@ -352,6 +383,8 @@ class SQLiteStore:
             if "revisions" not in tables:
                 with self._write() as wconn:
                     wconn.execute(_REVISIONS_DDL)
+            if schema < SCHEMA_VERSION:
+                self._upgrade()
             if conn.execute("SELECT 1 FROM meta WHERE k = 'epoch'").fetchone() is None:
                 # A store made before epochs existed: give its event history one now.
                 with self._write() as w:
@@ -362,6 +395,20 @@ class SQLiteStore:
         except sqlite3.Error as e:
             self.close()
             raise _map_error(e, self.path) from e
+
+    @staticmethod
+    def _migrate(conn: sqlite3.Connection, schema: int) -> None:
+        """Bring a schema-``schema`` file to :data:`SCHEMA_VERSION` inside the caller's
+        transaction (all or nothing: a failure rolls the whole upgrade back)."""
+        if schema < 2:
+            for stmt in _MIGRATE_2.strip().split(";\n"):
+                conn.execute(stmt)
+
+    def _upgrade(self) -> None:
+        """Migrate an older file in place, once, even with several processes opening it."""
+        with self._write() as conn:
+            (schema,) = conn.execute("SELECT v FROM meta WHERE k = 'schema'").fetchone()
+            self._migrate(conn, int(schema))
 
     @contextlib.contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -490,6 +537,7 @@ class SQLiteStore:
                 (kind, namespace, name, _codec.object_uid(body), rv, doc),
             )
             self._bump(conn, kind, namespace)
+            self._log_change(conn, rv, kind, namespace, name, "ADDED", body)
         return _codec.with_rv(body, rv)
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON:
@@ -609,6 +657,7 @@ class SQLiteStore:
                 (_codec.object_uid(body), rv, doc, kind, namespace, name),
             )
             self._bump(conn, kind, namespace)
+            self._log_change(conn, rv, kind, namespace, name, "MODIFIED", body)
         return _codec.with_rv(body, rv)
 
     def delete_object(
@@ -619,8 +668,10 @@ class SQLiteStore:
         *,
         uid: str | None = None,
         event: Mapping[str, Any] | None = None,
+        resource_version: str | None = None,
     ) -> tuple[JSON, int | None]:
-        """Delete an object (uid-conditioned), appending ``event`` in the same transaction."""
+        """Delete an object (uid/version-conditioned), appending ``event`` in the same
+        transaction."""
         _codec.check_address(kind, namespace, name)
         event_doc = _codec.dump_json(event) if event is not None else None
         with self._write() as conn:
@@ -632,14 +683,66 @@ class SQLiteStore:
                 raise NotFound(f"{kind} {namespace}/{name} not found")
             if uid is not None and row[0] != uid:
                 raise Conflict(f"{kind} {namespace}/{name} has uid {row[0]!r}, not {uid!r}")
+            if resource_version is not None and str(row[1]) != resource_version:
+                raise Conflict(
+                    f"{kind} {namespace}/{name} is at resourceVersion {row[1]},"
+                    f" not {resource_version}"
+                )
             deleted = _codec.with_rv(_codec.load_json(row[2], f"{kind} {namespace}/{name}"), row[1])
             conn.execute(
                 "DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
             )
             self._bump(conn, kind, namespace)
+            # A delete takes a resourceVersion of its own, as in etcd: the DELETED change
+            # carries the last state stamped with it (the returned object keeps its own).
+            gone = _codec.load_json(row[2], f"{kind} {namespace}/{name}")
+            self._log_change(conn, self._next_rv(conn), kind, namespace, name, "DELETED", gone)
             seq = self._insert_event(conn, event_doc) if event_doc is not None else None
         return deleted, seq
+
+    # --- object change log ----------------------------------------------------------------------
+    @staticmethod
+    def _log_change(
+        conn: sqlite3.Connection,
+        rv: int,
+        kind: str,
+        namespace: str,
+        name: str,
+        change: str,
+        body: JSON,
+    ) -> None:
+        doc = _codec.dump_change(change, body, rv)
+        conn.execute(
+            "INSERT INTO changes (rv, kind, namespace, name, time, doc) VALUES (?,?,?,?,?,?)",
+            (rv, kind, namespace, name, time.time(), doc),
+        )
+
+    def read_changes(self, since: int, limit: int = 1000, kind: str | None = None) -> ChangePage:
+        """Object changes with resourceVersion > ``since`` (of ``kind``, or all), oldest first."""
+        n = max(1, limit)
+        with self._read() as conn:
+            floor, last = conn.execute(
+                "SELECT (SELECT v FROM meta WHERE k = 'changes_floor'),"
+                " (SELECT v FROM meta WHERE k = 'rv')"
+            ).fetchone()
+            rows = conn.execute(
+                "SELECT rv, kind, namespace, name, doc FROM changes WHERE rv > ?"
+                " ORDER BY rv LIMIT ?",
+                (since, n),
+            ).fetchall()
+        return _codec.change_page(rows, since, n, kind, int(floor or 0), int(last or 0))
+
+    def trim_changes(self, before_time: float) -> int:
+        """Drop changes logged before ``before_time`` (POSIX s); raise the floor past them."""
+        with self._write() as conn:
+            row = conn.execute("SELECT max(rv) FROM changes WHERE time < ?", (before_time,))
+            (top,) = row.fetchone()
+            if top is None:
+                return 0
+            n = conn.execute("DELETE FROM changes WHERE rv <= ?", (top,)).rowcount
+            conn.execute("UPDATE meta SET v = max(v, ?) WHERE k = 'changes_floor'", (int(top),))
+        return max(0, n)
 
     # --- invalidation events ------------------------------------------------------------------
     @staticmethod

@@ -1,5 +1,6 @@
-"""Pure RBAC evaluation (issuer.authz): one row per REFERENCE.md rule, request attributes from
-(method, path) like kube's RequestInfoFactory, escalation coverage, and kube's denial texts."""
+"""Pure RBAC evaluation (issuer.authz): one row per docs/CONTRACTS.md "RBAC" rule, request
+attributes from (method, path) like kube's RequestInfoFactory, escalation coverage, and kube's
+denial texts."""
 
 from __future__ import annotations
 

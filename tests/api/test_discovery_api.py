@@ -94,7 +94,7 @@ def test_core_resource_list(api: Api) -> None:
         "singularName": "pod",
         "namespaced": True,
         "kind": "Pod",
-        "verbs": ["create", "delete", "get", "list"],
+        "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
         "shortNames": ["po"],
         "categories": ["all"],
     }
@@ -129,7 +129,7 @@ def test_group_resource_lists(api: Api) -> None:
             "subjectaccessreviews": ["create"],
         },
         "rbac.authorization.k8s.io/v1": {
-            r: ["create", "delete", "get", "list"]
+            r: ["create", "delete", "get", "list", "patch", "update", "watch"]
             for r in ("clusterrolebindings", "clusterroles", "rolebindings", "roles")
         },
         "sa-oidc.dev/v1": {"invalidations": ["list", "watch"], "tokenrevocations": ["create"]},
@@ -207,6 +207,11 @@ def _call(api: Api, verb: str, collection: str, item: str) -> httpx.Response:
         return api.get(collection, params={"watch": "true", "timeoutSeconds": "1"})
     if verb == "get":
         return api.get(item)
+    if verb == "update":
+        return api.client.put(item, json={}, headers=api.headers)
+    if verb == "patch":
+        headers = {**api.headers, "Content-Type": "application/merge-patch+json"}
+        return api.client.patch(item, content=b"{}", headers=headers)
     assert verb == "delete", verb
     return api.delete(item)
 
@@ -253,9 +258,12 @@ def test_every_api_route_is_listed() -> None:
             for method in route.methods or ():
                 if method == "HEAD":
                     continue
-                verb = {"POST": "create", "DELETE": "delete"}.get(
-                    method, "get" if is_item else "list"
-                )
+                verb = {
+                    "POST": "create",
+                    "DELETE": "delete",
+                    "PUT": "update",
+                    "PATCH": "patch",
+                }.get(method, "get" if is_item else "list")
                 assert verb in listed[gv][resource], (path, method, verb)
             seen.add((gv, resource))
     # ... and every listed resource has at least one route.

@@ -9,9 +9,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from issuer.api.admission import admit_pod
-from issuer.api.errors import FieldError, go_quote, go_quote_list, invalid
+from issuer.api.errors import FieldError, invalid
 from issuer.api.validation import dns1123_label_errors, dns1123_subdomain_errors
 from issuer.crypto import Signer
+from issuer.goquote import go_quote, go_quote_list
 from issuer.http.status import StatusError
 from issuer.review import ReviewSettings, review_token
 from issuer.store import NotFound, StoreUnavailable

@@ -177,7 +177,7 @@ def test_kek_truncated_blob() -> None:
 
 
 def test_kek_aad_binds_kid() -> None:
-    # Swap blobs between two kids: neither decrypts (DESIGN invariant 4, AAD = kid).
+    # Swap blobs between two kids: neither decrypts (docs/CONTRACTS.md invariant 4, AAD = kid).
     kek = Kek.generate()
     a, b = kek.encrypt("kid-a", b"key-a"), kek.encrypt("kid-b", b"key-b")
     with pytest.raises(KekError):

@@ -1,8 +1,8 @@
 """KEK rotation: ``KeyManager.rewrap`` on the real stores, and ``sa-issuer keys rewrap`` end to end.
 
 Every private key is re-sealed under the new KEK in one compare-and-swap write; kids, states,
-times and public material are unchanged; a wrong current KEK writes nothing (DESIGN.md "Keys",
-invariant 4).
+times and public material are unchanged; a wrong current KEK writes nothing
+(docs/CONTRACTS.md "Keys", invariant 4).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """KeyManager against the real stores (SQLite file, private redis-server): bootstrap, restart,
-wrong KEK, replicas racing on one store (DESIGN.md invariant 3), watch propagation, revocation."""
+wrong KEK, replicas racing on one store (docs/CONTRACTS.md invariant 3), watch propagation,
+revocation."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""issuer.keys.rotation: the pure lifecycle on a fake clock (DESIGN.md "Keys", invariants 1-3).
+"""issuer.keys.rotation: the pure lifecycle on a fake clock (docs/CONTRACTS.md "Keys",
+invariants 1-3).
 
 Three layers: table-like unit tests of each rule; a hypothesis property test that drives random
 sequences of time jumps, manual rotations and revocations and checks the invariants at every

@@ -34,8 +34,8 @@ def _load(name: str, path: Path) -> ModuleType:
     return module
 
 
-_serve = _load("_sa_issuer_serve_fixtures", TESTS / "issuer" / "conftest.py")
-issuer_factory = _serve.issuer_factory
+serve_fixtures = _load("_sa_issuer_serve_fixtures", TESTS / "issuer" / "conftest.py")
+issuer_factory = serve_fixtures.issuer_factory
 jwks_module = _load("_multi_jwks_server", TESTS / "verifier" / "jwks_server.py")
 
 

@@ -302,3 +302,20 @@ def test_both_versions_and_zero_authenticators_load() -> None:
         assert [a.issuer_url for a in loaded.authenticators] == ["https://issuer.example"]
     empty = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthenticationConfiguration\n"
     assert parse_authentication_config(empty).authenticators == ()  # kube allows 0
+
+
+def test_anonymous_is_validated_as_kube_does_and_otherwise_ignored() -> None:
+    doc = yaml.safe_load(config())
+    doc["anonymous"] = {"enabled": False, "conditions": [{"path": "/livez"}]}
+    with pytest.raises(AuthConfigError) as err:
+        parse_authentication_config(yaml.safe_dump(doc))
+    assert str(err.value) == (
+        "anonymous.conditions: Invalid value: [{Path:/livez}]: enabled should be set to true "
+        "when conditions are defined"
+    )
+    doc["anonymous"]["enabled"] = True  # kube-apiserver's business; no token is ever anonymous
+    assert len(parse_authentication_config(yaml.safe_dump(doc)).authenticators) == 1
+    doc["anonymous"]["conditions"] = [{"path": "/livez", "verb": "get"}]
+    with pytest.raises(AuthConfigError) as err:
+        parse_authentication_config(yaml.safe_dump(doc))
+    assert str(err.value) == 'strict decoding error: unknown field "anonymous.conditions[0].verb"'

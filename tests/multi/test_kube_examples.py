@@ -24,10 +24,11 @@ from typing import Any
 
 import pytest
 
-from verifier import InvalidToken
+from verifier import InvalidToken, VerifierUnavailable
 from verifier.multi import MultiIssuerVerifier
 
 DATA = Path(__file__).resolve().parent / "data"
+DOC_IAT = 1701107233
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db4a"
 
 # The payloads as printed under each tab.
@@ -162,3 +163,29 @@ def test_documented_examples(
             assert message in err.value.detail
             assert TENANT not in err.value.detail  # claim values never reach the message
     assert example_com.counts["discovery"] == 1  # discovery through discoveryURL, once
+
+
+def test_discovery_must_name_the_configured_issuer(
+    jwks: ModuleType, tls: tuple[Path, Path], tls_pem: str, write_config: Callable[[str], Path]
+) -> None:
+    # discoveryURL moves where discovery is fetched, not who the issuer is: a document naming
+    # another issuer is refused and no key set is ever loaded ("could not check", not "invalid").
+    server = jwks.JWKSServer(tls=tls)  # its discovery says issuer = its own URL
+    server.keys = [jwks.rsa_key(0)]
+    with server:
+        path = write_config(with_serving(VALID_TOKEN_CONFIG, server, tls_pem))
+        payload = {**VALID_PAYLOAD, "aud": "my-app"}
+        token = jwks.sign_token(server.keys[0], payload)
+        with (
+            MultiIssuerVerifier(path, watch=False, clock=lambda: float(DOC_IAT)) as v,
+            pytest.raises(VerifierUnavailable, match="does not equal the configured issuer"),
+        ):
+            v.verify(token)
+        assert server.counts["jwks"] == 0
+
+
+def test_cli_usage_errors() -> None:
+    from verifier.cli import main
+
+    assert main(["verify", "x.y.z", "--authentication-config", "/nonexistent/authn.yaml"]) == 2
+    assert main(["verify", "x.y.z"]) == 2  # neither --audience nor --authentication-config

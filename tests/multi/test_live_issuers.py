@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from verifier import InvalidToken
+from verifier import InvalidToken, multi
 from verifier.multi import AsyncMultiIssuerVerifier, MultiIssuerVerifier
 
 from ._live import AUDIENCE, Clusters, foreign_token, start_clusters
@@ -135,7 +137,7 @@ def test_two_clusters_map_their_users_foreign_refused_reload_removes_at_once(
 
 
 def test_watching_picks_up_a_new_issuer_and_async_agrees(
-    clusters: Clusters, write_config: Callable[[str], Path]
+    clusters: Clusters, write_config: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = write_config(clusters.config_text(with_b=False))
     tb = clusters.mint("b")
@@ -150,12 +152,45 @@ def test_watching_picks_up_a_new_issuer_and_async_agrees(
         assert v.verify(tb).user.username == "cluster-b:system:serviceaccount:shop:orders"
         assert v.status.reloads_succeeded == 1
 
+    # no request dropped while versions swap: a thread verifies a's token throughout
+    ta = clusters.mint("a")
+    with MultiIssuerVerifier(path, watch=False) as v:
+        v.verify(ta)
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def hammer() -> None:
+            while not done.is_set():
+                try:
+                    v.verify(ta)
+                except BaseException as exc:
+                    errors.append(exc)
+
+        worker = threading.Thread(target=hammer)
+        worker.start()
+        try:
+            for i in range(10):
+                write_config(clusters.config_text(with_b=i % 2 == 1))
+                os.utime(path, ns=(i + 1, i + 1))  # a distinct mtime even within one tick
+                assert v.reload() is True
+        finally:
+            done.set()
+            worker.join()
+        assert errors == [] and v.status.generation == 11
+
     async def run() -> None:
         async with AsyncMultiIssuerVerifier(path, watch=False) as av:
             results = await asyncio.gather(*(av.verify(tb) for _ in range(5)))
             assert {r.user.username for r in results} == {
                 "cluster-b:system:serviceaccount:shop:orders"
             }
-            assert clusters.b is not None
+            # removing b: its verifier is retired and closed on this loop by a later verify
+            monkeypatch.setattr(multi, "_RETIRE_AFTER", 0.0)
+            write_config(clusters.config_text(with_b=False))
+            os.utime(path, ns=(10**9, 10**9))
+            assert av.reload() is True
+            with pytest.raises(InvalidToken, match="issuer_mismatch"):
+                await av.verify(tb)
+            assert (await av.verify(ta)).issuer == clusters.a.issuer
 
     asyncio.run(run())

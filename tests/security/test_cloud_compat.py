@@ -1,4 +1,5 @@
-"""Cloud federation compatibility against a live ``sa-issuer serve`` (REFERENCE.md, clouds).
+"""Cloud federation compatibility against a live ``sa-issuer serve`` (docs/CONTRACTS.md
+"Cloud consumers").
 
 - GCP workload identity federation takes an uploaded JWKS with only the members kty, alg, use, kid,
   n, e, x, y, crv: the served JWKS must hold nothing else.

@@ -371,7 +371,7 @@ def _sqlite_dump(path: Path) -> list[bytes]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_store_dump_holds_no_key_material(make_api: Any, backend: str, request: Any) -> None:
-    """DESIGN.md invariant 4: a store dump alone never yields a signing key."""
+    """docs/CONTRACTS.md invariant 4: a store dump alone never yields a signing key."""
     store = request.getfixturevalue("redis_url") if backend == "redis" else None
     api = make_api(store=store)
     _exercise(api)
@@ -456,7 +456,7 @@ def test_logs_audit_and_metrics_hold_no_secrets(issuer_factory: Any) -> None:
 
 def test_secret_comparisons_are_constant_time() -> None:
     """Admin tokens (every candidate compared, no early exit) and legacy Secret tokens use
-    hmac.compare_digest (REFERENCE.md: "constant-time compare")."""
+    hmac.compare_digest (docs/CONTRACTS.md "Legacy Secret tokens": constant-time compare)."""
     assert "compare_digest" in inspect.getsource(auth)
     assert "compare_digest" in inspect.getsource(_check_legacy)
     tokens = ("a" * 32, "b" * 32, "c" * 32)

@@ -1,5 +1,5 @@
-"""REFERENCE.md "What good verifiers do (and what their users complain about)": the items no other
-test pinned yet. The map from each REFERENCE item to its tests: docs/SECURITY.md §5.
+"""docs/CONTRACTS.md "What good verifiers do": the items no other
+test pinned yet. The map from each item to its tests: docs/SECURITY.md §5.
 
 Real components only: the issuer app in-process (its TestClient is the verifier's httpx client) or
 the discovery + JWKS stand-in of tests/verifier/jwks_server.py on a loopback socket; clocks are

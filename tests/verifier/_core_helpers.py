@@ -97,7 +97,7 @@ def raw_sign(alg: str, key: Any, signing_input: bytes) -> bytes:
 
 
 def claims(**overrides: Any) -> dict[str, Any]:
-    """Bound-token claims as kube-apiserver writes them (REFERENCE.md "Bound token")."""
+    """Bound-token claims as kube-apiserver writes them (docs/CONTRACTS.md "Bound token")."""
     c: dict[str, Any] = {
         "aud": [AUDIENCE],
         "exp": NOW + 3600,

@@ -7,7 +7,7 @@ Fast paths under test (docs/BENCHMARKS.md §1):
   ``reference_verify`` below, built from the pre-optimisation parts (split-based parser,
   stdlib-``json`` strict parser, the validators): same identity or same refusal reason, for valid
   tokens, one token per reason and random token/claim mutations.
-- ``claims._bound_identity`` (inline checks) versus the validators composed exactly as before the
+- ``claims.bound_identity`` (inline checks) versus the validators composed exactly as before the
   rewrite (``_reference_identity`` below).
 - ``jws.parse_compact`` (find-based split, inline header cache, tuple.__new__) versus the former
   split-based parser; ``_json``'s translate-based nesting bound versus counting brackets.
@@ -56,10 +56,10 @@ from verifier import (
 )
 from verifier import claims as claims_mod
 from verifier._b64 import Base64Error, b64url_decode
-from verifier._json import _NOT_OPENERS, JSONError, _depth_ok, loads_object_slow
+from verifier._json import NOT_OPENERS, JSONError, _depth_ok, loads_object_slow
 from verifier.core import verify_reference
 from verifier.identity import FIELD_NAMES, _from_values
-from verifier.jws import ParsedJWS, _header_cache, parse_compact, parse_header, to_bytes
+from verifier.jws import ParsedJWS, header_cache, parse_compact, parse_header, to_bytes
 
 RSA = rsa_key(0)
 RSA_OTHER = rsa_key(1)
@@ -320,7 +320,7 @@ def test_fast_path_is_taken_for_the_common_token(monkeypatch: pytest.MonkeyPatch
 
     t = make_token(RSA)
     verify(t, KEYS, POLICY, NOW)
-    assert t.encode().split(b".")[0] in _header_cache  # fast path precondition
+    assert t.encode().split(b".")[0] in header_cache  # fast path precondition
     calls: list[int] = []
     real = core_mod.verify_reference
 
@@ -396,7 +396,7 @@ def test_random_claims_signed_agree(c: dict[str, Any]) -> None:
     both(make_token(RSA, payload=c))
 
 
-# --- claims._bound_identity == the validators composed as before the rewrite ---------------------
+# --- claims.bound_identity == the validators composed as before the rewrite ---------------------
 
 
 def _reference_identity(
@@ -520,7 +520,7 @@ def test_parse_compact_matches_split_parser(parts: list[str], as_bytes: bool) ->
 @given(st.binary(max_size=200) | st.text('{[]}"a', max_size=60).map(str.encode), st.integers(0, 20))
 def test_translate_depth_bound_matches_counting(raw: bytes, max_depth: int) -> None:
     assert _depth_ok(raw, max_depth) == (raw.count(b"{") + raw.count(b"[") <= max_depth)
-    assert len(raw.translate(None, _NOT_OPENERS)) == raw.count(b"{") + raw.count(b"[")
+    assert len(raw.translate(None, NOT_OPENERS)) == raw.count(b"{") + raw.count(b"[")
 
 
 # --- other implementations agree on what is valid ------------------------------------------------

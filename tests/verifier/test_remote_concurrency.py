@@ -1,8 +1,8 @@
 """Acceptance: shared in-flight fetches, the unknown-kid cooldown, and no starvation of known keys.
 
 The issuer is a real server on loopback that counts JWKS requests and can delay them, so that
-concurrent misses really overlap. DESIGN.md "Failure rules": one shared in-flight fetch, at most one
-refetch per cooldown, unknown-kid traffic never starves tokens signed by known keys.
+concurrent misses really overlap. docs/CONTRACTS.md "Failure rules": one shared in-flight fetch, at
+most one refetch per cooldown, unknown-kid traffic never starves tokens signed by known keys.
 """
 
 from __future__ import annotations

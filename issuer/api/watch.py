@@ -1,0 +1,489 @@
+"""``?watch=true`` on every collection: Kubernetes watch streams served from the store's change log.
+
+One :class:`WatchHub` per process (per event loop) follows the store's object change log
+(:meth:`issuer.store.Store.read_changes`) from a single cursor, woken by the store's change
+notification (:meth:`issuer.store.Store.watch`), and fans each change out to the matching
+watchers' queues, encoded once. A thousand watchers cost one store read per change.
+
+A watch stream is a chunked ``application/json`` body of newline-separated watch events
+(kube: apimachinery pkg/apis/meta/v1/watch.go ``WatchEvent``)::
+
+    {"type":"ADDED","object":{...}}
+    {"type":"MODIFIED","object":{...}}
+    {"type":"DELETED","object":{...}}            last state, resourceVersion of the delete
+    {"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"42"}}}
+    {"type":"ERROR","object":{"kind":"Status",...,"code":410,"reason":"Expired",...}}
+
+The ``resourceVersion`` parameter says where to start (kube: "Resource versions" in the API
+concepts documentation, https://kubernetes.io/docs/reference/using-api/api-concepts/):
+
+- unset or ``"0"``: synthetic ``ADDED`` events for every object that exists now, then changes;
+- ``N``: every change after ``N`` (a client resuming a list or an earlier watch). When the log no
+  longer reaches back to ``N`` the stream carries one ``ERROR`` event with a 410 ``Expired``
+  Status, ``too old resource version: N (F)`` where ``F`` is the oldest version still served,
+  and ends, as kube-apiserver's watch cache does (storage/cacher/watch_cache.go); the client
+  re-lists.
+
+``allowWatchBookmarks=true`` adds a ``BOOKMARK`` every :attr:`WatchSettings.bookmark_interval`
+seconds carrying the newest resourceVersion the stream has passed. ``timeoutSeconds`` ends the
+stream after that long (default :attr:`WatchSettings.default_timeout`). ``fieldSelector``
+``metadata.name=X`` / ``metadata.namespace=X`` narrow the stream (``kubectl get pod x -w``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import anyio.to_thread
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from issuer.api.errors import bad_request
+from issuer.http.status import StatusError, status_body
+from issuer.store import JSON, Change, ChangePage, Store, StoreError, StoreUnavailable
+
+__all__ = [
+    "WatchHub",
+    "WatchSettings",
+    "Watcher",
+    "hub_for",
+    "is_watch",
+    "watch_response",
+]
+
+log = logging.getLogger("sa_issuer.api")
+
+#: Largest backlog one watcher may build before it is ended (kube ends watchers whose buffer
+#: fills up, the "slow watcher" of storage/cacher; the client re-watches from its last version).
+MAX_QUEUE: Final = 10_000
+#: Changes read per store call.
+PAGE: Final = 1000
+
+
+@dataclass(slots=True)
+class WatchSettings:
+    """Knobs of the watch streams (tests shorten them)."""
+
+    #: Seconds between BOOKMARK events (kube sends them about once a minute).
+    bookmark_interval: float = 60.0
+    #: Stream length without ``timeoutSeconds`` (kube: a random 30-60 min; one value here).
+    default_timeout: float = 1800.0
+    #: The hub re-reads the log at least this often even without a change notification.
+    poll_interval: float = 1.0
+    #: Concurrent watch streams per process; more are refused with 429.
+    max_watchers: int = 10_000
+
+
+#: Whether an object belongs to a watch (its label and field selectors); None: every object.
+Predicate = Callable[[JSON], bool]
+#: One queued change and its JSON line (encoded once by the hub for every watcher).
+Item = tuple[Change, bytes]
+
+
+@dataclass(eq=False, slots=True)
+class Watcher:
+    """One watch stream's subscription: what it wants and its queue of changes."""
+
+    kind: str
+    namespace: str | None
+    #: The hub's cursor when the watcher subscribed: queued changes all have rv > start.
+    start: int = 0
+    queue: asyncio.Queue[Item | None] = field(default_factory=asyncio.Queue)
+    overflowed: bool = False
+    #: Set (an ERROR line) when the hub ends the stream because the log was trimmed past it.
+    expired: bytes = b""
+
+    def wants(self, change: Change) -> bool:
+        """Whether ``change`` is in this stream's namespace."""
+        return self.namespace is None or change.namespace == self.namespace
+
+
+def encode_event(event_type: str, obj: Mapping[str, Any]) -> bytes:
+    """One watch event line."""
+    return b'{"type":"' + event_type.encode() + b'","object":' + orjson.dumps(obj) + b"}\n"
+
+
+class WatchHub:
+    """Follows the store's change log from one cursor and fans changes out to watchers."""
+
+    def __init__(self, store: Store, settings: WatchSettings) -> None:
+        self.store = store
+        self.settings = settings
+        self.cursor = 0
+        self._by_kind: dict[str, set[Watcher]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        self._subscription: Any = None
+
+    @property
+    def watchers(self) -> int:
+        """How many watchers are subscribed."""
+        return sum(len(s) for s in self._by_kind.values())
+
+    async def start(self) -> None:
+        """Start following (idempotent); returns once the cursor is known."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="watch-hub")
+        await self._ready.wait()
+
+    def _notified(self, kind: str) -> None:
+        if kind == "objects":
+            with contextlib.suppress(RuntimeError):  # loop closed at shutdown
+                self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def _run(self) -> None:
+        while not self._ready.is_set():
+            try:
+                self._subscription = await anyio.to_thread.run_sync(
+                    self.store.watch, self._notified
+                )
+                page = await anyio.to_thread.run_sync(self.store.read_changes, 0, 1)
+                self.cursor = page.last_rv
+                self._ready.set()
+            except StoreError:
+                log.warning("watch hub: store unavailable, retrying")
+                await asyncio.sleep(self.settings.poll_interval)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
+            self._wake.clear()
+            try:
+                await self._catch_up()
+            except StoreError:
+                log.warning("watch hub: store unavailable while reading changes")
+
+    async def _catch_up(self) -> None:
+        while True:
+            page: ChangePage = await anyio.to_thread.run_sync(
+                self.store.read_changes, self.cursor, PAGE
+            )
+            if page.floor > self.cursor:
+                # The log was trimmed past us: every watcher has missed changes (410 for all).
+                self._expire_all(self.cursor, page.floor)
+                self.cursor = page.last_rv
+                return
+            for change in page.changes:
+                self._dispatch(change)
+            advanced = page.next_rv > self.cursor
+            self.cursor = max(self.cursor, page.next_rv)
+            if (not page.changes and not advanced) or page.next_rv >= page.last_rv:
+                return
+
+    def _dispatch(self, change: Change) -> None:
+        subs = self._by_kind.get(change.kind)
+        if not subs:
+            return
+        item = (change, encode_event(change.type, change.object))
+        for w in list(subs):
+            if w.wants(change):
+                self._put(w, item)
+
+    def _put(self, w: Watcher, item: Item | None) -> None:
+        if w.queue.qsize() >= MAX_QUEUE:
+            w.overflowed = True
+            self.unsubscribe(w)
+            w.queue.put_nowait(None)
+            return
+        w.queue.put_nowait(item)
+
+    def _expire_all(self, cursor: int, floor: int) -> None:
+        line = _error_line(410, "Expired", _too_old(cursor, floor))
+        for subs in list(self._by_kind.values()):
+            for w in list(subs):
+                w.expired = line
+                w.queue.put_nowait(None)
+                self.unsubscribe(w)
+
+    def subscribe(self, kind: str, namespace: str | None) -> Watcher:
+        """A new watcher; it receives every change in ``namespace`` after the current cursor."""
+        w = Watcher(kind, namespace, start=self.cursor)
+        self._by_kind.setdefault(kind, set()).add(w)
+        return w
+
+    def unsubscribe(self, w: Watcher) -> None:
+        """Stop delivering to ``w`` (idempotent)."""
+        subs = self._by_kind.get(w.kind)
+        if subs is not None:
+            subs.discard(w)
+
+
+def hub_for(request: Request, settings: WatchSettings | None = None) -> WatchHub:
+    """The process's hub (made on first use, in the serving event loop)."""
+    state = request.app.state
+    hub: WatchHub | None = getattr(state, "watch_hub", None)
+    if hub is None:
+        ctx = state.ctx
+        chosen: WatchSettings = (
+            settings or getattr(state, "watch_settings", None) or WatchSettings()
+        )
+        hub = WatchHub(ctx.store, chosen)
+        state.watch_hub = hub
+    return hub
+
+
+def is_watch(request: Request) -> bool:
+    """``?watch=true`` (or ``1``), as :func:`issuer.authz.request_info` reads it."""
+    return request.query_params.get("watch", "").lower() in ("true", "1")
+
+
+def _too_old(rv: int, floor: int) -> str:
+    # kube: storage/cacher/watch_cache.go "too old resource version: %d (%d)"
+    return f"too old resource version: {rv} ({floor + 1})"
+
+
+def _error_line(code: int, reason: str, message: str) -> bytes:
+    status = json.loads(status_body(code, reason, message))
+    return encode_event("ERROR", status)
+
+
+def _params(request: Request, settings: WatchSettings) -> tuple[int | None, float, bool]:
+    q = request.query_params
+    raw_rv = q.get("resourceVersion", "")
+    rv: int | None = None
+    if raw_rv not in ("", "0"):
+        try:
+            rv = int(raw_rv)
+            if rv < 0:
+                raise ValueError
+        except ValueError:
+            # kube: storage errors "invalid resource version"
+            raise bad_request(f"invalid resource version: {raw_rv!r}") from None
+    timeout = settings.default_timeout
+    raw_timeout = q.get("timeoutSeconds")
+    if raw_timeout:
+        try:
+            timeout = float(int(raw_timeout))
+        except ValueError:
+            raise bad_request(f"invalid timeoutSeconds: {raw_timeout!r}") from None
+        if timeout <= 0:
+            timeout = settings.default_timeout
+    bookmarks = q.get("allowWatchBookmarks", "").lower() in ("true", "1")
+    return rv, timeout, bookmarks
+
+
+Lister = Callable[[], Awaitable[list[JSON]]]
+Encoder = Callable[[str, JSON], bytes]
+
+
+async def watch_response(
+    request: Request,
+    *,
+    kind: str,
+    api_version: str,
+    namespace: str | None,
+    lister: Lister,
+    predicate: Predicate | None = None,
+    encoder: Encoder | None = None,
+) -> Response:
+    """The watch stream for a collection of ``kind`` (``namespace`` None: every namespace).
+
+    ``lister`` returns the objects that exist now (for the synthetic ADDED events);
+    ``predicate`` applies the request's selectors; ``encoder`` re-encodes events (Table
+    output), else the hub's JSON lines are sent as they are.
+    """
+    state = request.app.state
+    settings: WatchSettings = getattr(state, "watch_settings", None) or WatchSettings()
+    rv, timeout, bookmarks = _params(request, settings)
+    hub = hub_for(request, settings)
+    if hub.watchers >= settings.max_watchers:
+        raise StatusError(
+            429,
+            "TooManyRequests",
+            "too many watch streams; try again later",
+            {"retryAfterSeconds": 1},
+            {"Retry-After": "1"},
+        )
+    try:
+        await hub.start()
+    except StoreError as e:
+        raise StatusError(503, "ServiceUnavailable", "the store is unavailable") from e
+    watcher = hub.subscribe(kind, namespace)
+    view = _View(predicate, encoder, after=rv or 0)
+    try:
+        first = await _first_events(hub, watcher, rv, lister, view)
+    except BaseException:
+        hub.unsubscribe(watcher)
+        raise
+    body = _stream(hub, watcher, first, view, timeout, bookmarks, settings, kind, api_version)
+    return StreamingResponse(body, media_type="application/json")
+
+
+@dataclass(slots=True)
+class _View:
+    """What one stream shows: the selectors' verdicts and what the client has been told.
+
+    Without a predicate, changes pass as the hub encoded them. With one, an object that starts
+    matching is ``ADDED``, one that stops is ``DELETED`` (its new state), as kube's cacher does
+    (storage/cacher/cache_watcher.go convertToWatchEvent); objects the client never saw are
+    not mentioned.
+    """
+
+    predicate: Predicate | None
+    encoder: Encoder | None
+    #: Live changes at or below this are already known to the client (its resourceVersion).
+    after: int = 0
+    #: (ns, name) -> rv the client last saw: the initial state, then every change sent.
+    known: dict[tuple[str, str], int] = field(default_factory=dict)
+    #: True once the initial state was listed: ``known`` is then complete (not just a cache).
+    listed: bool = False
+
+    def line(self, change: Change, shared: bytes) -> bytes:
+        """The bytes to send for ``change`` (b"" for nothing)."""
+        if change.rv <= self.after:
+            return b""
+        key = (change.namespace, change.name)
+        seen = self.known.get(key)
+        if seen is not None and change.rv <= seen:
+            return b""  # already in the initial state
+        if self.predicate is None:
+            if change.type == "DELETED":
+                self.known.pop(key, None)
+            elif self.listed:
+                self.known[key] = change.rv
+            if shared and self.encoder is None:
+                return shared
+            return self._encode(change.type, change.object)
+        was = seen is not None
+        now = change.type != "DELETED" and self.predicate(change.object)
+        if now:
+            self.known[key] = change.rv
+            return self._encode("MODIFIED" if was else "ADDED", change.object)
+        if was:
+            del self.known[key]
+            return self._encode("DELETED", change.object)
+        return b""
+
+    def initial(self, obj: JSON) -> bytes:
+        """An ADDED line for an object of the initial state (b"" when the selectors say no)."""
+        if self.predicate is not None and not self.predicate(obj):
+            return b""
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+        try:
+            self.known[key] = int(meta.get("resourceVersion", 0))
+        except (TypeError, ValueError):
+            self.known[key] = 0
+        return self._encode("ADDED", obj)
+
+    def _encode(self, event_type: str, obj: JSON) -> bytes:
+        if self.encoder is not None:
+            return self.encoder(event_type, obj)
+        return encode_event(event_type, obj)
+
+
+@dataclass(slots=True)
+class _First:
+    """What a stream sends before live changes."""
+
+    lines: list[bytes]
+    expired: bool = False
+
+
+async def _first_events(
+    hub: WatchHub, w: Watcher, rv: int | None, lister: Lister, view: _View
+) -> _First:
+    if rv is None:
+        # Synthetic ADDED for the current state. The list is read after subscribing, so a
+        # queued change at or below an object's listed version is already reflected: skipped.
+        items = await lister()
+        view.listed = True
+        lines = []
+        for obj in items:
+            meta = obj.get("metadata") or {}
+            if w.namespace is not None and str(meta.get("namespace", "")) != w.namespace:
+                continue
+            line = view.initial(obj)
+            if line:
+                lines.append(line)
+        return _First(lines)
+    # Resume: replay the log from rv up to where the live queue starts (rv > start: the queue
+    # alone serves it, skipping what is not after rv).
+    lines = []
+    since = rv
+    while since < w.start:
+        try:
+            page: ChangePage = await anyio.to_thread.run_sync(
+                hub.store.read_changes, since, PAGE, w.kind
+            )
+        except StoreUnavailable as e:
+            raise StatusError(503, "ServiceUnavailable", "the store is unavailable") from e
+        if page.floor > since:
+            return _First([_error_line(410, "Expired", _too_old(rv, page.floor))], True)
+        for c in page.changes:
+            if c.rv > w.start:
+                break
+            if w.wants(c):
+                line = view.line(c, b"")
+                if line:
+                    lines.append(line)
+        if page.next_rv <= since:
+            break
+        since = page.next_rv
+    return _First(lines)
+
+
+async def _stream(
+    hub: WatchHub,
+    w: Watcher,
+    first: _First,
+    view: _View,
+    timeout: float,
+    bookmarks: bool,
+    settings: WatchSettings,
+    kind: str,
+    api_version: str,
+) -> AsyncIterator[bytes]:
+    deadline = time.monotonic() + timeout
+    next_bookmark = time.monotonic() + settings.bookmark_interval
+    last_rv = max(w.start, view.after)
+    try:
+        if first.lines:
+            yield b"".join(first.lines)
+        if first.expired:
+            return
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                return
+            wait = deadline - now
+            if bookmarks:
+                wait = min(wait, max(0.0, next_bookmark - now))
+            items: list[Item | None] = []
+            with contextlib.suppress(TimeoutError):
+                items.append(await asyncio.wait_for(w.queue.get(), wait))
+                while not w.queue.empty():
+                    items.append(w.queue.get_nowait())
+            out = bytearray()
+            for item in items:
+                if item is None:  # ended by the hub (log trimmed past it, or too slow)
+                    yield bytes(out) + w.expired
+                    return
+                change, shared = item
+                last_rv = max(last_rv, change.rv)
+                out += view.line(change, shared)
+            if out:
+                yield bytes(out)
+            if bookmarks and time.monotonic() >= next_bookmark:
+                # The queue is drained: every change up to the hub's cursor has been sent.
+                mark = max(last_rv, hub.cursor) if w.queue.empty() else last_rv
+                yield encode_event(
+                    "BOOKMARK",
+                    {
+                        "kind": kind,
+                        "apiVersion": api_version,
+                        "metadata": {"resourceVersion": str(mark)},
+                    },
+                )
+                next_bookmark = time.monotonic() + settings.bookmark_interval
+    finally:
+        hub.unsubscribe(w)

@@ -1,0 +1,283 @@
+"""``?watch=true`` over a real socket (uvicorn in-process) on both stores, against the
+Kubernetes API concepts documentation ("Efficient detection of changes", "Watch bookmarks",
+"410 Gone responses": https://kubernetes.io/docs/reference/using-api/api-concepts/) — and the
+official Python client's ``watch.Watch()``."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _api_support import config_for
+from kubernetes import client as k8s
+from kubernetes import watch as k8s_watch
+from stream._helpers import ServerThread
+
+from issuer.api.watch import WatchSettings
+from issuer.app import create_app
+from issuer.context import IssuerContext, build_context
+
+SA = "/api/v1/namespaces/dev/serviceaccounts"
+
+
+class Served:
+    """A real server on the test's store, with an admin HTTP client."""
+
+    def __init__(self, ctx: IssuerContext, server: ServerThread, app: Any) -> None:
+        self.ctx = ctx
+        self.app = app
+        self.url = server.url
+        self.headers = {"Authorization": f"Bearer {ctx.admin_tokens[0]}"}
+        self.http = httpx.Client(base_url=server.url, headers=self.headers, timeout=10)
+
+    def create_sa(self, name: str, ns: str = "dev") -> dict[str, Any]:
+        r = self.http.post(
+            f"/api/v1/namespaces/{ns}/serviceaccounts", json={"metadata": {"name": name}}
+        )
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    def events(
+        self, path: str, until: int, timeout: float = 10, **params: str
+    ) -> list[dict[str, Any]]:
+        """Open a watch, read ``until`` events (or until it ends / times out)."""
+        out: list[dict[str, Any]] = []
+        with self.http.stream(
+            "GET", path, params={"watch": "true", **params}, timeout=timeout
+        ) as r:
+            assert r.status_code == 200, r.read()
+            assert r.headers["content-type"].startswith("application/json")
+            for line in r.iter_lines():
+                if line:
+                    out.append(json.loads(line))
+                if len(out) >= until:
+                    break
+        return out
+
+    def wait_watchers(self, n: int) -> None:
+        """Until ``n`` watch streams are subscribed (then every later write reaches them)."""
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            hub = getattr(self.app.state, "watch_hub", None)
+            if hub is not None and hub.watchers >= n:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"{n} watchers did not subscribe")
+
+    def watch_in_background(
+        self, path: str, until: int, **params: str
+    ) -> tuple[threading.Thread, list[dict[str, Any]]]:
+        got: list[dict[str, Any]] = []
+
+        def run() -> None:
+            got.extend(self.events(path, until, **params))
+
+        t = threading.Thread(target=run, daemon=True)
+        t.start()
+        return t, got
+
+
+@pytest.fixture
+def served(tmp_path: Path, store_url: str) -> Iterator[Served]:
+    ctx = build_context(config_for(tmp_path, store_url, key_alg="ES256"))
+    app = create_app(ctx, manage_lifecycle=False)
+    app.state.watch_settings = WatchSettings(bookmark_interval=0.3, poll_interval=0.2)
+    server = ServerThread(app).start()
+    s = Served(ctx, server, app)
+    r = s.http.post("/api/v1/namespaces", json={"metadata": {"name": "dev"}})
+    assert r.status_code == 201
+    try:
+        yield s
+    finally:
+        s.http.close()
+        server.stop()
+        ctx.close()
+
+
+def _summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
+
+
+def test_initial_state_then_live_changes(served: Served) -> None:
+    served.create_sa("a")
+    t, got = served.watch_in_background(SA, until=5)
+    served.wait_watchers(1)
+    served.create_sa("b")
+    assert (
+        served.http.patch(
+            f"{SA}/b",
+            json={"metadata": {"labels": {"x": "1"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).status_code
+        == 200
+    )
+    assert served.http.delete(f"{SA}/b").status_code == 200
+    t.join(10)
+    assert _summary(got) == [
+        ("ADDED", "a"),
+        ("ADDED", "default"),
+        ("ADDED", "b"),
+        ("MODIFIED", "b"),
+        ("DELETED", "b"),
+    ]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in got[2:]]
+    assert rvs == sorted(rvs) and len(set(rvs)) == 3
+    assert got[3]["object"]["metadata"]["labels"] == {"x": "1"}
+
+
+def test_resume_from_a_resource_version_replays_exactly_what_followed(served: Served) -> None:
+    a = served.create_sa("a")
+    rv = a["metadata"]["resourceVersion"]
+    served.create_sa("b")
+    served.http.delete(f"{SA}/a")
+    got = served.events(SA, until=2, resourceVersion=rv)
+    assert _summary(got) == [("ADDED", "b"), ("DELETED", "a")]
+    assert int(got[1]["object"]["metadata"]["resourceVersion"]) > int(rv)
+
+
+def test_too_old_resource_version_is_410_expired(served: Served) -> None:
+    a = served.create_sa("a")
+    served.create_sa("b")
+    served.ctx.store.trim_changes(time.time() + 1)
+    floor = served.ctx.store.read_changes(0).floor
+    got = served.events(SA, until=5, resourceVersion=a["metadata"]["resourceVersion"])
+    assert len(got) == 1 and got[0]["type"] == "ERROR"
+    status = got[0]["object"]
+    assert status["kind"] == "Status" and status["code"] == 410 and status["reason"] == "Expired"
+    assert (
+        status["message"]
+        == f"too old resource version: {a['metadata']['resourceVersion']} ({floor + 1})"
+    )
+
+
+def test_bookmarks_carry_the_newest_version(served: Served) -> None:
+    served.create_sa("a")
+    b = served.create_sa("b")
+    got = served.events(
+        SA, until=2, resourceVersion=b["metadata"]["resourceVersion"], allowWatchBookmarks="true"
+    )
+    assert [e["type"] for e in got] == ["BOOKMARK", "BOOKMARK"]
+    mark = got[0]["object"]
+    assert mark["kind"] == "ServiceAccount" and mark["apiVersion"] == "v1"
+    assert int(mark["metadata"]["resourceVersion"]) >= int(b["metadata"]["resourceVersion"])
+
+
+def test_timeout_seconds_ends_the_stream(served: Served) -> None:
+    t0 = time.monotonic()
+    got = served.events(SA, until=100, timeoutSeconds="1")
+    assert 0.9 <= time.monotonic() - t0 < 5
+    assert _summary(got) == [("ADDED", "default")]
+
+
+def test_namespace_and_field_selector_filters(served: Served) -> None:
+    assert (
+        served.http.post("/api/v1/namespaces", json={"metadata": {"name": "prod"}}).status_code
+        == 201
+    )
+    now = str(served.ctx.store.read_changes(0).last_rv)
+    t_all, got_all = served.watch_in_background(
+        "/api/v1/serviceaccounts", until=3, resourceVersion=now
+    )
+    t_one, got_one = served.watch_in_background(
+        SA, until=1, fieldSelector="metadata.name=y", resourceVersion=now
+    )
+    served.wait_watchers(2)
+    served.create_sa("x", "prod")
+    served.create_sa("x")
+    served.create_sa("y")
+    t_all.join(10)
+    t_one.join(10)
+    names = [
+        (e["object"]["metadata"]["namespace"], e["object"]["metadata"]["name"]) for e in got_all
+    ]
+    assert names == [("prod", "x"), ("dev", "x"), ("dev", "y")]
+    assert _summary(got_one) == [("ADDED", "y")]
+
+
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [
+        ({"resourceVersion": "abc"}, "invalid resource version"),
+        ({"fieldSelector": "spec.x=1"}, "field label not supported: spec.x"),
+        ({"labelSelector": "a in (b"}, "unable to parse requirement"),
+        ({"timeoutSeconds": "soon"}, "invalid timeoutSeconds"),
+    ],
+)
+def test_bad_watch_parameters_are_400(served: Served, params: dict[str, str], text: str) -> None:
+    r = served.http.get(SA, params={"watch": "true", **params})
+    assert r.status_code == 400 and text in r.json()["message"]
+
+
+def test_rbac_collections_watch_too(served: Served) -> None:
+    t, got = served.watch_in_background(
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles", until=1, resourceVersion="1"
+    )
+    served.wait_watchers(1)
+    role = {"metadata": {"name": "r"}, "rules": []}
+    r = served.http.post("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles", json=role)
+    assert r.status_code == 201
+    t.join(10)
+    assert _summary(got) == [("ADDED", "r")]
+    assert got[0]["object"]["kind"] == "Role"
+
+
+def test_official_python_client_watch(served: Served) -> None:
+    """``kubernetes.watch.Watch().stream(list_namespaced_pod, ...)`` sees a pod come and go."""
+    conf = k8s.Configuration()
+    conf.host = served.url
+    conf.api_key = {"authorization": served.headers["Authorization"]}
+    api = k8s.CoreV1Api(k8s.ApiClient(conf))
+    api.create_namespaced_service_account("dev", {"metadata": {"name": "app"}})
+
+    def churn() -> None:
+        time.sleep(0.7)
+        body = {
+            "metadata": {"name": "p"},
+            "spec": {
+                "serviceAccountName": "app",
+                "containers": [{"name": "c", "image": "busybox"}],
+            },
+        }
+        api.create_namespaced_pod("dev", body)
+        api.delete_namespaced_pod("p", "dev")
+
+    threading.Thread(target=churn, daemon=True).start()
+    seen: list[tuple[str, str]] = []
+    w = k8s_watch.Watch()
+    for event in w.stream(api.list_namespaced_pod, "dev", timeout_seconds=5):
+        seen.append((event["type"], event["object"].metadata.name))
+        if event["type"] == "DELETED":
+            w.stop()
+    assert seen == [("ADDED", "p"), ("DELETED", "p")]
+    # Resuming from a trimmed version: the client raises ApiException(410) (its documented path).
+    served.ctx.store.trim_changes(time.time() + 1)
+    with pytest.raises(k8s.exceptions.ApiException) as e:
+        for _ in k8s_watch.Watch().stream(
+            api.list_namespaced_pod, "dev", resource_version="1", timeout_seconds=2
+        ):
+            pass
+    assert e.value.status == 410
+
+
+def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
+    served: Served,
+) -> None:
+    """kube's cacher: an object that starts matching is ADDED, one that stops is DELETED."""
+    served.create_sa("a")
+    merge = {"Content-Type": "application/merge-patch+json"}
+    t, got = served.watch_in_background(SA, until=4, labelSelector="team=x")
+    served.wait_watchers(1)
+    for labels in ({"team": "x"}, {"team": "x", "v": "2"}, {"team": "y"}):
+        r = served.http.patch(f"{SA}/a", json={"metadata": {"labels": labels}}, headers=merge)
+        assert r.status_code == 200
+    served.create_sa("b")  # never matches: never mentioned
+    served.http.patch(f"{SA}/b", json={"metadata": {"labels": {"team": "x"}}}, headers=merge)
+    t.join(10)
+    assert _summary(got) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+    assert got[2]["object"]["metadata"]["labels"] == {"team": "y", "v": "2"}

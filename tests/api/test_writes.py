@@ -1,0 +1,395 @@
+"""PUT, PATCH, server-side apply and DELETE options over HTTP on the real app and both stores,
+checked against the Kubernetes API concepts documentation
+(https://kubernetes.io/docs/reference/using-api/api-concepts/) and kube-apiserver's answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from _api_support import Api
+
+SA_PATH = "/api/v1/namespaces/dev/serviceaccounts"
+JSONP = "application/json-patch+json"
+MERGE = "application/merge-patch+json"
+SMP = "application/strategic-merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+
+
+def _put(api: Api, path: str, body: Any, **params: str) -> httpx.Response:
+    return api.client.put(path, json=body, headers=api.headers, params=params)
+
+
+def _patch(api: Api, path: str, body: Any, ctype: str, **params: str) -> httpx.Response:
+    content = body if isinstance(body, (bytes, str)) else httpx.Request("P", "/", json=body).content
+    return api.client.patch(
+        path, content=content, headers={**api.headers, "Content-Type": ctype}, params=params
+    )
+
+
+@pytest.fixture
+def dev(api: Api) -> Api:
+    api.ns("dev")
+    api.sa("dev", "app", metadata={"name": "app", "labels": {"team": "a"}})
+    return api
+
+
+def _app(api: Api) -> dict[str, Any]:
+    return api.ok(api.get(f"{SA_PATH}/app"), 200)
+
+
+# --- PUT -----------------------------------------------------------------------------------------
+
+
+def test_put_with_current_version_replaces_and_bumps_it(dev: Api) -> None:
+    cur = _app(dev)
+    cur["automountServiceAccountToken"] = False
+    out = dev.ok(_put(dev, f"{SA_PATH}/app", cur), 200)
+    assert out["automountServiceAccountToken"] is False
+    assert int(out["metadata"]["resourceVersion"]) > int(cur["metadata"]["resourceVersion"])
+    assert out["metadata"]["uid"] == cur["metadata"]["uid"]
+    assert out["metadata"]["creationTimestamp"] == cur["metadata"]["creationTimestamp"]
+
+
+def test_put_with_a_stale_version_is_409_and_changes_nothing(dev: Api) -> None:
+    stale = _app(dev)
+    dev.ok(_put(dev, f"{SA_PATH}/app", {**stale, "secrets": [{"name": "x"}]}), 200)
+    r = _put(dev, f"{SA_PATH}/app", {**stale, "automountServiceAccountToken": False})
+    assert r.status_code == 409
+    body = r.json()
+    assert body["reason"] == "Conflict"
+    assert body["message"] == (
+        'Operation cannot be fulfilled on serviceaccounts "app": the object has been modified; '
+        "please apply your changes to the latest version and try again"
+    )
+    assert "automountServiceAccountToken" not in _app(dev)
+
+
+def test_put_without_a_version_is_unconditional(dev: Api) -> None:
+    body = {"metadata": {"name": "app"}, "automountServiceAccountToken": True}
+    out = dev.ok(_put(dev, f"{SA_PATH}/app", body), 200)
+    assert out["automountServiceAccountToken"] is True
+    assert "labels" not in out["metadata"]  # a PUT replaces
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "text"),
+    [
+        (
+            {"metadata": {"name": "other"}},
+            400,
+            "the name of the object (other) does not match the name on the URL (app)",
+        ),
+        (
+            {"metadata": {"name": "app", "uid": "not-it"}},
+            409,
+            "Precondition failed: UID in precondition",
+        ),
+        ({"metadata": {"name": "app"}, "bogus": 1}, 400, 'unknown field "bogus"'),
+        ({"metadata": {"name": "app", "namespace": "prod"}}, 400, "does not match the namespace"),
+        ({"metadata": {"name": "app"}, "secrets": [{}]}, 422, "secrets[0].name: Required value"),
+    ],
+)
+def test_put_refusals_change_nothing(dev: Api, body: Any, code: int, text: str) -> None:
+    before = _app(dev)
+    r = _put(dev, f"{SA_PATH}/app", body)
+    assert r.status_code == code, r.text
+    assert text in r.json()["message"]
+    assert _app(dev) == before
+
+
+def test_put_of_a_missing_core_object_is_404(dev: Api) -> None:
+    r = _put(dev, f"{SA_PATH}/nope", {"metadata": {"name": "nope"}})
+    assert r.status_code == 404
+    assert r.json()["message"] == 'serviceaccounts "nope" not found'
+
+
+def test_put_keeps_status_and_forbids_pod_spec_changes(dev: Api) -> None:
+    pod = dev.pod("dev", "p", sa="app")
+    pod["status"] = {"phase": "Running"}
+    pod["spec"]["containers"][0]["image"] = "busybox:2"  # allowed
+    out = dev.ok(_put(dev, "/api/v1/namespaces/dev/pods/p", pod), 200)
+    assert out["status"] == {"phase": "Pending"}
+    assert out["spec"]["containers"][0]["image"] == "busybox:2"
+    out["spec"]["serviceAccountName"] = "default"
+    r = _put(dev, "/api/v1/namespaces/dev/pods/p", out)
+    assert r.status_code == 422
+    assert "pod updates may not change fields other than" in r.json()["message"]
+
+
+def test_immutable_secret_data_cannot_change(dev: Api) -> None:
+    s = dev.secret("dev", "s", stringData={"k": "v"}, immutable=True)
+    s["data"] = {"k": "eA=="}
+    r = _put(dev, "/api/v1/namespaces/dev/secrets/s", s)
+    assert r.status_code == 422
+    assert "data: Forbidden: field is immutable when `immutable` is set" in r.json()["message"]
+
+
+def test_put_dry_run_stores_nothing(dev: Api) -> None:
+    before = _app(dev)
+    out = dev.ok(
+        _put(dev, f"{SA_PATH}/app", {**before, "secrets": [{"name": "x"}]}, dryRun="All"), 200
+    )
+    assert out["secrets"] == [{"name": "x"}]
+    assert _app(dev) == before
+    assert _put(dev, f"{SA_PATH}/app", before, dryRun="Some").status_code == 422
+
+
+def test_put_creates_missing_rbac_objects(dev: Api) -> None:
+    role = {
+        "metadata": {"name": "r"},
+        "rules": [{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}],
+    }
+    path = "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles/r"
+    assert _put(dev, path, role).status_code == 201
+    role["rules"][0]["verbs"] = ["get", "list"]
+    assert dev.ok(_put(dev, path, role), 200)["rules"][0]["verbs"] == ["get", "list"]
+    binding = {
+        "metadata": {"name": "b"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r"},
+        "subjects": [],
+    }
+    bpath = "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/rolebindings/b"
+    assert _put(dev, bpath, binding).status_code == 201
+    binding["roleRef"]["name"] = "other"
+    r = _put(dev, bpath, binding)
+    assert r.status_code == 422 and "cannot change roleRef" in r.json()["message"]
+    builtin = "/apis/rbac.authorization.k8s.io/v1/clusterroles/cluster-admin"
+    assert _put(dev, builtin, {"metadata": {"name": "cluster-admin"}}).status_code == 403
+
+
+# --- PATCH ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ctype", "patch", "labels"),
+    [
+        (
+            JSONP,
+            [{"op": "add", "path": "/metadata/labels/x", "value": "1"}],
+            {"team": "a", "x": "1"},
+        ),
+        (MERGE, {"metadata": {"labels": {"team": None, "x": "1"}}}, {"x": "1"}),
+        (SMP, {"metadata": {"labels": {"x": "1"}}}, {"team": "a", "x": "1"}),
+    ],
+)
+def test_patch_types(dev: Api, ctype: str, patch: Any, labels: dict[str, str]) -> None:
+    out = dev.ok(_patch(dev, f"{SA_PATH}/app", patch, ctype), 200)
+    assert out["metadata"]["labels"] == labels
+
+
+def test_kubectl_patch_image_pull_secrets(dev: Api) -> None:
+    """The seed's ``kubectl patch sa app -p '{"imagePullSecrets":[{"name":"regcred"}]}'``."""
+    dev.ok(_patch(dev, f"{SA_PATH}/app", {"imagePullSecrets": [{"name": "old"}]}, SMP), 200)
+    out = dev.ok(
+        _patch(dev, f"{SA_PATH}/app", {"imagePullSecrets": [{"name": "regcred"}]}, SMP), 200
+    )
+    assert out["imagePullSecrets"] == [{"name": "regcred"}]  # atomic list: replaced
+    dev.ok(_patch(dev, f"{SA_PATH}/app", {"secrets": [{"name": "a"}]}, SMP), 200)
+    out = dev.ok(_patch(dev, f"{SA_PATH}/app", {"secrets": [{"name": "b"}]}, SMP), 200)
+    assert out["secrets"] == [{"name": "a"}, {"name": "b"}]  # merge key name: merged
+
+
+@pytest.mark.parametrize(
+    ("ctype", "body", "code"),
+    [
+        ("application/xml", b"<x/>", 415),
+        (SMP, b"{not json", 400),
+        (JSONP, b'[{"op": "test", "path": "/metadata/name", "value": "x"}]', 422),
+        (MERGE, b'{"metadata": {"resourceVersion": "1"}}', 409),
+        (SMP, b'{"automountServiceAccountToken": "yes"}', 400),
+    ],
+)
+def test_patch_refusals_change_nothing(dev: Api, ctype: str, body: bytes, code: int) -> None:
+    before = _app(dev)
+    r = _patch(dev, f"{SA_PATH}/app", body, ctype)
+    assert r.status_code == code, r.text
+    assert r.json()["kind"] == "Status"
+    assert _app(dev) == before
+
+
+def test_patch_of_a_missing_object_is_404(dev: Api) -> None:
+    assert _patch(dev, f"{SA_PATH}/nope", {"metadata": {}}, MERGE).status_code == 404
+
+
+# --- server-side apply ---------------------------------------------------------------------------
+
+#: A "billion laughs" YAML: a few hundred bytes that expand to ~60k nodes x 9.
+_LAUGHS = (
+    "a: &a [1]\nb: &b [" + ", ".join(["*a"] * 9) + "]\nc: &c [" + ", ".join(["*b"] * 9) + "]\n"
+    "d: &d [" + ", ".join(["*c"] * 9) + "]\ne: [" + ", ".join(["*d"] * 200) + "]\n"
+)
+
+APPLY_SA = """
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: {name}
+  labels:
+    team: {team}
+automountServiceAccountToken: false
+"""
+
+
+def test_apply_creates_updates_and_records_managers(dev: Api) -> None:
+    path = f"{SA_PATH}/ssa"
+    r = _patch(dev, path, APPLY_SA.format(name="ssa", team="x"), APPLY, fieldManager="alice")
+    assert r.status_code == 201, r.text
+    out = r.json()
+    assert out["automountServiceAccountToken"] is False
+    [entry] = out["metadata"]["managedFields"]
+    assert entry["manager"] == "alice" and entry["operation"] == "Apply"
+    assert entry["fieldsV1"] == {
+        "f:automountServiceAccountToken": {},
+        "f:metadata": {"f:labels": {"f:team": {}}},
+    }
+    # bob applies a different label value: 409 naming alice and the field (the same
+    # automountServiceAccountToken value is shared, not a conflict); nothing changes.
+    r = _patch(dev, path, APPLY_SA.format(name="ssa", team="y"), APPLY, fieldManager="bob")
+    assert r.status_code == 409
+    assert r.json()["message"] == (
+        'Apply failed with 1 conflict: conflict with "alice": .metadata.labels.team'
+    )
+    assert r.json()["details"]["causes"] == [
+        {
+            "reason": "FieldManagerConflict",
+            "message": 'conflict with "alice"',
+            "field": ".metadata.labels.team",
+        }
+    ]
+    assert dev.ok(dev.get(path), 200)["metadata"]["labels"] == {"team": "x"}
+    # force=true takes them over.
+    r = _patch(
+        dev,
+        path,
+        APPLY_SA.format(name="ssa", team="y").replace("false", "true"),
+        APPLY,
+        fieldManager="bob",
+        force="true",
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"]["labels"] == {"team": "y"}
+    managers = {e["manager"] for e in r.json()["metadata"]["managedFields"]}
+    assert managers == {"bob"}
+
+
+def test_apply_conflicts_with_a_kubectl_label_update(dev: Api) -> None:
+    # POST recorded the creator (User-Agent's product); label it as kubectl label would.
+    r = _patch(
+        dev,
+        f"{SA_PATH}/app",
+        {"metadata": {"labels": {"team": "b"}}},
+        SMP,
+        fieldManager="kubectl-label",
+    )
+    assert r.status_code == 200
+    r = _patch(
+        dev, f"{SA_PATH}/app", APPLY_SA.format(name="app", team="c"), APPLY, fieldManager="kubectl"
+    )
+    assert r.status_code == 409
+    assert 'conflict with "kubectl-label" using v1 at ' in r.json()["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "params", "code", "text"),
+    [
+        (APPLY_SA.format(name="app", team="z"), {}, 422, "fieldManager: Required value"),
+        ("- a\n- b\n", {"fieldManager": "m"}, 400, "must be a YAML or JSON object"),
+        (
+            "kind: ServiceAccount\nmetadata: {name: app}\n",
+            {"fieldManager": "m"},
+            400,
+            "apiVersion must be set",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: app}\n",
+            {"fieldManager": "m"},
+            400,
+            "unrecognized",
+        ),
+        ("a: [unclosed\n", {"fieldManager": "m"}, 400, "error decoding YAML"),
+        (
+            _LAUGHS,
+            {"fieldManager": "m"},
+            400,
+            "too large",
+        ),
+    ],
+)
+def test_apply_refusals(dev: Api, body: str, params: dict[str, str], code: int, text: str) -> None:
+    before = _app(dev)
+    r = _patch(dev, f"{SA_PATH}/app", body, APPLY, **params)
+    assert r.status_code == code, r.text
+    assert text in r.json()["message"]
+    assert _app(dev) == before
+
+
+def test_apply_dry_run_creates_nothing(dev: Api) -> None:
+    r = _patch(
+        dev,
+        f"{SA_PATH}/ghost",
+        APPLY_SA.format(name="ghost", team="x"),
+        APPLY,
+        fieldManager="m",
+        dryRun="All",
+    )
+    assert r.status_code == 201
+    assert dev.get(f"{SA_PATH}/ghost").status_code == 404
+
+
+# --- DELETE options, generateName, namespace cascade ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pre", "text"),
+    [
+        ({"uid": "wrong"}, "Precondition failed: UID in precondition: wrong, UID in object meta: "),
+        ({"resourceVersion": "1"}, "Precondition failed: ResourceVersion in precondition: 1, "),
+    ],
+)
+def test_delete_preconditions(dev: Api, pre: dict[str, str], text: str) -> None:
+    r = dev.client.request(
+        "DELETE", f"{SA_PATH}/app", headers=dev.headers, json={"preconditions": pre}
+    )
+    assert r.status_code == 409, r.text
+    assert text in r.json()["message"]
+    cur = _app(dev)
+    good = {"uid": cur["metadata"]["uid"], "resourceVersion": cur["metadata"]["resourceVersion"]}
+    dry = dev.client.request(
+        "DELETE",
+        f"{SA_PATH}/app",
+        headers=dev.headers,
+        json={"preconditions": good},
+        params={"dryRun": "All"},
+    )
+    assert dry.status_code == 200 and _app(dev) == cur
+    r = dev.client.request(
+        "DELETE", f"{SA_PATH}/app", headers=dev.headers, json={"preconditions": good}
+    )
+    assert r.status_code == 200, r.text
+    assert dev.get(f"{SA_PATH}/app").status_code == 404
+
+
+def test_generate_name(dev: Api) -> None:
+    out = dev.ok(dev.post(SA_PATH, {"metadata": {"generateName": "worker-"}}))
+    assert out["metadata"]["name"].startswith("worker-") and len(out["metadata"]["name"]) == 12
+
+
+def test_namespace_delete_logs_every_deletion(dev: Api) -> None:
+    dev.pod("dev", "p", sa="app")
+    since = dev.ctx.store.read_changes(0).last_rv
+    dev.ok(dev.delete("/api/v1/namespaces/dev"), 200)
+    page = dev.ctx.store.read_changes(since)
+    deleted = {(c.kind, c.name) for c in page.changes if c.type == "DELETED"}
+    assert {
+        ("Pod", "p"),
+        ("ServiceAccount", "app"),
+        ("ServiceAccount", "default"),
+        ("Namespace", "dev"),
+    } <= deleted
+    events = dev.ctx.store.read_events(0).events
+    assert {(e.data["kind"], e.data["name"]) for e in events} >= {
+        ("Pod", "p"),
+        ("ServiceAccount", "app"),
+    }
