@@ -253,6 +253,10 @@ def cmd_agent(args: argparse.Namespace) -> int:
     from verifier.credentials import BearerTokenFile
 
     logging.getLogger().setLevel(getattr(logging, args.log_level.upper()))
+    # httpx logs every request at INFO: the agent says what matters itself
+    logging.getLogger("httpx").setLevel(
+        logging.DEBUG if args.log_level == "debug" else logging.WARNING
+    )
     try:
         settings = _settings(args)
         if args.ca_bundle is not None and not os.path.isfile(args.ca_bundle):

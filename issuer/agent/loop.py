@@ -44,6 +44,12 @@ log = logging.getLogger("sa_issuer.agent")
 
 OnRefusal = Literal["remove", "keep"]
 
+#: The longest single wait. Waits run on a monotonic clock, which on Linux does not count time
+#: the host was suspended, and the wall clock may be stepped: re-reading the wall clock at least
+#: once a minute notices either within a minute (a suspended VM resumes with an expired token
+#: otherwise, for as long as the suspension lasted).
+MAX_WAIT_SECONDS = 60.0
+
 
 class Clock(Protocol):
     """Time source and interruptible wait."""
@@ -144,6 +150,7 @@ class Agent:
     states: list[OutputState] = field(init=False)
     state: str = field(init=False, default="starting")
     message: str = field(init=False, default="")
+    _last_status: dict[str, Any] | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.states = [OutputState(o) for o in self.settings.outputs]
@@ -233,12 +240,18 @@ class Agent:
         }
 
     def _write_status(self) -> None:
+        """Rewrite the status file if anything but its ``updated`` time changed."""
         path = self.settings.status_file
         if path is None:
             return
+        status = self.status()
+        content = {k: v for k, v in status.items() if k != "updated"}
+        if content == self._last_status:
+            return
+        self._last_status = content
         try:
             # never partial; not fsynced (it is rewritten on every change, and holds no secret)
-            doc = orjson.dumps(self.status(), option=orjson.OPT_INDENT_2)
+            doc = orjson.dumps(status, option=orjson.OPT_INDENT_2)
             write_atomic(path, doc, mode=0o644, durable=False)
         except OSError as e:
             log.warning("cannot write the status file %s: %s", path, e.strerror or e)
@@ -297,7 +310,7 @@ class Agent:
             wake = min(st.due for st in self.states)
             if self.settings.once:
                 wake = min(wake, start + self.settings.once_timeout)
-            if self.clock.wait(max(0.0, wake - self.clock.time())):
+            if self.clock.wait(min(MAX_WAIT_SECONDS, max(0.0, wake - self.clock.time()))):
                 self.state, self.message = "stopped", "stopped by signal"
                 log.info("stopping on request; the output files stay in place")
                 self._write_status()

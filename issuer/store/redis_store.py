@@ -31,6 +31,9 @@ https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-
                                         write, SETNX, so an upgraded store never claims history
                                         it did not log; raised by trims)
     P:seq                         int   event sequence counter (INCR)
+    P:epoch                       str   random id of the event history (EventPage.epoch), made
+                                        by the first read that finds a seq but no epoch (a new or
+                                        flushed Redis)
     P:events                      stream, entry id "<seq>-1", fields t (server time, µs), d (JSON)
     P:lease:<name>                string holder, with a PX expiry
     P:changes                     pub/sub channel: "keys" | "events" | "objects"
@@ -87,6 +90,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -138,6 +142,9 @@ DEFAULT_TIMEOUT = 2.0
 #: not answering: skip the check for :data:`_SENTINEL_QUIET` s rather than stall every write.
 _SENTINEL_SLOW = 0.5
 _SENTINEL_QUIET = 5.0
+
+#: Script calls per pipelined round trip in the bulk writes (create_objects, append_events).
+_BATCH = 500
 
 #: Longest single XREAD BLOCK (ms); must stay well below the socket timeout.
 _BLOCK_SLICE_MS = 1000
@@ -278,10 +285,18 @@ end
 return out
 """
 
-# The page, the oldest entry and the counter as one snapshot (a script rather than MULTI, which a
-# cluster client pipelines differently). Returns {last_seq, oldest_id or '', id1, d1, id2, d2...}.
+# The page, the oldest entry, the counter and the epoch as one snapshot (a script rather than
+# MULTI, which a cluster client pipelines differently). The epoch is made (ARGV[3]) when missing
+# once a seq exists: a new or flushed Redis that has events again; none ('') before any.
+# Returns {last_seq, oldest_id or '', epoch or '', id1, d1, id2, d2...}.
 _READ_EVENTS = """
-local out = {redis.call('GET', KEYS[2]) or '0', ''}
+local last = redis.call('GET', KEYS[2]) or '0'
+local epoch = redis.call('GET', KEYS[3])
+if not epoch and last ~= '0' then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+end
+local out = {last, '', epoch or ''}
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 if #first > 0 then out[2] = first[1][1] end
 local n = tonumber(ARGV[2])
@@ -460,6 +475,7 @@ class RedisStore:
         self._k_rv = f"{tag}:rv"
         self._k_seq = f"{tag}:seq"
         self._k_events = f"{tag}:events"
+        self._k_epoch = f"{tag}:epoch"
         self._k_chg = f"{tag}:chg"
         self._k_chgfloor = f"{tag}:chgfloor"
         self._channel = f"{tag}:changes"
@@ -609,33 +625,65 @@ class RedisStore:
     # --- objects ------------------------------------------------------------------------------
     def create_object(self, kind: str, namespace: str, name: str, obj: JSON) -> JSON:
         """Store a new object; returns it with ``metadata.resourceVersion`` set."""
-        key = self._obj_key(kind, namespace, name)
         body = _codec.strip_rv(obj)
+        keys, args = self._create_call(kind, namespace, name, body)
         with _errors(write=True):
-            res = self._create(
-                self._writer(),
-                keys=[
-                    key,
-                    self._idx_key(kind),
-                    self._k_rv,
-                    self._k_rev,
-                    self._k_chg,
-                    self._k_chgfloor,
-                ],
-                args=[
-                    f"{namespace}\x00{name}",
-                    _codec.object_uid(body),
-                    _codec.dump_json(body),
-                    self._channel,
-                    f"{kind}:{namespace}",
-                    kind,
-                    namespace,
-                    name,
-                ],
-            )
+            res = self._create(self._writer(), keys=keys, args=args)
         if res[0] == 0:
             raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
         return _codec.with_rv(body, int(res[1]))
+
+    def create_objects(self, kind: str, items: Sequence[tuple[str, str, JSON]]) -> int:
+        """Create many objects: the create script once per object, pipelined (one round trip
+        per :data:`_BATCH`). Not atomic as a whole: on AlreadyExists the others are stored."""
+        calls = [self._create_call(kind, ns, name, _codec.strip_rv(obj)) for ns, name, obj in items]
+        results = self._pipelined(self._create, calls)
+        for (namespace, name, _), res in zip(items, results, strict=True):
+            if res[0] == 0:
+                raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
+        return len(calls)
+
+    def _create_call(
+        self, kind: str, namespace: str, name: str, body: JSON
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the create script for one object."""
+        keys = [
+            self._obj_key(kind, namespace, name),
+            self._idx_key(kind),
+            self._k_rv,
+            self._k_rev,
+            self._k_chg,
+            self._k_chgfloor,
+        ]
+        args = [
+            f"{namespace}\x00{name}",
+            _codec.object_uid(body),
+            _codec.dump_json(body),
+            self._channel,
+            f"{kind}:{namespace}",
+            kind,
+            namespace,
+            name,
+        ]
+        return keys, args
+
+    def _pipelined(
+        self, script: _Script, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per (keys, args), :data:`_BATCH` calls per round trip, in order."""
+        out: list[Any] = []
+        for start in range(0, len(calls), _BATCH):
+            batch = calls[start : start + _BATCH]
+            with _errors(write=True):
+                if not out:
+                    # The first call loads the script (EVAL on NOSCRIPT) for the EVALSHAs after it.
+                    out.append(script(self._writer(), keys=batch[0][0], args=batch[0][1]))
+                    batch = batch[1:]
+                pipe = self._writer().pipeline(transaction=False)
+                for keys, args in batch:
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                out.extend(pipe.execute())
+        return out
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON:
         """Return the object. Raises NotFound."""
@@ -859,23 +907,32 @@ class RedisStore:
             )
         return int(seq)
 
+    def append_events(self, items: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append many events, pipelined (the append script once per event, in order)."""
+        calls = [
+            ([self._k_seq, self._k_events], [_codec.dump_json(data), self._channel])
+            for data in items
+        ]
+        return [int(seq) for seq in self._pipelined(self._append, calls)]
+
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""
         with _errors():
-            # One script: the page, the oldest entry and the counter form one snapshot.
+            # One script: the page, the oldest entry, the counter and the epoch: one snapshot.
             flat = self._read_events(
                 self._client,
-                keys=[self._k_events, self._k_seq],
-                args=[f"{max(0, after) + 1}-0", max(0, limit)],
+                keys=[self._k_events, self._k_seq, self._k_epoch],
+                args=[f"{max(0, after) + 1}-0", max(0, limit), secrets.token_hex(8)],
             )
         events = tuple(
             Event(seq=_stream_seq(eid), data=_codec.load_json(d, f"event {eid!r}"))
-            for eid, d in zip(flat[2::2], flat[3::2], strict=True)
+            for eid, d in zip(flat[3::2], flat[4::2], strict=True)
         )
         return EventPage(
             events=events,
             oldest_seq=_stream_seq(flat[1]) if flat[1] else 0,
             last_seq=int(flat[0]),
+            epoch=flat[2].decode() if isinstance(flat[2], bytes) else str(flat[2]),
         )
 
     def wait_events(self, after: int, timeout: float) -> EventPage:

@@ -15,17 +15,24 @@ class FakeClock:
     def __init__(self, start: float | None = None) -> None:
         self.t = time.time() if start is None else start
         self.start = self.t
+        #: wall-clock time that passed outside the waits (a suspended host): see :meth:`suspend`
+        self.skew = 0.0
         self.stopped = False
         self.waits: list[float] = []
         self._events: list[tuple[float, int, Callable[[], object]]] = []
         self._seq = itertools.count()
 
     def time(self) -> float:
-        """The fake now."""
-        return self.t
+        """The fake wall-clock now."""
+        return self.t + self.skew
+
+    def suspend(self, seconds: float) -> None:
+        """The host sleeps ``seconds``: wall time jumps, the wait in progress does not notice
+        (monotonic clocks do not count suspend time on Linux)."""
+        self.skew += seconds
 
     def at(self, when: float, action: Callable[[], object]) -> None:
-        """Run ``action`` when the fake time reaches ``when``."""
+        """Run ``action`` when the waits have advanced the (monotonic) time to ``when``."""
         heapq.heappush(self._events, (when, next(self._seq), action))
 
     def stop_at(self, when: float) -> None:

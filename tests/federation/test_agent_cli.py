@@ -111,6 +111,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_file(fed_cluster: Cluster, tmp_path
             proc.wait()
     assert proc.returncode == 0, err
     assert "received SIGTERM" in err and "Traceback" not in err
+    assert "wrote a token for" in err and "HTTP Request:" not in err  # its own lines, not httpx's
     assert json.loads(status.read_text())["state"] == "stopped"
     assert out.exists()
 

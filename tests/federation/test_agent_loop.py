@@ -16,7 +16,7 @@ from _tls import Pki
 from conftest import RBAC, RBAC_GROUP, Cluster, start_issuer
 
 from issuer.agent.client import EXIT_CREDENTIAL, EXIT_GONE, TokenRequester
-from issuer.agent.loop import Agent, AgentSettings, Output
+from issuer.agent.loop import MAX_WAIT_SECONDS, Agent, AgentSettings, Output
 from verifier.credentials import BearerTokenFile
 
 
@@ -271,3 +271,22 @@ def test_credential_kept_fresh_by_the_agent_itself(fed_cluster: Cluster, tmp_pat
     # made with the credential the agent had written itself
     assert [st.refreshes for st in agent.states] == [4, 4]
     assert [st.failures for st in agent.states] == [0, 0]
+
+
+def test_a_suspended_host_refreshes_within_a_minute_of_waking(
+    fed_cluster: Cluster, tmp_path: Path
+) -> None:
+    """The host sleeps 2 h in the middle of a wait: the agent's waits are capped at 60 s of
+    monotonic time, so it sees the wall clock jump and refreshes the (now expired) token within
+    a minute instead of after the remaining wait."""
+    ns = fed_cluster.fresh_namespace()
+    fed_cluster.service_account(ns, "app")
+    clock = FakeClock()
+    t0 = clock.t
+    agent, rec, _ = make_agent(fed_cluster, ns, "app", tmp_path, clock)
+    clock.at(t0 + 100, lambda: clock.suspend(7200))
+    clock.stop_at(t0 + 400)
+    assert agent.run() == 0
+    assert len(rec.calls) == 2
+    assert t0 + 7300 < rec.calls[1] <= t0 + 7300 + MAX_WAIT_SECONDS
+    assert max(clock.waits) <= MAX_WAIT_SECONDS
