@@ -32,6 +32,7 @@ component-helpers/auth/rbac/validation/policy_comparator.go) and kube's denial t
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -518,6 +519,12 @@ def _describe_binding(binding: Binding, subject: Subject) -> str:
     return f"{head} of {ref.kind} {go_quote(ref.name)} to {subject_text}"
 
 
+@functools.cache
+def _resolved_builtins() -> Mapping[str, Role]:
+    """The built-in ClusterRoles with their aggregation resolved among themselves."""
+    return resolve_aggregation(BUILTIN_CLUSTER_ROLES)
+
+
 @dataclass(slots=True)
 class _Index:
     roles: dict[tuple[str, str], Role] = field(default_factory=dict)
@@ -530,6 +537,9 @@ class _Index:
             index.roles[(r.namespace, r.name)] = r
         for r in cluster_roles:
             index.cluster_roles[r.name] = r
+        if not index.cluster_roles:
+            index.cluster_roles = dict(_resolved_builtins())  # the built-ins alone: once
+            return index
         # The registry refuses stored objects with the built-ins' names, so a given role of such
         # a name is the built-in already resolved (issuer.rbac_index passes those).
         for name, builtin in BUILTIN_CLUSTER_ROLES.items():

@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from issuer.goquote import go_quote, regex_error
+from issuer.goquote import go_quote
+from issuer.names import label_value_errors, qualified_name_errors
 
 __all__ = [
     "FieldRequirement",
@@ -112,65 +113,6 @@ def _go_int(s: str) -> int:
     if not -(1 << 63) <= value < (1 << 63):
         raise ValueError(s)
     return value
-
-
-# --- key and value validation (kube: apimachinery/pkg/util/validation/validation.go) -----------
-
-_QUALIFIED_NAME_FMT: Final = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_QUALIFIED_NAME_RE: Final = re.compile(_QUALIFIED_NAME_FMT)
-_QUALIFIED_NAME_MSG: Final = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character"
-)
-_LABEL_VALUE_FMT: Final = f"({_QUALIFIED_NAME_FMT})?"
-_LABEL_VALUE_RE: Final = re.compile(_LABEL_VALUE_FMT)
-_LABEL_VALUE_MSG: Final = (
-    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
-    "'.', and must start and end with an alphanumeric character"
-)
-_MAX_LABEL_LENGTH: Final = 63
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """kube: IsQualifiedName — label keys (``[prefix/]name``)."""
-    errs: list[str] = []
-    parts = value.split("/")
-    if len(parts) == 1:
-        name = parts[0]
-    elif len(parts) == 2:
-        prefix, name = parts
-        if not prefix:
-            errs.append("prefix part must be non-empty")
-        else:
-            from issuer.api.validation import dns1123_subdomain_errors
-
-            errs += [f"prefix part {m}" for m in dns1123_subdomain_errors(prefix)]
-    else:
-        return [
-            "a qualified name "
-            + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-            + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"
-        ]
-    if not name:
-        errs.append("name part must be non-empty")
-    elif len(name) > _MAX_LABEL_LENGTH:
-        errs.append(f"name part must be no more than {_MAX_LABEL_LENGTH} characters")
-    if name and _QUALIFIED_NAME_RE.fullmatch(name) is None:
-        errs.append(
-            "name part "
-            + regex_error(_QUALIFIED_NAME_MSG, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-        )
-    return errs
-
-
-def label_value_errors(value: str) -> list[str]:
-    """kube: IsValidLabelValue."""
-    errs: list[str] = []
-    if len(value) > _MAX_LABEL_LENGTH:
-        errs.append(f"must be no more than {_MAX_LABEL_LENGTH} characters")
-    if _LABEL_VALUE_RE.fullmatch(value) is None:
-        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
 
 
 def _invalid(path: str, value: str, details: Sequence[str]) -> str:

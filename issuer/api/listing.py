@@ -290,9 +290,14 @@ def list_collection(
         token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
         return ListResult(out, rv, token)
 
+    growth = 2
     while True:
         want = opts.limit - len(out)
-        size = max(1, min(max(want, _CHUNK), SCAN_BUDGET - scanned)) if opts.filtered else want
+        size = want
+        if opts.filtered:
+            # Read a little more than is missing, then more each round (selective selectors).
+            size = max(1, min(want * growth, _CHUNK, SCAN_BUDGET - scanned))
+            growth *= 2
         page = store.list_objects_page(kind, namespace, size, after)
         # Built-ins up to this page's last stored object (to the end on the last page).
         upper = key(page.items[-1]) if page.next_after is not None else None

@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 from issuer.api.errors import FieldError, bad_request, invalid
 from issuer.goquote import go_quote, regex_error
+from issuer.names import dns1123_label_errors, dns1123_subdomain_errors
 
 __all__ = [
     "KINDS",
@@ -61,47 +62,8 @@ MIN_TOKEN_EXPIRATION_SECONDS: Final = 10 * 60
 MAX_TOKEN_EXPIRATION_SECONDS: Final = 1 << 32
 
 # kube: apimachinery/pkg/util/validation/validation.go
-_DNS1123_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN_FMT: Final = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
-_DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
-_DNS1123_SUBDOMAIN_RE: Final = re.compile(_DNS1123_SUBDOMAIN_FMT)
 _CONFIG_KEY_FMT: Final = "[-._a-zA-Z0-9]+"
 _CONFIG_KEY_RE: Final = re.compile(_CONFIG_KEY_FMT)
-
-
-def dns1123_label_errors(value: str) -> list[str]:
-    """kube: IsDNS1123Label — namespaces, container names."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if _DNS1123_LABEL_RE.fullmatch(value) is None:
-        errs.append(
-            regex_error(
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-                "'-', and must start and end with an alphanumeric character",
-                _DNS1123_LABEL_FMT,
-                "my-name",
-                "123-abc",
-            )
-        )
-    return errs
-
-
-def dns1123_subdomain_errors(value: str) -> list[str]:
-    """kube: IsDNS1123Subdomain — service accounts, pods, secrets, nodes."""
-    errs: list[str] = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if _DNS1123_SUBDOMAIN_RE.fullmatch(value) is None:
-        errs.append(
-            regex_error(
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                "characters, '-' or '.', and must start and end with an alphanumeric character",
-                _DNS1123_SUBDOMAIN_FMT,
-                "example.com",
-            )
-        )
-    return errs
 
 
 def _config_key_errors(value: str) -> list[str]:

@@ -217,6 +217,12 @@ class Store(Protocol):
         ``namespace`` is "" for cluster-scoped kinds. Raises AlreadyExists.
         """
 
+    def create_objects(self, kind: str, items: Sequence[tuple[str, str, JSON]]) -> int:
+        """Create many objects of ``kind`` — ``(namespace, name, obj)`` each — as
+        :meth:`create_object` would, in few round trips (imports, benchmark seeding); return how
+        many. Raises AlreadyExists if one is taken: SQLite then stores none of them; Redis stores
+        the others (each object's write is atomic there, the batch is not)."""
+
     def get_object(self, kind: str, namespace: str, name: str) -> JSON:
         """Return the object. Raises NotFound."""
 
@@ -286,6 +292,10 @@ class Store(Protocol):
     # --- invalidation events ------------------------------------------------------------------
     def append_event(self, data: Mapping[str, Any]) -> int:
         """Append an event; return its seq (store-wide, strictly increasing). Notifies watchers."""
+
+    def append_events(self, items: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append many events, in order, in few round trips; return their seqs. Notifies
+        watchers."""
 
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""

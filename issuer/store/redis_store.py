@@ -139,6 +139,9 @@ DEFAULT_TIMEOUT = 2.0
 _SENTINEL_SLOW = 0.5
 _SENTINEL_QUIET = 5.0
 
+#: Script calls per pipelined round trip in the bulk writes (create_objects, append_events).
+_BATCH = 500
+
 #: Longest single XREAD BLOCK (ms); must stay well below the socket timeout.
 _BLOCK_SLICE_MS = 1000
 
@@ -609,33 +612,65 @@ class RedisStore:
     # --- objects ------------------------------------------------------------------------------
     def create_object(self, kind: str, namespace: str, name: str, obj: JSON) -> JSON:
         """Store a new object; returns it with ``metadata.resourceVersion`` set."""
-        key = self._obj_key(kind, namespace, name)
         body = _codec.strip_rv(obj)
+        keys, args = self._create_call(kind, namespace, name, body)
         with _errors(write=True):
-            res = self._create(
-                self._writer(),
-                keys=[
-                    key,
-                    self._idx_key(kind),
-                    self._k_rv,
-                    self._k_rev,
-                    self._k_chg,
-                    self._k_chgfloor,
-                ],
-                args=[
-                    f"{namespace}\x00{name}",
-                    _codec.object_uid(body),
-                    _codec.dump_json(body),
-                    self._channel,
-                    f"{kind}:{namespace}",
-                    kind,
-                    namespace,
-                    name,
-                ],
-            )
+            res = self._create(self._writer(), keys=keys, args=args)
         if res[0] == 0:
             raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
         return _codec.with_rv(body, int(res[1]))
+
+    def create_objects(self, kind: str, items: Sequence[tuple[str, str, JSON]]) -> int:
+        """Create many objects: the create script once per object, pipelined (one round trip
+        per :data:`_BATCH`). Not atomic as a whole: on AlreadyExists the others are stored."""
+        calls = [self._create_call(kind, ns, name, _codec.strip_rv(obj)) for ns, name, obj in items]
+        results = self._pipelined(self._create, calls)
+        for (namespace, name, _), res in zip(items, results, strict=True):
+            if res[0] == 0:
+                raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
+        return len(calls)
+
+    def _create_call(
+        self, kind: str, namespace: str, name: str, body: JSON
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of the create script for one object."""
+        keys = [
+            self._obj_key(kind, namespace, name),
+            self._idx_key(kind),
+            self._k_rv,
+            self._k_rev,
+            self._k_chg,
+            self._k_chgfloor,
+        ]
+        args = [
+            f"{namespace}\x00{name}",
+            _codec.object_uid(body),
+            _codec.dump_json(body),
+            self._channel,
+            f"{kind}:{namespace}",
+            kind,
+            namespace,
+            name,
+        ]
+        return keys, args
+
+    def _pipelined(
+        self, script: _Script, calls: Sequence[tuple[list[str], list[Any]]]
+    ) -> list[Any]:
+        """Run ``script`` once per (keys, args), :data:`_BATCH` calls per round trip, in order."""
+        out: list[Any] = []
+        for start in range(0, len(calls), _BATCH):
+            batch = calls[start : start + _BATCH]
+            with _errors(write=True):
+                if not out:
+                    # The first call loads the script (EVAL on NOSCRIPT) for the EVALSHAs after it.
+                    out.append(script(self._writer(), keys=batch[0][0], args=batch[0][1]))
+                    batch = batch[1:]
+                pipe = self._writer().pipeline(transaction=False)
+                for keys, args in batch:
+                    pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                out.extend(pipe.execute())
+        return out
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON:
         """Return the object. Raises NotFound."""
@@ -858,6 +893,14 @@ class RedisStore:
                 self._writer(), keys=[self._k_seq, self._k_events], args=[doc, self._channel]
             )
         return int(seq)
+
+    def append_events(self, items: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append many events, pipelined (the append script once per event, in order)."""
+        calls = [
+            ([self._k_seq, self._k_events], [_codec.dump_json(data), self._channel])
+            for data in items
+        ]
+        return [int(seq) for seq in self._pipelined(self._append, calls)]
 
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""

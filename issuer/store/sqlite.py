@@ -511,19 +511,39 @@ class SQLiteStore:
         body = _codec.strip_rv(obj)
         doc = _codec.dump_json(body)
         with self._write() as conn:
-            if conn.execute(
-                "SELECT 1 FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
-                (kind, namespace, name),
-            ).fetchone():
-                raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
-            rv = self._next_rv(conn)
-            conn.execute(
-                "INSERT INTO objects (kind, namespace, name, uid, rv, doc) VALUES (?,?,?,?,?,?)",
-                (kind, namespace, name, _codec.object_uid(body), rv, doc),
-            )
-            self._bump(conn, kind, namespace)
-            self._log_change(conn, rv, kind, namespace, name, "ADDED", body)
+            rv = self._insert(conn, kind, namespace, name, body, doc)
         return _codec.with_rv(body, rv)
+
+    def _insert(
+        self, conn: sqlite3.Connection, kind: str, namespace: str, name: str, body: JSON, doc: bytes
+    ) -> int:
+        """Insert one new object (``doc`` is ``body`` encoded) in the open write transaction, with
+        its revision bump and change-log entry; return its resourceVersion."""
+        if conn.execute(
+            "SELECT 1 FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+            (kind, namespace, name),
+        ).fetchone():
+            raise AlreadyExists(f"{kind} {namespace}/{name} already exists")
+        rv = self._next_rv(conn)
+        conn.execute(
+            "INSERT INTO objects (kind, namespace, name, uid, rv, doc) VALUES (?,?,?,?,?,?)",
+            (kind, namespace, name, _codec.object_uid(body), rv, doc),
+        )
+        self._bump(conn, kind, namespace)
+        self._log_change(conn, rv, kind, namespace, name, "ADDED", body)
+        return rv
+
+    def create_objects(self, kind: str, items: Sequence[tuple[str, str, JSON]]) -> int:
+        """Create many objects in one transaction: all of them, or none (AlreadyExists)."""
+        rows = []
+        for namespace, name, obj in items:
+            _codec.check_address(kind, namespace, name)
+            body = _codec.strip_rv(obj)
+            rows.append((namespace, name, body, _codec.dump_json(body)))
+        with self._write() as conn:
+            for namespace, name, body, doc in rows:
+                self._insert(conn, kind, namespace, name, body, doc)
+        return len(rows)
 
     def get_object(self, kind: str, namespace: str, name: str) -> JSON:
         """Return the object. Raises NotFound."""
@@ -743,6 +763,13 @@ class SQLiteStore:
         with self._write() as conn:
             seq = self._insert_event(conn, doc)
         return seq
+
+    def append_events(self, items: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append many events in one transaction; return their seqs."""
+        docs = [_codec.dump_json(data) for data in items]
+        with self._write() as conn:
+            seqs = [self._insert_event(conn, doc) for doc in docs]
+        return seqs
 
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from issuer.store import Conflict, NotFound, Store
+from issuer.store import AlreadyExists, Conflict, NotFound, Store
 from issuer.store.sqlite import SQLiteStore
 
 
@@ -122,3 +122,25 @@ def test_sqlite_store_from_before_revisions_gets_the_table(tmp_path: Path) -> No
         assert store.object_revisions([("Role", "dev")]) == (1,)
     finally:
         store.close()
+
+
+def test_bulk_create_and_append(store: Store) -> None:
+    items = [("dev", f"p{i:04d}", obj("dev", f"p{i:04d}")) for i in range(1200)]
+    assert store.create_objects("Pod", items) == 1200
+    listed = store.list_objects("Pod", "dev")
+    assert [key(o) for o in listed] == [(ns, n) for ns, n, _ in items]
+    rvs = [int(o["metadata"]["resourceVersion"]) for o in listed]
+    assert len(set(rvs)) == 1200  # each its own resourceVersion, as create_object gives
+    assert store.object_revisions([("Pod", "dev")])[0] >= 1
+    with pytest.raises(AlreadyExists):
+        store.create_objects("Pod", [("dev", "new", obj("dev", "new")), items[5]])
+    assert store.get_object("Pod", "dev", "p0005")["metadata"]["uid"] == "uid-dev-p0005"
+    if store.backend == "sqlite":  # one transaction: all or nothing
+        with pytest.raises(NotFound):
+            store.get_object("Pod", "dev", "new")
+    seqs = store.append_events([{"type": "TokenRevoked", "jti": f"j{i}"} for i in range(1100)])
+    assert seqs == list(range(seqs[0], seqs[0] + 1100))
+    page = store.read_events(seqs[0] - 1, limit=2000)
+    assert [e.data["jti"] for e in page.events] == [f"j{i}" for i in range(1100)]
+    assert store.append_events([]) == []
+    assert store.create_objects("Pod", []) == 0
