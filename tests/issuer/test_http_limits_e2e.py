@@ -175,9 +175,12 @@ def test_body_below_the_minimum_rate_is_cut_off(issuer_factory: IssuerFactory) -
 
 def test_connections_beyond_the_cap_are_refused_fast(issuer_factory: IssuerFactory) -> None:
     proc = issuer_factory.start(extra_args=["--max-connections", "8"])
+    time.sleep(0.2)  # the readiness poll's connection is closed on the server's side too
     idle = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(8)]
     try:
-        time.sleep(0.2)  # let the server accept them all
+        for s in idle:  # each answered once: the server has accepted all eight (kept alive)
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[0] == 200
         with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as extra:
             started = time.monotonic()
             status, headers, data = read_response(extra, timeout=3)
