@@ -22,6 +22,7 @@ path                                                                methods
 /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews       POST (:mod:`.selfreviews`)
 /apis/authentication.k8s.io/v1/selfsubjectreviews                   POST (``auth whoami``)
 /version, /api, /api/v1, /apis, /apis/{group}/{version}             GET (API discovery)
+/openapi/v2, /openapi/v3, /openapi/v3/{api/v1 | apis/G/V}           GET (:mod:`.openapi`)
 /apis/sa-oidc.dev/v1/{invalidations|tokenrevocations}               see :mod:`issuer.stream`
 ==================================================================  ==========================
 
@@ -43,7 +44,9 @@ from starlette.routing import BaseRoute, Route
 
 from issuer.api import (
     discovery,
+    legacy,
     objects,
+    openapi,
     rbac,
     selfreviews,
     tokenrequest,
@@ -122,6 +125,10 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
     obj, warnings = await run_sync(
         objects.create_object, ctx, kind, namespace, body, mode, caller.label, stamp=stamp
     )
+    if kind == "Secret":
+        # A service-account token only to a caller who may read the Secret (issue 9, item 1).
+        obj, withheld = await run_sync(legacy.visible_to, ctx, caller, obj)
+        warnings = [*warnings, *withheld]
     return json_response(obj, 201, warnings)
 
 
@@ -229,6 +236,7 @@ def routes() -> list[BaseRoute]:
     return [
         *writes.routes(),
         *discovery.routes(),
+        *openapi.routes(),
         *stream.routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),
         Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),
