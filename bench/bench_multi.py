@@ -9,8 +9,8 @@ CEL (username, groups, uid, one extra key) and has one CEL claim rule and one CE
 the Kubernetes documentation's examples. The token comes from the 7th issuer. Reported:
 
 - ``MultiIssuerVerifier.verify`` on the same token, over and over. Goal <= 1.15x the anchor.
-- both on 2,000 distinct tokens, each verified once: the mapping is evaluated for every token
-  (no mapped-user cache hit), so this ratio carries the full CEL cost.
+- each of 2,000 distinct tokens seen for the first time by a fresh verifier (keys already
+  fetched): every mapping is evaluated, so this ratio carries the full CEL cost.
 - the CEL cost itself: ``Authenticator.user_for(claims)`` (no cache) per token, and per
   expression.
 """
@@ -84,7 +84,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     quick = ap.parse_args().quick
-    n = 2000 if quick else 20000
+    n = 2000 if quick else 10000
     distinct = 500 if quick else 2000
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-multi-"))
@@ -115,18 +115,27 @@ def main() -> None:
             assert result.user.username == f"cluster-{PICK}:system:serviceaccount:default:app"
             assert result.service_account is not None
 
-            anchor = best_per_call(lambda: single.verify(token), n)
-            same = best_per_call(lambda: multi.verify(token), n)
-            anchor_d = best_over(single.verify, tokens)
-            multi_d = best_over(multi.verify, tokens)  # every token's mapping evaluated once...
-            multi_d = min(multi_d, best_over(multi.verify, tokens[::-1]))
+            # Alternating rounds, best of each: a burst of load on the shared machine hits
+            # both sides alike instead of one of them.
+            anchor = same = float("inf")
+            for _ in range(9):
+                anchor = min(anchor, best_per_call(lambda: single.verify(token), n, rounds=1))
+                same = min(same, best_per_call(lambda: multi.verify(token), n, rounds=1))
 
-        # ...except that rounds 2+ hit the mapped-user cache: measure CEL alone, uncached.
+            # First sight: a fresh verifier (keys fetched with another token) sees each token
+            # once, so every mapping is evaluated; against the anchor on the same tokens.
+            anchor_d = first = float("inf")
+            for _ in range(5):
+                anchor_d = min(anchor_d, best_over(single.verify, tokens, rounds=1))
+                with MultiIssuerVerifier(path, watch=False) as fresh:
+                    fresh.verify(token)
+                    first = min(first, best_over(fresh.verify, tokens, rounds=1))
+
+        # The CEL cost alone: the mapping without its cache.
         config = load_authentication_config(path)
         auth = config.authenticators[PICK]
         claims = result.claims
         cel = best_per_call(lambda: auth.user_for(claims), n)
-        verify_cold = anchor_d + cel
     finally:
         for s in servers:
             s.stop()
@@ -138,18 +147,14 @@ def main() -> None:
         f"MultiIssuerVerifier.verify (same token):     {same * us:8.1f} us   "
         f"{same / anchor:.3f}x  (goal <= 1.15x)"
     )
-    print(f"anchor on {distinct} distinct tokens:            {anchor_d * us:8.1f} us")
+    print(f"anchor on {distinct} distinct tokens:         {anchor_d * us:8.1f} us")
     print(
-        f"multi on distinct tokens (best round):       {multi_d * us:8.1f} us   "
-        f"{multi_d / anchor_d:.3f}x"
+        f"multi, each token's first sight:            {first * us:8.1f} us   "
+        f"{first / anchor_d:.3f}x"
     )
     print(
         f"CEL: user_for(claims), uncached, 6 exprs:    {cel * us:8.1f} us   "
         f"({cel / 6 * us:.1f} us per expression)"
-    )
-    print(
-        f"first sight of a token (anchor + CEL):       {verify_cold * us:8.1f} us   "
-        f"{verify_cold / anchor_d:.3f}x"
     )
 
 

@@ -187,7 +187,9 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
             )
             # Trim invalidation events once no token they could affect is alive (every replica
             # runs one; a store lease makes one of them do the work).
-            upkeep = UpkeepThread(ctx.store, retention=config.max_token_lifetime).start()
+            upkeep = UpkeepThread(
+                ctx.store, retention=config.max_token_lifetime, leeway=config.retention_leeway
+            ).start()
         try:
             yield
         finally:

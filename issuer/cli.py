@@ -20,6 +20,7 @@ import functools
 import inspect
 import logging
 import os
+import re
 import shutil
 import socket
 import sys
@@ -143,9 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
         "they refetch)",
     )
     krot.set_defaults(func=cmd_keys_rotate)
-    krev = ksub.add_parser("revoke", help="revoke a key: removed from the JWKS at once")
+    krev = ksub.add_parser(
+        "revoke",
+        help="revoke a key: removed from the JWKS at once",
+        description=(
+            "Revoke the key KID. A kid may start with '-' (base64url): it is taken as the kid "
+            "all the same; --kid=KID and '-- KID' also work."
+        ),
+    )
     _common(krev)
-    krev.add_argument("kid", metavar="KID")
+    krev.add_argument("kid", metavar="KID", nargs="?", help="the kid (see `keys list`)")
+    krev.add_argument("--kid", dest="kid_option", metavar="KID", help="the kid, as an option")
     krev.set_defaults(func=cmd_keys_revoke)
     krw = ksub.add_parser(
         "rewrap",
@@ -510,19 +519,74 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
     """``sa-issuer keys revoke KID``."""
     from issuer.keys import UnknownKey
 
+    kid: str = args.kid
     config = _config(args)
     setup_logging("error")
     store = _open_store(config)
     try:
         km = _key_manager(config, store, create_kek=False)
         try:
-            km.revoke(args.kid)
+            km.revoke(kid)
         except UnknownKey:
-            raise CliError(f"no key with kid {args.kid!r} (see `sa-issuer keys list`)") from None
+            raise CliError(f"no key with kid {kid!r} (see `sa-issuer keys list`)") from None
     finally:
         store.close()
-    print(f"{PROG}: key {args.kid} revoked (removed from the JWKS)")
+    print(f"{PROG}: key {kid} revoked (removed from the JWKS)")
     return 0
+
+
+#: An issuer kid: base64url (unpadded) SHA-256 of the public key, 43 characters
+#: (``crypto.kid_for_public_key``). One in 64 starts with "-", which argparse would take for an
+#: option (issue 9, item 13); no option of ours has this shape.
+_DASH_KID = re.compile(r"-[A-Za-z0-9_-]{42}")
+
+
+def _dash_kids(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
+    """``keys revoke`` with a kid that starts with "-": rewrite it as ``--kid=KID``.
+
+    Only a lone argument of exactly a kid's shape is rewritten, never the value of an option
+    (``--config -weird...``) nor anything after ``--`` (argparse's own "the rest are
+    positionals").
+    """
+    if argv[:2] != ["keys", "revoke"]:
+        return argv
+    takes_value = {
+        opt
+        for action in _revoke_parser(parser)._actions
+        if action.nargs != 0
+        for opt in action.option_strings
+    }
+    out = argv[:2]
+    rest = argv[2:]
+    for i, arg in enumerate(rest):
+        if arg == "--":
+            out += rest[i:]
+            break
+        after_option = i > 0 and rest[i - 1] in takes_value
+        out.append(f"--kid={arg}" if _DASH_KID.fullmatch(arg) and not after_option else arg)
+    return out
+
+
+def _revoke_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    return _subparser(_subparser(parser, "keys"), "revoke")
+
+
+def _one_kid(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
+    """``keys revoke``: exactly one of KID and --kid (else a usage error, exit 2)."""
+    given = [k for k in (args.kid, args.kid_option) if k is not None]
+    if len(given) != 1:
+        _revoke_parser(parser).error(
+            "give the kid once: KID, --kid=KID, or -- KID (for a kid starting with '-')"
+        )
+    args.kid = given[0]
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and name in action.choices:
+            sub: argparse.ArgumentParser = action.choices[name]
+            return sub
+    raise AssertionError(f"no {name} subcommand")  # pragma: no cover
 
 
 def _new_kek(args: argparse.Namespace) -> tuple[Any, Path | None, str]:
@@ -672,7 +736,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # refuse ones that start with a dash, so hand everything after "demo" through untouched.
         args = argparse.Namespace(args=argv[1:], func=cmd_demo)
     else:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(_dash_kids(argv, parser))
+        if args.func is cmd_keys_revoke:
+            _one_kid(args, parser)
     if not logging.getLogger().handlers:
         setup_logging("info")
     try:

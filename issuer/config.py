@@ -4,6 +4,49 @@ Precedence (docs/CONTRACTS.md "Issuer CLI"): command-line flags > environment (`
 > TOML config file > defaults. Every setting has a TOML key (snake_case, flat table) and an env var
 (``SA_ISSUER_`` + the key upper-cased); the common ones also have a ``serve`` flag.
 
+data_dir                       KEK, admin token, SQLite db, audit log ``./.sa-issuer``
+listen                         ``HOST:PORT`` (``[::1]:PORT`` for v6)  ``127.0.0.1:8080``
+issuer                         the ``iss`` URL (https; see below)     ``https://`` + listen
+                                                                      (``http://`` with tls=off)
+tls                            ``auto`` | ``self-signed`` | ``off``   ``auto``
+tls_sans                       extra names for the self-signed cert   none
+store                          ``sqlite``, ``sqlite:///PATH``,        ``sqlite``
+                               ``redis://HOST:PORT/DB`` ...
+tls_cert / tls_key             PEM files; both or neither             none
+workers                        uvicorn worker processes (>= 1)        1
+kek                            KEK: a file path, or base64 (secret!)  ``DATA_DIR/kek`` (created)
+admin_token_file               bootstrap admin bearer token(s)        ``DATA_DIR/admin-token``
+audit_log                      JSON-lines audit log (``-`` = stderr)  ``DATA_DIR/audit.log``
+key_alg                        RS256 | ES256 | ES384 | ES512          RS256
+rsa_bits                       RSA modulus size: 2048, 3072, 4096     2048
+rotation_period                how long a key signs (duration)        7d
+rotation_check_interval        how often the rotation loop looks      10s
+jwks_max_age                   max Cache-Control max-age (duration)   3600 (1h)
+publish_margin                 extra pre-publication/retention time   300s
+leeway                         clock skew allowance                   60s
+retention_leeway               how long revocations outlive exp;      600s
+                               published to stream followers (>=
+                               every verifier's leeway, and leeway)
+api_audiences                  default token audiences (list)         [issuer]
+token_max_expiration           TokenRequest's configured maximum      86400 (24h)
+extended_expiration            kube's 3607 s -> 1 year pod tokens     false
+insecure_allow_http_issuer     allow an http issuer off loopback      false
+log_level                      debug | info | warning | error         info
+access_log                     uvicorn access log                     false
+max_body_bytes                 request body cap for the API           1048576 (1 MiB)
+body_timeout                   a request body must arrive within      60s
+body_min_rate                  least body bytes/s after a 5 s grace   500 (0 = no rate check)
+max_connections                open connections per process; more    2048 (lowered to fit
+                               are answered 503 and closed            ``ulimit -n``)
+=============================  =====================================  =========================
+
+Durations are seconds (int/float) or a string with a unit: ``90``, ``90s``, ``10m``, ``6h``, ``7d``.
+Lists in env vars are comma-separated. Booleans in env vars: ``1/true/yes/on`` or
+``0/false/no/off``.
+Relative paths in the config file are relative to the file's directory; relative paths from flags
+and env vars are relative to the working directory.
+=======
+=======
 Every setting, with its flag, env var, default, unit and meaning, is listed in docs/CONFIG.md;
 ``tests/issuer/test_config_doc.py`` checks that table against :data:`_SETTINGS` and the defaults
 below, so a setting added here must be documented there (and the reverse).
@@ -117,6 +160,7 @@ class Config:
     jwks_max_age: int = 3600
     publish_margin: float = 300.0
     leeway: float = 60.0
+    retention_leeway: float = 600.0
     api_audiences: tuple[str, ...] = ("https://127.0.0.1:8080",)
     token_max_expiration: int = 86400
     extended_expiration: bool = False
@@ -304,6 +348,7 @@ _SETTINGS: dict[str, tuple[_Parser, str | None]] = {
     "jwks_max_age": (_as_duration, None),
     "publish_margin": (_as_duration, None),
     "leeway": (_as_duration, None),
+    "retention_leeway": (_as_duration, None),
     "api_audiences": (_as_str_list, None),
     "token_max_expiration": (_as_duration, None),
     "extended_expiration": (_as_bool, None),
@@ -500,6 +545,15 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         raise ConfigError(_where(raw, "jwks_max_age"), "must be a whole number of seconds")
     margin: float = get("publish_margin", 300.0)
     leeway: float = get("leeway", 60.0)
+    # Revoked jtis and deletion events are kept until the token's exp + retention_leeway: at
+    # least as long as any verifier (leeway up to 600 s, verifier.Policy) or this issuer's own
+    # TokenReview could still accept the token (issue 9, item 4).
+    retention_leeway: float = get("retention_leeway", 600.0)
+    if retention_leeway < leeway:
+        raise ConfigError(
+            _where(raw, "retention_leeway"),
+            f"must be at least leeway ({leeway:g} s), got {retention_leeway:g} s",
+        )
     if rotation_period <= max_age_f + margin:
         # A successor must be published for jwks_max_age + publish_margin before it signs
         # (docs/CONTRACTS.md invariant 1), so a key must sign for longer than that.
@@ -567,6 +621,7 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         jwks_max_age=int(max_age_f),
         publish_margin=margin,
         leeway=leeway,
+        retention_leeway=retention_leeway,
         api_audiences=audiences,
         token_max_expiration=int(max_exp_f),
         extended_expiration=get("extended_expiration", False),

@@ -21,9 +21,9 @@ periodic :func:`upkeep` — appends the event then. A duplicate ``TokenRevoked``
 repairs) is harmless: followers treat events as idempotent facts.
 
 :func:`upkeep` is the periodic chore (under the ``event-trim`` lease, one replica at a time): trim
-events older than the longest token lifetime (+ leeway) — a follower needs no event about a token
-that cannot be valid any more —, delete TokenRevocation objects past their token's expiry, and
-repair pending revocations.
+events older than the longest token lifetime (+ the retention leeway) — a follower needs no event
+about a token that cannot be valid any more —, delete TokenRevocation objects past their token's
+expiry + the retention leeway, and repair pending revocations.
 """
 
 from __future__ import annotations
@@ -63,8 +63,11 @@ API_VERSION: Final = "sa-oidc.dev/v1"
 LEASE_NAME: Final = "event-trim"
 #: Pending revocations younger than this are assumed to be in flight, not crashed.
 PENDING_GRACE: Final = 30.0
-#: Leeway added to token expiry before forgetting it (matches verifiers' clock-skew leeway).
-LEEWAY: Final = 60.0
+#: How long past a token's expiry its revocation (and an object deletion event) is kept, by
+#: default (``Config.retention_leeway``). A token is still accepted until exp + the verifier's
+#: leeway, up to 600 s (``verifier.Policy``), so forgetting earlier reopened the window between
+#: exp+60 and exp+leeway (issue 9, item 4). Published to stream followers (``retentionLeeway``).
+RETENTION_LEEWAY: Final = 600.0
 
 # A jti is an opaque string (RFC 7519 §4.1.7); ours are uuid4. Accept what is safe as a name.
 _JTI_RE: Final = re.compile(r"^[A-Za-z0-9._:\-]{1,256}$")
@@ -179,7 +182,7 @@ def repair_pending(store: Store, now: float, grace: float = PENDING_GRACE) -> in
     return repaired
 
 
-def prune_expired(store: Store, now: float, leeway: float = LEEWAY) -> int:
+def prune_expired(store: Store, now: float, leeway: float = RETENTION_LEEWAY) -> int:
     """Delete TokenRevocation objects whose token expired more than ``leeway`` s ago."""
     dropped = 0
     for obj in store.list_objects(KIND, None):
@@ -210,20 +213,21 @@ def upkeep(
     holder: str,
     now: float | None = None,
     lease_ttl: float = 120.0,
+    leeway: float = RETENTION_LEEWAY,
 ) -> dict[str, int] | None:
     """One round of invalidation-log upkeep if this ``holder`` gets the ``event-trim`` lease.
 
     ``retention`` must be at least the longest token lifetime (``Config.max_token_lifetime``);
-    events older than ``retention`` + leeway are trimmed, object changes (the watch log) older
-    than :data:`CHANGE_RETENTION`. Returns counts, or None if another
-    replica holds the lease.
+    events older than ``retention`` + ``leeway`` are trimmed, revocations are pruned at their
+    token's exp + ``leeway`` (``Config.retention_leeway``), object changes (the watch log) older
+    than :data:`CHANGE_RETENTION`. Returns counts, or None if another replica holds the lease.
     """
     t = time.time() if now is None else now
     if not store.acquire_lease(LEASE_NAME, holder, lease_ttl):
         return None
     repaired = repair_pending(store, t)
-    pruned = prune_expired(store, t)
-    trimmed = store.trim_events(t - retention - LEEWAY)
+    pruned = prune_expired(store, t, leeway)
+    trimmed = store.trim_events(t - retention - leeway)
     changes = store.trim_changes(t - CHANGE_RETENTION)
     if trimmed or repaired or pruned or changes:
         log.info(
@@ -256,9 +260,11 @@ class UpkeepThread:
         interval: float = 60.0,
         holder: str | None = None,
         clock: Callable[[], float] = time.time,
+        leeway: float = RETENTION_LEEWAY,
     ) -> None:
         self.store = store
         self.retention = retention
+        self.leeway = leeway
         self.interval = interval
         self.holder = holder or f"upkeep-{uuid.uuid4()}"
         self._clock = clock
@@ -289,6 +295,7 @@ class UpkeepThread:
                     holder=self.holder,
                     now=self._clock(),
                     lease_ttl=max(3 * self.interval, 30.0),
+                    leeway=self.leeway,
                 )
                 STORE_OUTAGE.succeeded()
             except StoreUnavailable as e:  # one line per outage (issuer.store.outage)

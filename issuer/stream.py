@@ -4,13 +4,32 @@
 ``seq > SEQ``::
 
     {"kind":"InvalidationList","apiVersion":"sa-oidc.dev/v1",
-     "metadata":{"lastSeq":N,"oldestSeq":M},"items":[{"seq":..,"type":..,...}]}
+     "metadata":{"lastSeq":N,"oldestSeq":M,"epoch":E,"retentionLeeway":L},
+     "items":[{"seq":..,"type":..,...}]}
 
-``GET ...?after=SEQ&watch=true[&heartbeatSeconds=S][&timeoutSeconds=T]`` — newline-delimited JSON,
-chunked, the backlog first and then live events::
+``GET ...?after=SEQ&watch=true[&epoch=E][&afterTime=T0][&heartbeatSeconds=S][&timeoutSeconds=T]``
+— newline-delimited JSON, chunked, the backlog first and then live events::
 
-    {"type":"EVENT","seq":N,"event":{"type":"ObjectDeleted","kind":"Pod",...}}
-    {"type":"HEARTBEAT","seq":<last seq sent>,"time":<POSIX s>,"oldestSeq":M}   every S s
+    {"type":"EVENT","seq":N,"epoch":E,"event":{"type":"ObjectDeleted","kind":"Pod",...}}
+    {"type":"HEARTBEAT","seq":<last seq sent>,"lastSeq":<store's last seq>,"epoch":E,
+     "time":<POSIX s>,"oldestSeq":M,"retentionLeeway":L}                        every S s
+
+``epoch`` names the store's event history (:class:`issuer.store.EventPage`): seqs compare only
+within one epoch. A store that lost its events — a new SQLite file, a flushed or replaced Redis —
+has a new epoch, and a watch that names
+another epoch, or whose position is past the store's last seq, is answered 410 as below, in-stream
+as soon as the watch loop sees it (it re-reads the store at least every second). A store restored
+to an older copy of itself (a failover to a lagging Redis replica) keeps its epoch and numbers new
+events with seqs the client already saw: ``afterTime``, the ``time`` of the event at ``after`` as
+the client holds it, lets the issuer compare it with the store's event at that seq (410 if it is
+another), and the watch repeats that check for the last event it sent before it sends newer ones
+and before every heartbeat. A
+follower must resync when a line's epoch differs from its own or a heartbeat's ``lastSeq`` is
+below its position (issue 9, item 7).
+
+``retentionLeeway`` (``Config.retention_leeway``) is how long past a token's exp its revocation
+and deletion events are kept: a verifier with a larger leeway cannot rely on this stream alone
+(issue 9, item 4).
 
 Events: ``ObjectDeleted`` {kind, namespace, name, uid} (Pod/Secret/Node/ServiceAccount, appended by
 the API atomically with the delete), ``KeyRevoked`` {kid}, ``TokenRevoked`` {jti, exp}. Each has a
@@ -35,7 +54,9 @@ client reconnects from its last seq.
 ``{"apiVersion":"sa-oidc.dev/v1","kind":"TokenRevocation","spec":{"jti":..,"expirationTimestamp"?}}``
 revokes one token by jti: **201** with the stored object, **200** with the same object when the jti
 was already revoked (idempotent). Without ``expirationTimestamp`` the revocation is kept for the
-longest token lifetime.
+longest token lifetime. An ``expirationTimestamp`` must be the token's ``exp``, in the future: one
+in the past is 422 Invalid with a field cause and nothing is stored (it would have been forgotten
+while the token still worked, issue 9 item 6).
 
 Both go through the API's authentication and RBAC (:func:`issuer.api.auth.authorize`): reading
 the stream is get/list/watch ``invalidations`` in group ``sa-oidc.dev`` (granted to
@@ -48,6 +69,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -61,6 +83,7 @@ from starlette.routing import BaseRoute, Route
 
 from issuer import revocations
 from issuer.api.auth import authorize
+from issuer.api.errors import FieldError, invalid
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 
@@ -74,6 +97,8 @@ __all__ = [
 INVALIDATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/invalidations"
 TOKENREVOCATIONS_PATH: Final = "/apis/sa-oidc.dev/v1/tokenrevocations"
 API_VERSION: Final = "sa-oidc.dev/v1"
+GROUP: Final = "sa-oidc.dev"
+KIND: Final = "TokenRevocation"
 NDJSON: Final = "application/x-ndjson"
 
 #: Heartbeat interval clients may ask for (``heartbeatSeconds``, clamped), in seconds.
@@ -93,6 +118,8 @@ class StreamSettings:
       :data:`MAX_WAIT`); more get 429.
     - ``revocation_ttl``: how long a revocation without an expiry is kept; None = the config's
       ``max_token_lifetime`` (or 24 h without a config).
+    - ``retention_leeway``: published as ``retentionLeeway``; None = the config's
+      ``retention_leeway`` (or :data:`issuer.revocations.RETENTION_LEEWAY` without a config).
     """
 
     def __init__(
@@ -103,12 +130,14 @@ class StreamSettings:
         max_watch_timeout: float = 3600.0,
         max_watchers: int = 256,
         revocation_ttl: float | None = None,
+        retention_leeway: float | None = None,
     ) -> None:
         self.heartbeat = heartbeat
         self.watch_timeout = watch_timeout
         self.max_watch_timeout = max_watch_timeout
         self.max_watchers = max_watchers
         self.revocation_ttl = revocation_ttl
+        self.retention_leeway = retention_leeway
         self.active = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -153,6 +182,14 @@ def _int_param(request: Request, name: str, default: int, lo: int, hi: int) -> i
     return v
 
 
+def _epoch_param(request: Request) -> str:
+    """``epoch`` (the history the client followed, "" = unknown): short, ``[0-9A-Za-z_-]``."""
+    raw = request.query_params.get("epoch", "")
+    if len(raw) > 64 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in raw):
+        raise StatusError(400, "BadRequest", "epoch must be at most 64 characters of A-Za-z0-9_-")
+    return raw
+
+
 def _float_param(request: Request, name: str, default: float, lo: float, hi: float) -> float:
     raw = request.query_params.get(name)
     if raw is None or raw == "":
@@ -173,6 +210,13 @@ def _expired_message(after: int, page: EventPage) -> str:
     )
 
 
+def _epoch_message(epoch: str, page: EventPage) -> str:
+    return (
+        f"the store's event history changed (epoch {page.epoch}, the client followed {epoch}): "
+        "events may have been lost or renumbered; re-list from after=0 (resync)"
+    )
+
+
 def _is_gone(after: int, page: EventPage) -> bool:
     """kube watch 410 semantics: the client's position is not served any more."""
     if after <= 0:
@@ -180,6 +224,51 @@ def _is_gone(after: int, page: EventPage) -> bool:
     if page.oldest_seq and after < page.oldest_seq - 1:
         return True  # events it never saw were trimmed
     return after > page.last_seq  # a position this store never reached (another store / reset)
+
+
+def _gone_message(after: int, epoch: str, page: EventPage) -> str | None:
+    """Why a client at (``after``, ``epoch``) must resync, or None. ``epoch`` "" = unknown."""
+    if epoch and page.epoch and epoch != page.epoch:
+        return _epoch_message(epoch, page)
+    if _is_gone(after, page):
+        return _expired_message(after, page)
+    return None
+
+
+def _event_time(data: Mapping[str, Any]) -> float | None:
+    t = data.get("time")
+    return float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None
+
+
+def _replaced_message(after: int) -> str:
+    return (
+        f"the event at sequence number {after} is not the one the client holds: the store went "
+        "back in time (e.g. a failover to a lagging replica) and numbered other events the "
+        "same; re-list from after=0 (resync)"
+    )
+
+
+def _holds(store: Store, after: int, after_time: float | None) -> bool:
+    """False when the store's event ``after`` exists but is not the one whose ``time`` the client
+    holds: the same seq now names another event (blocking; StoreError propagates).
+
+    Epochs catch a store that was replaced; a store restored to an older copy of itself keeps its
+    epoch and its seqs go on from the copy's, so only the event itself tells (issue 9, item 7).
+    A trimmed or missing event gives no verdict: the seq checks (:func:`_is_gone`) cover those.
+    """
+    if after <= 0 or after_time is None:
+        return True
+    page = store.read_events(after - 1, 1)
+    if not page.events or page.events[0].seq != after:
+        return True
+    return _event_time(page.events[0].data) == after_time
+
+
+def _retention_leeway(ctx: Any, settings: StreamSettings) -> float:
+    if settings.retention_leeway is not None:
+        return settings.retention_leeway
+    value = getattr(getattr(ctx, "config", None), "retention_leeway", None)
+    return float(value) if isinstance(value, int | float) else revocations.RETENTION_LEEWAY
 
 
 def _store_failure(e: StoreError) -> StatusError:
@@ -195,15 +284,23 @@ def _item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
-async def _list(request: Request, store: Store, after: int) -> Response:
+async def _list(
+    request: Request, store: Store, after: int, epoch: str, retention_leeway: float
+) -> Response:
     limit = _int_param(request, "limit", 500, 1, MAX_PAGE)
     try:
         page = await anyio.to_thread.run_sync(store.read_events, after, limit)
     except StoreError as e:
         raise _store_failure(e) from None
-    if _is_gone(after, page):
-        raise StatusError(410, "Expired", _expired_message(after, page))
-    meta: dict[str, Any] = {"lastSeq": page.last_seq, "oldestSeq": page.oldest_seq}
+    gone = _gone_message(after, epoch, page)
+    if gone is not None:
+        raise StatusError(410, "Expired", gone)
+    meta: dict[str, Any] = {
+        "lastSeq": page.last_seq,
+        "oldestSeq": page.oldest_seq,
+        "epoch": page.epoch,
+        "retentionLeeway": retention_leeway,
+    }
     if page.events and len(page.events) >= limit and page.events[-1].seq < page.last_seq:
         meta["continue"] = str(page.events[-1].seq)  # ask again with after=<continue>
     body = {
@@ -238,17 +335,39 @@ class _WatchSlot:
             self._settings.active -= 1
 
 
+def _error_line(code: int, reason: str, message: str) -> bytes:
+    return _line({"type": "ERROR", "object": json.loads(status_body(code, reason, message))})
+
+
+@dataclass(slots=True)
+class _Position:
+    """Where a watch stands: the last seq sent (``seq``), the ``time`` of that event (None if
+    unknown) and the store ``epoch`` it belongs to ("" until the store has one)."""
+
+    seq: int
+    time: float | None
+    epoch: str
+
+
 async def _watch_lines(
     store: Store,
-    after: int,
+    pos: _Position,
     heartbeat: float,
     timeout: float,
     settings: StreamSettings,
     wall: Callable[[], float],
     slot: _WatchSlot,
+    retention_leeway: float,
 ) -> AsyncIterator[bytes]:
-    """The watch body; ends on timeout, store failure or resync (an ERROR line)."""
-    cursor = after
+    """The watch body; ends on timeout, store failure or resync (an ERROR line).
+
+    Every page read is checked against the epoch the watch began in and against the position,
+    and before newer events or a heartbeat go out, that the store still holds the last event
+    sent at its seq (:func:`_holds`): a store that was replaced or went back in time ends the
+    watch with 410 instead of serving seqs from another history (issue 9, item 7).
+    """
+    epoch = pos.epoch
+    cursor = pos.seq
     start = time.monotonic()
     next_beat = start  # first heartbeat at once: tells the client it is connected and where
     try:
@@ -260,34 +379,50 @@ async def _watch_lines(
             page: EventPage = await anyio.to_thread.run_sync(
                 store.wait_events, cursor, wait, limiter=settings.limiter
             )
-            if cursor > 0 and page.oldest_seq and cursor < page.oldest_seq - 1:
-                # Trimmed while we were behind: same answer as the HTTP 410, in-stream.
-                status = json.loads(status_body(410, "Expired", _expired_message(cursor, page)))
-                yield _line({"type": "ERROR", "object": status})
+            if not epoch:
+                epoch = page.epoch  # the first seq of an empty store: its history begins here
+            # Trimmed while we were behind, another history (epoch), or a store gone back
+            # below what we sent: same answer as the HTTP 410, in-stream.
+            gone = _gone_message(cursor, epoch, page)
+            if gone is not None:
+                yield _error_line(410, "Expired", gone)
+                return
+            beat = time.monotonic() >= next_beat
+            if (page.events or beat) and not await anyio.to_thread.run_sync(
+                _holds, store, cursor, pos.time, limiter=settings.limiter
+            ):
+                # Before going past the last event sent, and before telling the client all is
+                # well: is that event still the store's event at its seq?
+                yield _error_line(410, "Expired", _replaced_message(cursor))
                 return
             if page.events:
                 out = bytearray()
                 for ev in page.events:
                     if ev.seq <= cursor:
                         continue
-                    out += _line({"type": "EVENT", "seq": ev.seq, "event": dict(ev.data)})
+                    out += _line(
+                        {"type": "EVENT", "seq": ev.seq, "epoch": epoch, "event": dict(ev.data)}
+                    )
                     cursor = ev.seq
+                    pos.time = _event_time(ev.data)
                 if out:
                     yield bytes(out)
-            if time.monotonic() >= next_beat:
+            if beat:
                 yield _line(
                     {
                         "type": "HEARTBEAT",
                         "seq": cursor,
+                        "lastSeq": page.last_seq,
+                        "epoch": epoch,
                         "time": round(wall(), 3),
                         "oldestSeq": page.oldest_seq,
+                        "retentionLeeway": retention_leeway,
                     }
                 )
                 next_beat = time.monotonic() + heartbeat
     except StoreError as e:
         err = _store_failure(e)
-        status = json.loads(status_body(err.code, err.reason, err.message))
-        yield _line({"type": "ERROR", "object": status})
+        yield _error_line(err.code, err.reason, err.message)
     finally:
         slot.release()
 
@@ -298,9 +433,12 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         ctx = _ctx(request)
         store: Store = ctx.store
         after = _int_param(request, "after", 0, 0, 2**63 - 1)
+        after_time = _float_param(request, "afterTime", -1.0, 0.0, 1e12)
+        epoch = _epoch_param(request)
+        retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         if not watch:
-            return await _list(request, store, after)
+            return await _list(request, store, after, epoch, retention_leeway)
         # Clamped rather than refused: a client asking for faster beats than we allow still works.
         heartbeat = _float_param(request, "heartbeatSeconds", settings.heartbeat, 0.0, 1e9)
         heartbeat = min(MAX_HEARTBEAT, max(MIN_HEARTBEAT, heartbeat))
@@ -312,8 +450,16 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
             page = await anyio.to_thread.run_sync(store.read_events, after, 1)
         except StoreError as e:
             raise _store_failure(e) from None
-        if _is_gone(after, page):
-            raise StatusError(410, "Expired", _expired_message(after, page))
+        gone = _gone_message(after, epoch, page)
+        if gone is not None:
+            raise StatusError(410, "Expired", gone)
+        held_time = after_time if after_time >= 0 else None
+        try:
+            held = await anyio.to_thread.run_sync(_holds, store, after, held_time)
+        except StoreError as e:
+            raise _store_failure(e) from None
+        if not held:
+            raise StatusError(410, "Expired", _replaced_message(after))
         if settings.active >= settings.max_watchers:
             raise StatusError(
                 429,
@@ -325,7 +471,16 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
     except StatusError as e:
         return e.response()
     return StreamingResponse(
-        _watch_lines(store, after, heartbeat, timeout, settings, lambda: _wall(ctx), slot),
+        _watch_lines(
+            store,
+            _Position(after, held_time, page.epoch),
+            heartbeat,
+            timeout,
+            settings,
+            lambda: _wall(ctx),
+            slot,
+            retention_leeway,
+        ),
         media_type=NDJSON,
         headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         background=BackgroundTask(slot.release),
@@ -333,15 +488,21 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
 
 
 # --- POST tokenrevocations ----------------------------------------------------------------------
-def _parse_time(value: Any) -> float:
+def _invalid(
+    jti: str, field: str, value: Any, detail: str = "", typ: str = "Invalid"
+) -> StatusError:
+    """422 Invalid with kube's field-error Status (errors.NewInvalid), named after the jti."""
+    return invalid(KIND, jti, [FieldError(typ, field, value, detail)], group=GROUP)
+
+
+def _parse_time(jti: str, value: Any) -> float:
+    field = "spec.expirationTimestamp"
     if not isinstance(value, str):
-        raise StatusError(422, "Invalid", "spec.expirationTimestamp must be an RFC 3339 string")
+        raise _invalid(jti, field, value, "must be an RFC 3339 time string")
     try:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise StatusError(
-            422, "Invalid", "spec.expirationTimestamp must be an RFC 3339 time"
-        ) from None
+        raise _invalid(jti, field, value, "must be an RFC 3339 time") from None
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return t.timestamp()
@@ -367,16 +528,26 @@ async def _revoke(request: Request, settings: StreamSettings) -> Response:
             )
         spec = body.get("spec")
         if not isinstance(spec, Mapping):
-            raise StatusError(422, "Invalid", "spec: Required value")
+            raise _invalid("", "spec", None, typ="Required")
         jti = spec.get("jti")
         if not revocations.valid_jti(jti):
-            raise StatusError(
-                422, "Invalid", "spec.jti: Invalid value: must be 1-256 characters of A-Za-z0-9._:-"
-            )
+            raise _invalid("", "spec.jti", jti, "must be 1-256 characters of A-Za-z0-9._:-")
         assert isinstance(jti, str)
         now = _wall(ctx)
-        if spec.get("expirationTimestamp") is not None:
-            exp = _parse_time(spec["expirationTimestamp"])
+        stated = spec.get("expirationTimestamp")
+        if stated is not None:
+            exp = _parse_time(jti, stated)
+            if exp <= now:
+                # Issue 9, item 6: a revocation is kept until its token's expiry (+ leeway), so
+                # one stated to expire in the past was forgotten while the token (whose real
+                # exp the caller got wrong) still worked. Refuse it; nothing is stored.
+                raise _invalid(
+                    jti,
+                    "spec.expirationTimestamp",
+                    stated,
+                    "must be in the future (the token's exp); omit it to keep the revocation "
+                    "for the longest token lifetime",
+                )
         else:
             exp = now + _revocation_ttl(ctx, settings)
         store: Store = ctx.store

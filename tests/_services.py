@@ -122,6 +122,19 @@ class RedisServer:
             proc.kill()
             proc.wait(timeout=5)
 
+    def send_signal(self, sig: int) -> None:
+        """Send ``sig`` to the running server (SIGSTOP/SIGCONT to freeze it, SIGKILL ...)."""
+        assert self._proc is not None, "not running"
+        self._proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        """Wait for the server to exit (after a signal) and forget it; returns its exit code.
+        :meth:`start` may then run it again on the same port and directory (with
+        ``--appendonly yes`` in ``extra_args`` it reloads its data)."""
+        proc, self._proc = self._proc, None
+        assert proc is not None, "not running"
+        return proc.wait(timeout)
+
     def restart(self) -> None:
         """Stop and start again on the same port (all data is lost)."""
         self.stop()

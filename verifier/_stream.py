@@ -8,19 +8,26 @@ Three layers, each testable on its own:
 - :class:`InvalidationState` — pure: the set of things that make issued tokens invalid (deleted
   object uids by kind, revoked kids, revoked jtis), built by :meth:`InvalidationState.apply` and
   queried by :meth:`InvalidationState.why_invalid`. Pruned by the server's retention (entries whose
-  event the server has trimmed — it keeps events at least as long as the longest token lifetime)
-  and, for jtis, by the token's own expiry.
+  event the server has trimmed — it keeps events at least as long as the longest token lifetime
+  plus its ``retentionLeeway``) and, for jtis, by the token's own expiry plus the follower's
+  ``leeway`` (the longest leeway of the verifiers using the state: a revoked token must stay
+  revoked for as long as any of them could still accept it, issue 9 item 4).
 - :class:`StreamFollower` — the I/O: a daemon thread that lists everything retained (``after=0``),
   then watches from the last seq, reconnects with backoff from the last seq after a drop, and on
   "410 Gone" (kube watch: "too old resource version", reason ``Expired``) rebuilds its state from a
-  fresh list. It records when it last heard from the issuer so callers can refuse stale state.
+  fresh list. It also rebuilds when a line names another ``epoch`` than its list did, or a
+  heartbeat's ``lastSeq`` is below its position: the store was replaced or went back in time, and
+  seqs it holds may now name other events (issue 9, item 7). It records when it last received a
+  line from the issuer (a connection alone proves nothing) so callers can refuse stale state.
 
 The wire format (issuer/stream.py is the server side)::
 
-    GET ...?after=SEQ            -> {"kind":"InvalidationList","metadata":{"lastSeq","oldestSeq"},
-                                     "items":[{"seq":N, "type":..., ...}]}
-    GET ...?after=SEQ&watch=true -> {"type":"EVENT","seq":N,"event":{...}}\\n
-                                    {"type":"HEARTBEAT","seq":LAST,"time":T,"oldestSeq":O}\\n
+    GET ...?after=SEQ            -> {"kind":"InvalidationList","metadata":{"lastSeq","oldestSeq",
+                                     "epoch","retentionLeeway"},"items":[{"seq":N, "type":...}]}
+    GET ...?after=SEQ&watch=true&epoch=E&afterTime=T0
+                                 -> {"type":"EVENT","seq":N,"epoch":E,"event":{...}}\\n
+                                    {"type":"HEARTBEAT","seq":SENT,"lastSeq":LAST,"epoch":E,
+                                     "time":T,"oldestSeq":O,"retentionLeeway":L}\\n
                                     {"type":"ERROR","object":<Status 410 Expired>}\\n
 """
 
@@ -62,6 +69,11 @@ MAX_LINE_BYTES: Final = 64 * 1024
 MAX_LIST_BYTES: Final = 4 * 1024 * 1024
 #: Kinds whose deletion invalidates bound tokens, and the identity field holding their uid.
 _BOUND_KINDS: Final = ("Pod", "Secret", "Node", "ServiceAccount")
+#: The longest leeway a verifier may use (``Policy.leeway`` is 0..600 s): a follower keeps a
+#: revoked jti this long past its exp unless told a shorter ``leeway``.
+MAX_LEEWAY: Final = 600.0
+#: The retention leeway of an issuer that does not publish one (it pruned at exp + 60 s).
+UNPUBLISHED_RETENTION_LEEWAY: Final = 60.0
 
 
 class StreamProtocolError(Exception):
@@ -74,19 +86,26 @@ class StreamGone(Exception):
 
 @dataclass(frozen=True, slots=True)
 class StreamEvent:
-    """One invalidation event: ``seq`` and its data (``type`` ObjectDeleted/KeyRevoked/...)."""
+    """One invalidation event: ``seq`` and its data (``type`` ObjectDeleted/KeyRevoked/...), and
+    the store epoch the seq belongs to (None from an issuer that sends none)."""
 
     seq: int
     event: Mapping[str, Any]
+    epoch: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Heartbeat:
-    """The issuer is alive; ``seq`` is its last assigned seq, ``oldest_seq`` its oldest kept."""
+    """The issuer is alive; ``seq`` is the last seq sent on this watch, ``last_seq`` the store's
+    last assigned seq, ``oldest_seq`` its oldest kept, ``epoch`` its event history and
+    ``retention_leeway`` how long past exp it keeps revocations (None when not sent)."""
 
     seq: int
     time: float
     oldest_seq: int | None = None
+    last_seq: int | None = None
+    epoch: str | None = None
+    retention_leeway: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +124,22 @@ def _int(v: Any, what: str) -> int:
     return v
 
 
+def _epoch(v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or len(v) > 64:
+        raise StreamProtocolError("epoch must be a short string")
+    return v
+
+
+def _seconds(v: Any, what: str) -> float | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e9:
+        raise StreamProtocolError(f"{what} must be a non-negative number of seconds")
+    return float(v)
+
+
 def parse_message(line: bytes) -> Message:
     """Parse one watch line (without its newline)."""
     try:
@@ -118,14 +153,18 @@ def parse_message(line: bytes) -> Message:
         ev = obj.get("event")
         if not isinstance(ev, dict):
             raise StreamProtocolError("EVENT without an event object")
-        return StreamEvent(_int(obj.get("seq"), "seq"), ev)
+        return StreamEvent(_int(obj.get("seq"), "seq"), ev, _epoch(obj.get("epoch")))
     if kind == "HEARTBEAT":
         t = obj.get("time")
         oldest = obj.get("oldestSeq")
+        last = obj.get("lastSeq")
         return Heartbeat(
             _int(obj.get("seq"), "seq"),
             float(t) if isinstance(t, int | float) and not isinstance(t, bool) else 0.0,
             _int(oldest, "oldestSeq") if oldest is not None else None,
+            _int(last, "lastSeq") if last is not None else None,
+            _epoch(obj.get("epoch")),
+            _seconds(obj.get("retentionLeeway"), "retentionLeeway"),
         )
     if kind == "ERROR":
         status = obj.get("object")
@@ -172,10 +211,15 @@ class LineParser:
 class InvalidationState:
     """What has been invalidated, as learnt from the stream. Not thread-safe by itself.
 
-    ``uids[kind][uid] = seq``; ``kids[kid] = seq``; ``jtis[jti] = (seq, exp or None)``.
+    ``uids[kind][uid] = seq``; ``kids[kid] = seq``; ``jtis[jti] = (seq, exp or None)``;
+    ``epoch`` is the store history the seqs belong to ("" if the issuer names none),
+    ``retention_leeway`` what the issuer last published (None: not published).
     """
 
     last_seq: int = 0
+    last_time: float | None = None  # the ``time`` of the event at last_seq (the issuer checks it)
+    epoch: str = ""
+    retention_leeway: float | None = None
     uids: dict[str, dict[str, int]] = field(default_factory=lambda: {k: {} for k in _BOUND_KINDS})
     kids: dict[str, int] = field(default_factory=dict)
     jtis: dict[str, tuple[int, float | None]] = field(default_factory=dict)
@@ -200,14 +244,21 @@ class InvalidationState:
                     else None
                 )
                 self.jtis[jti] = (seq, e)
-        self.last_seq = max(self.last_seq, seq)
+        if seq >= self.last_seq:
+            self.last_seq = seq
+            t = event.get("time")
+            self.last_time = (
+                float(t) if isinstance(t, int | float) and not isinstance(t, bool) else None
+            )
 
-    def prune(self, oldest_seq: int | None, now: float, leeway: float = 60.0) -> int:
+    def prune(self, oldest_seq: int | None, now: float, leeway: float = MAX_LEEWAY) -> int:
         """Drop entries the server has trimmed (seq < ``oldest_seq``) and jtis past exp+leeway.
 
-        The server keeps events at least as long as the longest token lifetime, so a token bound to
-        an object whose deletion event it trimmed has expired. Revoked kids are kept (few, and a
-        kid is never reused). Returns how many entries were dropped.
+        The server keeps events at least as long as the longest token lifetime plus its retention
+        leeway, so a token bound to an object whose deletion event it trimmed has expired, even
+        for a verifier whose leeway is at most that retention leeway. ``leeway`` must be at least
+        the leeway of every verifier using this state. Revoked kids are kept (few, and a kid is
+        never reused). Returns how many entries were dropped.
         """
         dropped = 0
         if oldest_seq:
@@ -264,6 +315,8 @@ class FollowerStatus:
     resyncs: int
     reconnects: int
     entries: int
+    epoch: str = ""
+    retention_leeway: float | None = None  # as published by the issuer; None if it sends none
 
 
 class StreamFollower:
@@ -273,6 +326,8 @@ class StreamFollower:
     stream. ``heartbeat`` asks the issuer for a heartbeat every that many seconds. ``client``
     (optional) is an ``httpx.Client`` whose transport to use — it is shared with the caller and
     not closed here. ``on_change`` is called (from the follower thread) after every batch applied.
+    ``leeway``: revoked jtis are kept until their token's exp + this (the longest leeway of the
+    verifiers that consult this follower; default :data:`MAX_LEEWAY`).
     """
 
     def __init__(
@@ -289,8 +344,10 @@ class StreamFollower:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_change: Callable[[], None] | None = None,
+        leeway: float = MAX_LEEWAY,
     ) -> None:
         self.endpoint = base_url.rstrip("/") + INVALIDATIONS_PATH
+        self.leeway = float(leeway)
         self._bearer = as_bearer_token(bearer_token)
         self.heartbeat = max(0.2, heartbeat)  # the issuer's minimum
         self._owns_client = client is None
@@ -353,6 +410,8 @@ class StreamFollower:
                 resyncs=self.resyncs,
                 reconnects=self.reconnects,
                 entries=len(self._state),
+                epoch=self._state.epoch,
+                retention_leeway=self._state.retention_leeway,
             )
 
     def age(self) -> float | None:
@@ -391,8 +450,8 @@ class StreamFollower:
                 self._watch()
                 # The server ended the stream cleanly (restart, timeout): reconnect at once.
                 backoff = self._backoff_initial
-            except StreamGone:
-                log.warning("invalidation stream: position trimmed by the issuer; resyncing")
+            except StreamGone as e:
+                log.warning("invalidation stream: %s; resyncing", e or "position not served")
                 with self._lock:
                     self._synced = False  # fail closed / fall back while rebuilding
                     self.resyncs += 1
@@ -425,7 +484,7 @@ class StreamFollower:
             "GET", self.endpoint, params=params, headers=self._headers(), timeout=self._timeout
         ) as resp:
             if resp.status_code == 410:
-                raise StreamGone()
+                raise StreamGone("the issuer no longer serves our position (410)")
             if resp.status_code == 401:
                 self._bearer.invalidate()  # a rotated credential file: re-read on reconnect
             if resp.status_code != 200:
@@ -455,7 +514,10 @@ class StreamFollower:
         oldest: int | None = None
         target: int | None = None
         while True:
-            body = self._get_json({"after": str(cursor), "limit": "1000"})
+            params = {"after": str(cursor), "limit": "1000"}
+            if target is not None and fresh.epoch:
+                params["epoch"] = fresh.epoch  # every page from the same history, or 410
+            body = self._get_json(params)
             meta = body.get("metadata") or {}
             items = body.get("items")
             if not isinstance(items, list) or not isinstance(meta, dict):
@@ -463,6 +525,10 @@ class StreamFollower:
             if target is None:
                 target = _int(meta.get("lastSeq", 0), "lastSeq")
                 oldest = _int(meta.get("oldestSeq", 0), "oldestSeq")
+                fresh.epoch = _epoch(meta.get("epoch")) or ""
+                fresh.retention_leeway = _seconds(meta.get("retentionLeeway"), "retentionLeeway")
+            elif (_epoch(meta.get("epoch")) or "") != fresh.epoch:
+                raise StreamGone("the store's event history changed during the list")
             for item in items:
                 if not isinstance(item, dict):
                     raise StreamProtocolError("malformed InvalidationList item")
@@ -473,7 +539,7 @@ class StreamFollower:
                 cursor = seq
             if not items or cursor >= target:
                 break
-        fresh.prune(oldest, self._wall())
+        fresh.prune(oldest, self._wall(), self.leeway)
         with self._lock:
             self._state = fresh
             self._synced = True
@@ -485,7 +551,13 @@ class StreamFollower:
     def _watch(self) -> None:
         with self._lock:
             after = self._state.last_seq
+            after_time = self._state.last_time
+            epoch = self._state.epoch
         params = {"after": str(after), "watch": "true", "heartbeatSeconds": repr(self.heartbeat)}
+        if epoch:
+            params["epoch"] = epoch  # the issuer answers 410 if its store has another history
+        if after and after_time is not None:
+            params["afterTime"] = repr(after_time)  # ... or another event at our seq
         self.requests += 1
         req = self._client.build_request(
             "GET", self.endpoint, params=params, headers=self._headers(), timeout=self._timeout
@@ -494,7 +566,7 @@ class StreamFollower:
         self._resp = resp
         try:
             if resp.status_code == 410:
-                raise StreamGone()
+                raise StreamGone("the issuer no longer serves our position (410)")
             if resp.status_code == 401:
                 self._bearer.invalidate()  # a rotated credential file: re-read on reconnect
             if resp.status_code != 200:
@@ -503,8 +575,9 @@ class StreamFollower:
                 )
             _check_identity(resp)
             with self._lock:
+                # Connected, not yet fresh: only a line (the issuer sends a heartbeat at once)
+                # proves the issuer is serving this position (issue 9, item 7).
                 self._connected = True
-                self._touch()
             parser = LineParser()
             for chunk in self._chunks(resp):
                 if self._stop.is_set():
@@ -522,16 +595,39 @@ class StreamFollower:
     def _apply(self, msgs: list[Message]) -> None:
         changed = False
         with self._lock:
+            state = self._state
             for m in msgs:
                 if isinstance(m, StreamEvent):
-                    if m.seq > self._state.last_seq:
-                        self._state.apply(m.seq, m.event)
+                    _same_history(state, m.epoch)
+                    if m.seq > state.last_seq:
+                        state.apply(m.seq, m.event)
                         changed = True
                 elif isinstance(m, Heartbeat):
+                    _same_history(state, m.epoch)
+                    if m.last_seq is not None and m.last_seq < state.last_seq:
+                        raise StreamGone(
+                            f"the store went back in time (last seq {m.last_seq}, "
+                            f"we saw {state.last_seq})"
+                        )
+                    if m.retention_leeway is not None:
+                        state.retention_leeway = m.retention_leeway
                     if m.oldest_seq:
-                        self._state.prune(m.oldest_seq, self._wall())
+                        state.prune(m.oldest_seq, self._wall(), self.leeway)
                 else:
-                    raise StreamGone()
+                    raise StreamGone("the issuer ended the watch with 410 Expired")
             self._touch()
         if changed and self._on_change is not None:
             self._on_change()
+
+
+def _same_history(state: InvalidationState, epoch: str | None) -> None:
+    """StreamGone unless a line's ``epoch`` is the one the state was listed from. A state listed
+    from an empty store (no epoch yet) takes the epoch of its first line."""
+    if not epoch:
+        return
+    if not state.epoch:
+        if state.last_seq:
+            raise StreamGone("the issuer now names an event history our list had none of")
+        state.epoch = epoch
+    elif epoch != state.epoch:
+        raise StreamGone(f"the store's event history changed (epoch {epoch}, ours {state.epoch})")

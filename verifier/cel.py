@@ -137,6 +137,8 @@ def compile_user_expression(source: str) -> Program:
 
 def claims_activation(claims: Mapping[str, Any]) -> Any:
     """The bindings for expressions over ``claims`` (converted once, shared by all of them)."""
+    if type(claims) is not dict:  # the binding converts plain dicts only (not a mappingproxy)
+        claims = dict(claims)
     try:
         return _CLAIMS_ENV.Activation({"claims": claims})
     except Exception as exc:  # e.g. an integer beyond int64 in a claim

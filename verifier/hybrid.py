@@ -15,6 +15,18 @@ uids, key ids and token ids, and every check is::
     on_stale == "tokenreview": return TokenReview(token)   # one issuer call, exact answer
     on_stale == "fail_closed": raise VerifierUnavailable   # never trust stale state silently
 
+The TokenReview fallback keeps the offline policy: a legacy Secret token (which the issuer's
+TokenReview accepts) is refused as ``issuer_mismatch`` unless the offline policy allows legacy
+tokens, exactly as offline verification would refuse it.
+
+Leeway and retention: a revoked token must stay revoked for as long as the offline check could
+accept it, i.e. until exp + this verifier's ``leeway``. The follower keeps revoked jtis that long,
+and the issuer keeps revocations and deletion events until exp + its published
+``retentionLeeway`` (600 s by default, the largest leeway ``Policy`` allows). Against an issuer
+whose retention leeway is shorter than this verifier's leeway (or that publishes none: older
+issuers kept 60 s) the stream alone cannot be trusted, so the state never counts as fresh and every
+check takes the ``on_stale`` path, and a warning is logged once (issue 9, item 4).
+
 Startup and resync: the follower first lists every retained event (``after=0``) — tokens minted
 before this process started may be bound to objects already deleted — and only then counts as
 fresh; until then (and while rebuilding after a "410 Gone" resync) checks take the ``on_stale``
@@ -26,6 +38,7 @@ own requests are in ``stream_requests`` (one long-lived connection, not per chec
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -34,7 +47,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from ._stream import FollowerStatus, StreamFollower
+from ._stream import MAX_LEEWAY, UNPUBLISHED_RETENTION_LEEWAY, FollowerStatus, StreamFollower
 from .credentials import BearerToken, as_bearer_token
 from .deadline import total_deadline
 from .errors import InvalidToken, VerifierUnavailable
@@ -44,6 +57,8 @@ from .tokenreview import TokenReviewVerifier
 __all__ = ["HybridVerifier", "OnStale"]
 
 OnStale = Literal["tokenreview", "fail_closed"]
+
+log = logging.getLogger("verifier.hybrid")
 
 
 class _SyncVerifier(Protocol):
@@ -67,6 +82,9 @@ class HybridVerifier:
     - ``client``: an ``httpx.Client`` to use for the stream (and the default TokenReview verifier).
     - ``insecure_allow_http``: allow http URLs — tokens then travel in clear text; tests only.
     - ``start``: start following at once (default); else call :meth:`start`.
+    - ``clock`` (monotonic, staleness) and ``wall_clock`` (POSIX time, jti expiry): injectable.
+
+    Offline options (``leeway``, ``algorithms`` ...) go to the default ``OIDCVerifier``.
     """
 
     def __init__(
@@ -87,6 +105,7 @@ class HybridVerifier:
         insecure_allow_http: bool = False,
         start: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         **offline_kwargs: Any,
     ) -> None:
         if on_stale not in ("tokenreview", "fail_closed"):
@@ -123,6 +142,18 @@ class HybridVerifier:
                 **offline_kwargs,
             )
         self.offline: _SyncVerifier = offline
+        policy = getattr(offline, "policy", None)
+        # The offline path's legacy policy, applied to TokenReview answers too (issue 9, item 5).
+        self.allow_legacy = bool(getattr(policy, "allow_legacy", False))
+        # How long past exp the offline check accepts a token: revocations must outlive it
+        # (issue 9, item 4). An injected verifier without a Policy is assumed to use the most.
+        policy_leeway = getattr(policy, "leeway", None)
+        self.leeway = (
+            float(policy_leeway)
+            if isinstance(policy_leeway, int | float) and not isinstance(policy_leeway, bool)
+            else MAX_LEEWAY
+        )
+        self._retention_warned = False
         self._owned_review: TokenReviewVerifier | None = None
         bearer = as_bearer_token(bearer_token)  # one credential for the stream and TokenReview
         if review is None:
@@ -143,7 +174,14 @@ class HybridVerifier:
 
             verify = ssl.create_default_context(cafile=os.fspath(ca_bundle))
         self.follower = StreamFollower(
-            self.review_url, bearer, heartbeat=hb, client=client, verify=verify, clock=clock
+            self.review_url,
+            bearer,
+            heartbeat=hb,
+            client=client,
+            verify=verify,
+            clock=clock,
+            wall_clock=wall_clock,
+            leeway=self.leeway,
         )
         #: Issuer requests made by checks (TokenReview fallbacks).
         self.calls = 0
@@ -187,9 +225,28 @@ class HybridVerifier:
         return self.follower.status()
 
     def is_fresh(self) -> bool:
-        """True when local state may be trusted: synced and heard from within ``staleness`` s."""
+        """True when local state may be trusted: synced, heard from within ``staleness`` s, and
+        kept by the issuer for at least this verifier's leeway past exp (see the module
+        docstring)."""
         age = self.follower.age()
-        return age is not None and age <= self.staleness
+        return age is not None and age <= self.staleness and self.retention_covers_leeway()
+
+    def retention_covers_leeway(self) -> bool:
+        """True when the issuer's published retention leeway is at least this verifier's."""
+        published = self.follower.status().retention_leeway
+        retention = UNPUBLISHED_RETENTION_LEEWAY if published is None else published
+        if retention >= self.leeway:
+            return True
+        if not self._retention_warned:
+            self._retention_warned = True
+            log.warning(
+                "the issuer keeps revocations %g s past expiry, less than this verifier's leeway "
+                "(%g s): the invalidation stream is not trusted, every check takes on_stale=%s",
+                retention,
+                self.leeway,
+                self.on_stale,
+            )
+        return False
 
     @property
     def stream_requests(self) -> int:
@@ -218,10 +275,7 @@ class HybridVerifier:
                 with self._lock:
                     self.stale_refusals += 1
                 raise
-            with self._lock:
-                self.calls += 1
-                self.fallback_checks += 1
-            return self.review.verify(token)
+            return self._fallback(token)
         why = self.follower.why_invalid(ident)
         if why is not None:
             raise InvalidToken("revoked", why)
@@ -233,7 +287,20 @@ class HybridVerifier:
             with self._lock:
                 self.stale_refusals += 1
             raise VerifierUnavailable("invalidation stream is stale; refusing to trust local state")
+        return self._fallback(token)
+
+    def _fallback(self, token: str) -> ServiceAccountIdentity:
+        """TokenReview, under the offline path's policy: a legacy Secret token, which the
+        issuer's TokenReview accepts, is refused unless the offline policy allows legacy
+        tokens, with the reason the offline check gives (issue 9, item 5)."""
         with self._lock:
             self.calls += 1
             self.fallback_checks += 1
-        return self.review.verify(token)
+        ident = self.review.verify(token)
+        if ident.legacy and not self.allow_legacy:
+            raise InvalidToken(
+                "issuer_mismatch",
+                "iss is not the expected issuer (a legacy Secret token; this verifier's policy "
+                "does not accept them)",
+            )
+        return ident

@@ -80,6 +80,7 @@ from .deadline import DeadlineTransport, total_deadline
 from .errors import CredentialRefused, InvalidToken, Reason, VerifierUnavailable
 from .identity import FIELD_NAMES, USERNAME_PREFIX, ServiceAccountIdentity
 from .jws import parse_compact
+from .policy import LEGACY_ISSUER
 
 __all__ = [
     "TOKENREVIEW_PATH",
@@ -549,22 +550,27 @@ def _explain_refusal(token: str, exc: InvalidToken) -> InvalidToken:
 
 
 def _with_token_times(ident: ServiceAccountIdentity, token: str) -> ServiceAccountIdentity:
-    """``ident`` with the token's own iat/nbf/exp, which a TokenReview answer does not carry.
+    """``ident`` with the token's own iat/nbf/exp and its legacy flag, which a TokenReview answer
+    does not carry.
 
     The issuer has just authenticated this exact token, so its claims are the issuer's; they are
-    read, not trusted for any decision (the review made it). A legacy token has no exp.
+    read, not trusted for any decision (the review made it). A legacy token has no exp, and its
+    ``iss`` is ``kubernetes/serviceaccount``: it is reported as ``legacy`` (issue 9, item 5), so a
+    caller whose policy refuses legacy tokens, as ``HybridVerifier`` does, can tell.
     """
     try:
         payload = loads_object(parse_compact(token).payload)
     except (InvalidToken, JSONError):
         return ident
-    times = {
+    updates: dict[str, Any] = {
         field: value
         for field, claim in (("issued_at", "iat"), ("not_before", "nbf"), ("expires_at", "exp"))
         if type(value := payload.get(claim)) is int
     }
-    if not times:
+    if payload.get("iss") == LEGACY_ISSUER:
+        updates.update(legacy=True, issuer=LEGACY_ISSUER)
+    if not updates:
         return ident
     values = {name: getattr(ident, name) for name in FIELD_NAMES}
-    values.update(times)
+    values.update(updates)
     return ServiceAccountIdentity(**values)

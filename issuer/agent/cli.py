@@ -54,10 +54,10 @@ def _add_agent(sub: Any) -> None:
         "agent",
         help="keep token files fresh for workloads outside Kubernetes (kubelet's behaviour)",
         description=(
-            "Request service-account tokens with TokenRequest and keep them fresh in files, as "
-            "the kubelet does for projected volumes. The agent's own credential (--token-file) is "
-            "re-read on every request and needs only 'create' on 'serviceaccounts/token' for "
-            "this one account (RBAC resourceNames)."
+            "Request service-account tokens with TokenRequest and keep them fresh in files, as\n"
+            "the kubelet does for projected volumes. The agent's own credential (--token-file) is\n"
+            "re-read on every request and needs only 'create' on 'serviceaccounts/token' for\n"
+            "this one account (RBAC resourceNames; see deploy/agent/rbac.yaml)."
         ),
         epilog=_AGENT_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

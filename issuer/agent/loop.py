@@ -209,7 +209,7 @@ class Agent:
         log.info(
             "wrote a token for %s (audiences %s, %d s); next refresh in %.0f s (%s)",
             path,
-            ",".join(st.output.audiences),
+            ",".join(st.output.audiences) or "the issuer's API audiences",
             issued.lifetime,
             plan.at - now,
             plan.reason,

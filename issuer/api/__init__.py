@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 
 from issuer.api import (
     discovery,
+    legacy,
     objects,
     rbac,
     selfreviews,
@@ -133,6 +134,10 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
             ctx, kind, namespace, body, mode, caller.label, stamp=stamp, dry_run=dry
         )
     )
+    if kind == "Secret":
+        # A service-account token only to a caller who may read the Secret (issue 9, item 1).
+        obj, withheld = await run_sync(legacy.visible_to, ctx, caller, obj)
+        warnings = [*warnings, *withheld]
     return json_response(obj, 201, warnings)
 
 

@@ -10,6 +10,12 @@ Such a token has no ``exp`` and no ``aud``: it is valid for as long as the Secre
 service account lives (TokenReview checks both, :mod:`issuer.review`) — and, with rotating keys,
 until its signing key leaves the JWKS. Offline verifiers cannot see the Secret at all, which is why
 the response carries a ``Warning`` and an audit record is written.
+
+The token is returned in the create response only to a caller who may ``get`` that Secret
+(:func:`visible_to`). In kube the token controller fills the Secret after the create, so the 201
+never holds the token and reading it needs ``get secrets``; answering it to anyone who may
+``create secrets`` let such a caller become any service account of the namespace (issue 9,
+item 1). The Secret is stored with its token all the same: a later GET by a reader sees it.
 """
 
 from __future__ import annotations
@@ -17,19 +23,33 @@ from __future__ import annotations
 import base64
 from typing import Any, Final
 
+from issuer.api.auth import Caller, decide
 from issuer.api.errors import FieldError, invalid
-from issuer.api.validation import SA_NAME_ANNOTATION, SA_UID_ANNOTATION
+from issuer.api.validation import SA_NAME_ANNOTATION, SA_TOKEN_SECRET_TYPE, SA_UID_ANNOTATION
+from issuer.authz import Attributes
 from issuer.context import IssuerContext
 from issuer.store import NotFound
 from issuer.tokens import BoundRef, legacy_claims
 
-__all__ = ["LEGACY_TOKEN_WARNING", "fill_token_secret", "record_issued"]
+__all__ = [
+    "LEGACY_TOKEN_WARNING",
+    "TOKEN_WITHHELD_WARNING",
+    "fill_token_secret",
+    "record_issued",
+    "visible_to",
+]
 
 LEGACY_TOKEN_WARNING: Final = (
     "legacy service account tokens are not recommended: they never expire, are valid for every "  # noqa: S105
     "API audience, are only revocable by deleting the Secret, and stop verifying once the key "
     "that signed them is rotated out of the key set; use the TokenRequest API "
     "(kubectl create token) for bound, expiring tokens instead"
+)
+
+
+TOKEN_WITHHELD_WARNING: Final = (
+    "the token is not in this response: reading it needs get on this Secret, as in Kubernetes, "  # noqa: S105
+    "where the token controller fills the Secret after the create"
 )
 
 
@@ -96,3 +116,34 @@ def record_issued(ctx: IssuerContext, secret: dict[str, Any], caller: str, kid: 
         recommended=False,
     )
     ctx.metrics.tokens_issued.inc(kind="legacy")
+
+
+def visible_to(
+    ctx: IssuerContext, caller: Caller, secret: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
+    """``secret`` as the create response may show it to ``caller``, and any ``Warning`` to add.
+
+    A service-account token Secret keeps its ``data.token`` only for a caller whom RBAC allows
+    to ``get`` this Secret (the read kube requires: tokens_controller.go fills the Secret
+    asynchronously, so its create response never holds the token). Blocking: may read the
+    store's RBAC objects; StoreError propagates (the Secret is stored, the answer is 503/504).
+    """
+    data = secret.get("data")
+    if secret.get("type") != SA_TOKEN_SECRET_TYPE or not isinstance(data, dict):
+        return secret, []
+    if "token" not in data:
+        return secret, []
+    meta = secret["metadata"]
+    attrs = Attributes(
+        user=caller.user,
+        groups=caller.groups,
+        verb="get",
+        resource="secrets",
+        namespace=meta["namespace"],
+        name=meta["name"],
+    )
+    if decide(ctx.store, attrs).allowed:
+        return secret, []
+    shown = dict(secret)
+    shown["data"] = {k: v for k, v in data.items() if k != "token"}
+    return shown, [TOKEN_WITHHELD_WARNING]

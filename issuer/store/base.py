@@ -127,11 +127,20 @@ class Event:
 class EventPage:
     """Events after a sequence number. ``oldest_seq`` is the first seq still kept (0 if none);
     a reader whose ``after`` < ``oldest_seq - 1`` has missed trimmed events and must resync.
-    ``last_seq`` is the newest seq ever assigned (0 if none)."""
+    ``last_seq`` is the newest seq ever assigned (0 if none).
+
+    ``epoch`` names the event history the seqs belong to: a random id made with the store (SQLite:
+    a ``meta`` row; Redis: the ``epoch`` key, made again when it is missing, as after a flush).
+    Seqs compare only within one epoch: a new file, or a flushed or replaced Redis, has a new
+    epoch, and a reader of the old one must resync (issue 9, item 7). A store restored to an
+    older copy of itself (a failover to a lagging replica) keeps its epoch: the stream detects
+    that by the event at the reader's seq, which is another event or none. "" while no seq was
+    ever assigned (nothing to compare yet), or from a store that has no epochs."""
 
     events: tuple[Event, ...]
     oldest_seq: int
     last_seq: int
+    epoch: str = ""
 
 
 ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]

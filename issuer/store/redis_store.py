@@ -31,6 +31,9 @@ https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-
                                         write, SETNX, so an upgraded store never claims history
                                         it did not log; raised by trims)
     P:seq                         int   event sequence counter (INCR)
+    P:epoch                       str   random id of the event history (EventPage.epoch), made
+                                        by the first read that finds a seq but no epoch (a new or
+                                        flushed Redis)
     P:events                      stream, entry id "<seq>-1", fields t (server time, µs), d (JSON)
     P:lease:<name>                string holder, with a PX expiry
     P:changes                     pub/sub channel: "keys" | "events" | "objects"
@@ -87,6 +90,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -281,10 +285,18 @@ end
 return out
 """
 
-# The page, the oldest entry and the counter as one snapshot (a script rather than MULTI, which a
-# cluster client pipelines differently). Returns {last_seq, oldest_id or '', id1, d1, id2, d2...}.
+# The page, the oldest entry, the counter and the epoch as one snapshot (a script rather than
+# MULTI, which a cluster client pipelines differently). The epoch is made (ARGV[3]) when missing
+# once a seq exists: a new or flushed Redis that has events again; none ('') before any.
+# Returns {last_seq, oldest_id or '', epoch or '', id1, d1, id2, d2...}.
 _READ_EVENTS = """
-local out = {redis.call('GET', KEYS[2]) or '0', ''}
+local last = redis.call('GET', KEYS[2]) or '0'
+local epoch = redis.call('GET', KEYS[3])
+if not epoch and last ~= '0' then
+  epoch = ARGV[3]
+  redis.call('SET', KEYS[3], epoch)
+end
+local out = {last, '', epoch or ''}
 local first = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
 if #first > 0 then out[2] = first[1][1] end
 local n = tonumber(ARGV[2])
@@ -463,6 +475,7 @@ class RedisStore:
         self._k_rv = f"{tag}:rv"
         self._k_seq = f"{tag}:seq"
         self._k_events = f"{tag}:events"
+        self._k_epoch = f"{tag}:epoch"
         self._k_chg = f"{tag}:chg"
         self._k_chgfloor = f"{tag}:chgfloor"
         self._channel = f"{tag}:changes"
@@ -905,20 +918,21 @@ class RedisStore:
     def read_events(self, after: int, limit: int = 1000) -> EventPage:
         """Events with seq > ``after``, oldest first, at most ``limit``."""
         with _errors():
-            # One script: the page, the oldest entry and the counter form one snapshot.
+            # One script: the page, the oldest entry, the counter and the epoch: one snapshot.
             flat = self._read_events(
                 self._client,
-                keys=[self._k_events, self._k_seq],
-                args=[f"{max(0, after) + 1}-0", max(0, limit)],
+                keys=[self._k_events, self._k_seq, self._k_epoch],
+                args=[f"{max(0, after) + 1}-0", max(0, limit), secrets.token_hex(8)],
             )
         events = tuple(
             Event(seq=_stream_seq(eid), data=_codec.load_json(d, f"event {eid!r}"))
-            for eid, d in zip(flat[2::2], flat[3::2], strict=True)
+            for eid, d in zip(flat[3::2], flat[4::2], strict=True)
         )
         return EventPage(
             events=events,
             oldest_seq=_stream_seq(flat[1]) if flat[1] else 0,
             last_seq=int(flat[0]),
+            epoch=flat[2].decode() if isinstance(flat[2], bytes) else str(flat[2]),
         )
 
     def wait_events(self, after: int, timeout: float) -> EventPage:

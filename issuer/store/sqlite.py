@@ -2,7 +2,8 @@
 
 Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
 
-    meta    (k TEXT PRIMARY KEY, v INTEGER)      schema, rv (resourceVersion counter)
+    meta    (k TEXT PRIMARY KEY, v INTEGER)      schema, rv (resourceVersion counter), epoch
+                                                 (random, made with the store: EventPage.epoch)
     keyset  (id = 1, version, doc)               the whole key set as one JSON document
     objects (kind, namespace, name, uid, rv, doc)
     changes (rv INTEGER PRIMARY KEY, kind, namespace, name, time, doc)   the object change log
@@ -30,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -106,6 +108,14 @@ INSERT INTO meta (k, v) VALUES ('schema', 1), ('rv', 0);
 INSERT INTO keyset (id, version, doc) VALUES (1, 0, X'');
 """
 )
+
+#: The store's event-history id (EventPage.epoch): a random 63-bit integer, shown as hex.
+_NEW_EPOCH = "INSERT OR IGNORE INTO meta (k, v) VALUES ('epoch', ?)"
+
+
+def _epoch_value() -> int:
+    return secrets.randbits(63)
+
 
 #: Schema 1 -> 2: the object change log. Run inside the caller's BEGIN IMMEDIATE transaction.
 _MIGRATE_2 = """
@@ -348,6 +358,7 @@ class SQLiteStore:
                     for stmt in _SCHEMA.strip().split(";\n"):
                         conn.execute(stmt)
                     self._migrate(conn, 1)
+                    conn.execute(_NEW_EPOCH, (_epoch_value(),))
                     conn.execute("COMMIT")
                     return
                 conn.execute("ROLLBACK")
@@ -374,6 +385,10 @@ class SQLiteStore:
                     wconn.execute(_REVISIONS_DDL)
             if schema < SCHEMA_VERSION:
                 self._upgrade()
+            if conn.execute("SELECT 1 FROM meta WHERE k = 'epoch'").fetchone() is None:
+                # A store made before epochs existed: give its event history one now.
+                with self._write() as w:
+                    w.execute(_NEW_EPOCH, (_epoch_value(),))
         except StoreError:
             self.close()
             raise
@@ -778,14 +793,16 @@ class SQLiteStore:
                 "SELECT seq, doc FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
                 (after, max(0, limit)),
             ).fetchall()
-            oldest, last = conn.execute(
+            oldest, last, epoch = conn.execute(
                 "SELECT (SELECT coalesce(min(seq), 0) FROM events),"
-                " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events')"
+                " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'events'),"
+                " (SELECT v FROM meta WHERE k = 'epoch')"
             ).fetchone()
         return EventPage(
             events=tuple(_codec.make_event(s, d) for s, d in rows),
             oldest_seq=int(oldest),
             last_seq=int(last),
+            epoch=f"{epoch:016x}" if isinstance(epoch, int) and last else "",
         )
 
     def wait_events(self, after: int, timeout: float) -> EventPage:

@@ -10,12 +10,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import _serve_fixtures
 import pytest
 from _api_support import Api, ApiFactory, Clock, config_for
 from starlette.testclient import TestClient
@@ -23,19 +22,7 @@ from starlette.testclient import TestClient
 from issuer.app import create_app
 from issuer.context import build_context
 
-
-def _load_issuer_fixtures() -> Any:
-    # tests/issuer is not a package (and "issuer" is the real package's name): load by path.
-    path = Path(__file__).resolve().parents[1] / "issuer" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_sa_issuer_serve_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_serve = _load_issuer_fixtures()
+_serve = _serve_fixtures.load()
 issuer_factory = _serve.issuer_factory
 IssuerFactory = _serve.IssuerFactory
 

@@ -12,39 +12,25 @@ are shared safely.
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import _serve_fixtures
 import httpx
 import pytest
 from _tls import Pki, make_pki
 
-TESTS = Path(__file__).resolve().parents[1]
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC = f"/apis/{RBAC_GROUP}/v1"
 #: least-privilege rule of the agent's credential (docs/FEDERATION.md)
 MINT_RULE = {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-serve = _load("_sa_issuer_serve_fixtures", TESTS / "issuer" / "conftest.py")
+serve = _serve_fixtures.load()
 
 
 @pytest.fixture(scope="session")

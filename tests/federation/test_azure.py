@@ -24,7 +24,7 @@ from _clouds import ENTRA_AUDIENCE, EntraAuthority, TokenChecker
 from _tls import Pki
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import WorkloadIdentityCredential
-from conftest import Cluster, Workload, delete_bound_pod, run_agent, run_cli
+from conftest import Cluster, Workload, delete_bound_pod, run_agent, run_cli, start_issuer
 
 from issuer.agent.schedule import MIN_REMAINING_SECONDS, SDK_REREAD_SECONDS
 
@@ -170,3 +170,29 @@ def test_sdk_file_cache_and_the_agents_minimum_remaining_lifetime(
         assert sent[-1] == new
     finally:
         entra.checker.clock_offset = 0.0
+
+
+def test_es256_issuer_is_refused_and_check_federation_says_why(
+    tmp_path: Path, pki: Pki, azure: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entra accepts RS256 only: an issuer signing ES256 is refused by the authority (the SDK
+    surfaces AADSTS5002738), and check-federation names the requirement beforehand."""
+    factory, proc = start_issuer(tmp_path / "es-issuer", pki, {"key_alg": "ES256"})
+    try:
+        cluster = Cluster(proc, pki.ca)
+        workload = Workload(cluster, tmp_path)
+        checker = TokenChecker(proc.issuer, str(pki.ca), ("RS256",))
+        entra = EntraAuthority(pki, checker, TENANT, CLIENT_ID, subject=workload.sub)
+        try:
+            monkeypatch.setenv("AZURE_AUTHORITY_HOST", entra.url)
+            workload.write(azure, ENTRA_AUDIENCE)
+            _refused("AADSTS5002738: Invalid JWT token. 'ES256' is not a supported signature")
+        finally:
+            entra.close()
+        r = run_cli("check-federation", "--cloud", "azure", "--issuer", proc.issuer,
+                    "--ca-bundle", str(pki.ca))  # fmt: skip
+    finally:
+        factory.close()
+    assert r.returncode == 1
+    assert "FAIL  signing algorithms accepted: published ES256; not accepted: ES256" in r.stdout
+    assert "RS256 algorithm are supported" in r.stdout

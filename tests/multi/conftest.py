@@ -12,31 +12,21 @@ package), as tests/security/conftest.py does.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+import _serve_fixtures
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-serve_fixtures = _load("_sa_issuer_serve_fixtures", TESTS / "issuer" / "conftest.py")
+serve_fixtures = _serve_fixtures.load()
 issuer_factory = serve_fixtures.issuer_factory
-jwks_module = _load("_multi_jwks_server", TESTS / "verifier" / "jwks_server.py")
+jwks_module = _serve_fixtures.load_module(
+    "_multi_jwks_server", TESTS / "verifier" / "jwks_server.py"
+)
 
 
 @pytest.fixture

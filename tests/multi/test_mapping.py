@@ -7,6 +7,7 @@ getGroups / getUID / getExtra / required claims / checkValidationRulesEvaluation
 
 from __future__ import annotations
 
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -270,3 +271,5 @@ def test_same_verified_payload_maps_once() -> None:
     assert first == UserInfo("jane:x")
     assert a.user_for({"sub": "jane"}, payload) is first  # the cached mapping
     assert a.user_for({"sub": "joe"}, b'{"sub":"joe"}').username == "joe:x"
+    # read-only claims (as in Authenticated.claims) map the same
+    assert a.user_for(MappingProxyType({"sub": "jo"})).username == "jo:x"

@@ -13,13 +13,11 @@ basename is shared with another directory (tests/ is not a package).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import _serve_fixtures
 import pytest
 from starlette.testclient import TestClient
 
@@ -29,21 +27,12 @@ from issuer.context import build_context
 TESTS = Path(__file__).resolve().parents[1]
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-_serve = _load("_sa_issuer_serve_fixtures", TESTS / "issuer" / "conftest.py")
+_serve = _serve_fixtures.load()
 issuer_factory = _serve.issuer_factory
-support = _load("_security_api_support", TESTS / "api" / "_api_support.py")
-jwks_server = _load("_security_jwks_server", TESTS / "verifier" / "jwks_server.py")
+support = _serve_fixtures.load_module("_security_api_support", TESTS / "api" / "_api_support.py")
+jwks_server = _serve_fixtures.load_module(
+    "_security_jwks_server", TESTS / "verifier" / "jwks_server.py"
+)
 
 
 @pytest.fixture

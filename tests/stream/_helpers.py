@@ -144,3 +144,15 @@ def wait_until(pred: Callable[[], bool], timeout: float = 5.0, interval: float =
             return True
         time.sleep(interval)
     return pred()
+
+
+def pod_deleted(uid: str) -> dict[str, Any]:
+    """An ``ObjectDeleted`` event for pod ``ns/<uid>`` with uid ``uid``, as the API appends it."""
+    return {
+        "type": "ObjectDeleted",
+        "kind": "Pod",
+        "namespace": "ns",
+        "name": uid,
+        "uid": uid,
+        "time": time.time(),
+    }

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import _serve_fixtures
 import pytest
 from starlette.applications import Starlette
 
@@ -46,26 +47,7 @@ def stream_server(store: Store) -> Iterator[ServerThread]:
     srv.stop()
 
 
-def _load_issuer_fixtures() -> Any:
-    """tests/issuer/conftest.py (real `sa-issuer serve` subprocesses), loaded under its own name
-    so its fixtures can be shared here without a root-level plugin."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    name = "sa_oidc_issuer_fixtures"
-    if name in sys.modules:
-        return sys.modules[name]
-    path = Path(__file__).resolve().parent.parent / "issuer" / "conftest.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_issuer_fixtures = _load_issuer_fixtures()
+_issuer_fixtures = _serve_fixtures.load()
 issuer_factory = _issuer_fixtures.issuer_factory
 IssuerFactory = _issuer_fixtures.IssuerFactory
 IssuerProcess = _issuer_fixtures.IssuerProcess

@@ -87,7 +87,7 @@ def test_upkeep_trims_old_events_and_prunes_expired_revocations(store: Store) ->
     revocations.revoke_token(store, "live", now + 1000, now)
     store.append_event({"type": "KeyRevoked", "kid": "k", "time": now})
     # Retention 0: every event older than the leeway goes (the newest always stays).
-    later = now + revocations.LEEWAY + 10
+    later = now + revocations.RETENTION_LEEWAY + 10
     result = revocations.upkeep(store, retention=0, holder="a", now=later)
     assert result is not None
     assert result["pruned"] == 1 and result["trimmed"] == 2

@@ -13,7 +13,7 @@ import pytest
 from issuer import revocations
 from issuer.store import Store
 
-from ._helpers import ServerThread
+from ._helpers import ServerThread, pod_deleted
 from .conftest import ADMIN
 
 PATH = "/apis/sa-oidc.dev/v1/invalidations"
@@ -21,19 +21,8 @@ REVOKE = "/apis/sa-oidc.dev/v1/tokenrevocations"
 AUTH = {"Authorization": f"Bearer {ADMIN}"}
 
 
-def _pod_deleted(uid: str) -> dict[str, Any]:
-    return {
-        "type": "ObjectDeleted",
-        "kind": "Pod",
-        "namespace": "ns",
-        "name": uid,
-        "uid": uid,
-        "time": time.time(),
-    }
-
-
 def test_list_page_shape(store: Store, stream_server: ServerThread) -> None:
-    s1 = store.append_event(_pod_deleted("a"))
+    s1 = store.append_event(pod_deleted("a"))
     s2 = store.append_event({"type": "KeyRevoked", "kid": "k1", "time": 1.0})
     r = httpx.get(stream_server.url + PATH, params={"after": 0}, headers=AUTH)
     assert r.status_code == 200
@@ -48,7 +37,7 @@ def test_list_page_shape(store: Store, stream_server: ServerThread) -> None:
 
 
 def test_paging_continue(store: Store, stream_server: ServerThread) -> None:
-    seqs = [store.append_event(_pod_deleted(f"p{i}")) for i in range(5)]
+    seqs = [store.append_event(pod_deleted(f"p{i}")) for i in range(5)]
     r = httpx.get(stream_server.url + PATH, params={"after": 0, "limit": 2}, headers=AUTH).json()
     assert [i["seq"] for i in r["items"]] == seqs[:2]
     assert r["metadata"]["continue"] == str(seqs[1])
@@ -74,10 +63,10 @@ def test_bad_after(stream_server: ServerThread, after: str) -> None:
 
 
 def test_410_after_trim_and_for_future_positions(store: Store, stream_server: ServerThread) -> None:
-    first = store.append_event(_pod_deleted("a"))
-    store.append_event(_pod_deleted("b"))
+    first = store.append_event(pod_deleted("a"))
+    store.append_event(pod_deleted("b"))
     time.sleep(0.02)
-    last = store.append_event(_pod_deleted("c"))
+    last = store.append_event(pod_deleted("c"))
     store.trim_events(time.time() + 1)  # keeps only the newest
     page = httpx.get(stream_server.url + PATH, params={"after": 0}, headers=AUTH).json()
     assert page["metadata"]["oldestSeq"] == last
@@ -109,7 +98,7 @@ def _read_lines(resp: httpx.Response, out: list[dict[str, Any]], stop: threading
 
 
 def test_watch_backlog_live_and_heartbeat(store: Store, stream_server: ServerThread) -> None:
-    s1 = store.append_event(_pod_deleted("a"))
+    s1 = store.append_event(pod_deleted("a"))
     lines: list[dict[str, Any]] = []
     stop = threading.Event()
     with (
@@ -148,8 +137,8 @@ def test_watch_backlog_live_and_heartbeat(store: Store, stream_server: ServerThr
 
 
 def test_watch_resumes_from_after(store: Store, stream_server: ServerThread) -> None:
-    s1 = store.append_event(_pod_deleted("a"))
-    s2 = store.append_event(_pod_deleted("b"))
+    s1 = store.append_event(pod_deleted("a"))
+    s2 = store.append_event(pod_deleted("b"))
     with (
         httpx.Client(timeout=5) as c,
         c.stream(
@@ -157,7 +146,9 @@ def test_watch_resumes_from_after(store: Store, stream_server: ServerThread) -> 
         ) as resp,
     ):
         first = json.loads(next(resp.iter_lines()))
-    assert first == {"type": "EVENT", "seq": s2, "event": first["event"]}
+    epoch = store.read_events(0).epoch
+    assert epoch  # every line names the store's event history (issue 9, item 7)
+    assert first == {"type": "EVENT", "seq": s2, "epoch": epoch, "event": first["event"]}
     assert first["event"]["uid"] == "b"
 
 
@@ -208,6 +199,7 @@ def test_token_revocation_call(store: Store, stream_server: ServerThread) -> Non
         (_revocation(7), 422),
         (_revocation("x" * 300), 422),
         (_revocation("ok", "yesterday"), 422),
+        (_revocation("ok", "2001-01-01T00:00:00Z"), 422),  # in the past (issue 9, item 6)
     ],
 )
 def test_token_revocation_bad_input(
