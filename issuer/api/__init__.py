@@ -22,6 +22,7 @@ path                                                                methods
 /apis/authorization.k8s.io/v1/selfsubject{access,rules}reviews       POST (:mod:`.selfreviews`)
 /apis/authentication.k8s.io/v1/selfsubjectreviews                   POST (``auth whoami``)
 /version, /api, /api/v1, /apis, /apis/{group}/{version}             GET (API discovery)
+/openapi/v2, /openapi/v3, /openapi/v3/{api/v1 | apis/G/V}           GET (:mod:`.openapi`)
 /apis/sa-oidc.dev/v1/{invalidations|tokenrevocations}               see :mod:`issuer.stream`
 ==================================================================  ==========================
 
@@ -45,6 +46,7 @@ from issuer.api import (
     discovery,
     legacy,
     objects,
+    openapi,
     rbac,
     selfreviews,
     tokenrequest,
@@ -245,6 +247,7 @@ def routes() -> list[BaseRoute]:
     return [
         *writes.routes(),
         *discovery.routes(),
+        *openapi.routes(),
         *stream.routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),
         Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),

@@ -27,6 +27,7 @@ from issuer.api.errors import (
     outcome_unknown,
     service_unavailable,
 )
+from issuer.api.tables import app_now, table_response
 from issuer.api.validation import FieldValidation
 from issuer.context import IssuerContext
 from issuer.http.status import StatusError
@@ -131,12 +132,17 @@ async def run_sync(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def endpoint(
     fn: Callable[[Request], Awaitable[Response]],
 ) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler: typed failures become Kubernetes ``Status`` responses."""
+    """Wrap a handler: typed failures become Kubernetes ``Status`` responses; a GET answered
+    with JSON becomes a Table when the client asks for one (:mod:`issuer.api.tables`)."""
 
     @functools.wraps(fn)
     async def wrapper(request: Request) -> Response:
         try:
-            return await fn(request)
+            response = await fn(request)
+            if "as=Table" in request.headers.get("accept", ""):
+                # Server-side printing for kubectl get (content negotiation, one place).
+                response = table_response(request, response, app_now(request.app.state))
+            return response
         except StatusError as e:
             return e.response()
         except InvalidAddress as e:

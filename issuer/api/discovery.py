@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 import issuer
-from issuer.api import rbac, selfreviews, tokenreview
+from issuer.api import aggregated, rbac, selfreviews, tokenreview
 from issuer.api._http import context, endpoint, json_response
 from issuer.api.auth import (
     authenticate,
@@ -55,6 +55,7 @@ __all__ = [
     "api_group_list",
     "api_resource_list",
     "api_versions",
+    "require_caller",
     "routes",
     "version_info",
 ]
@@ -237,8 +238,9 @@ def _authenticate(ctx: Any, token: str) -> bool:
     return authenticate_token(ctx, token) is not None
 
 
-async def _require_caller(request: Request, *, anonymous: bool) -> None:
-    """401 unless the bearer token authenticates (no token at all is fine when ``anonymous``)."""
+async def require_caller(request: Request, *, anonymous: bool) -> None:
+    """Discovery's access rule (also the OpenAPI documents'): 401 unless the bearer token
+    authenticates (no token at all is fine when ``anonymous``)."""
     token = bearer_token(request)
     if token is None:
         if anonymous and "authorization" not in request.headers:
@@ -263,35 +265,46 @@ async def _require_caller(request: Request, *, anonymous: bool) -> None:
 @endpoint
 async def version(request: Request) -> Response:
     """``GET /version`` (anonymous allowed)."""
-    await _require_caller(request, anonymous=True)
+    await require_caller(request, anonymous=True)
     return json_response(version_info())
+
+
+def _aggregated(request: Request, core: bool) -> Response | None:
+    version = aggregated.aggregated_version(request.headers.get("accept", ""))
+    if version is None:
+        return None
+    body = aggregated.discovery_list(GROUP_VERSIONS, core, version)
+    media = f"application/json;g={aggregated.MEDIA_GROUP};v={version};as=APIGroupDiscoveryList"
+    response = json_response(body)
+    response.headers["Content-Type"] = media
+    return response
 
 
 @endpoint
 async def core_versions(request: Request) -> Response:
-    """``GET /api``."""
-    await _require_caller(request, anonymous=False)
-    return json_response(api_versions(request.url.netloc))
+    """``GET /api`` (aggregated discovery when asked for, :mod:`issuer.api.aggregated`)."""
+    await require_caller(request, anonymous=False)
+    return _aggregated(request, core=True) or json_response(api_versions(request.url.netloc))
 
 
 @endpoint
 async def core_resources(request: Request) -> Response:
     """``GET /api/v1``."""
-    await _require_caller(request, anonymous=False)
+    await require_caller(request, anonymous=False)
     return json_response(api_resource_list("v1"))
 
 
 @endpoint
 async def groups(request: Request) -> Response:
-    """``GET /apis``."""
-    await _require_caller(request, anonymous=False)
-    return json_response(api_group_list())
+    """``GET /apis`` (aggregated discovery when asked for)."""
+    await require_caller(request, anonymous=False)
+    return _aggregated(request, core=False) or json_response(api_group_list())
 
 
 @endpoint
 async def group_resources(request: Request) -> Response:
     """``GET /apis/{group}/{version}``."""
-    await _require_caller(request, anonymous=False)
+    await require_caller(request, anonymous=False)
     gv = f"{request.path_params['group']}/{request.path_params['version']}"
     body = api_resource_list(gv)
     if body is None:

@@ -46,6 +46,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from issuer.api import tables
 from issuer.api.errors import FieldError, bad_request, invalid
 from issuer.http.status import StatusError, status_body
 from issuer.store import JSON, Change, ChangePage, Store, StoreError, StoreUnavailable
@@ -344,6 +345,9 @@ async def watch_response(
     output), else the hub's JSON lines are sent as they are.
     """
     state = request.app.state
+    if encoder is None:
+        # kubectl get -w asks for Tables (issuer.api.tables).
+        encoder = tables.event_encoder(request, kind, lambda: tables.app_now(state))
     settings: WatchSettings = getattr(state, "watch_settings", None) or WatchSettings()
     rv, timeout, bookmarks = _params(request, settings)
     initial_end = _send_initial_events(request, bookmarks)

@@ -51,7 +51,8 @@ class Api:
 
     # --- raw ----------------------------------------------------------------------------------
     def get(self, path: str, **kw: Any) -> httpx.Response:
-        return self.client.get(path, headers=self.headers, **kw)
+        headers = {**self.headers, **kw.pop("headers", {})}
+        return self.client.get(path, headers=headers, **kw)
 
     def post(self, path: str, body: Any = None, **kw: Any) -> httpx.Response:
         if body is not None:

@@ -102,6 +102,16 @@ def test_self_subject_access_review(
     assert out["status"]["allowed"] is allowed
 
 
+def test_resource_dot_group_as_kubectl_sends_it(api: Api) -> None:
+    """kubectl sends "jobs.batch" with no group when discovery does not list jobs."""
+    _setup(api)
+    attrs = {"verb": "list", "resource": "jobs.batch", "namespace": "maintenance"}
+    out = api.ok(api.post(SSAR, _ssar(attrs), headers=AS_APP))
+    assert out["status"]["allowed"] is True and out["spec"]["resourceAttributes"] == attrs
+    attrs = {"verb": "list", "resource": "jobs.apps", "namespace": "maintenance"}
+    assert api.ok(api.post(SSAR, _ssar(attrs), headers=AS_APP))["status"]["allowed"] is False
+
+
 def test_service_account_asks_about_itself(api: Api) -> None:
     token = _setup(api)
     own = {"Authorization": f"Bearer {token}"}
