@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from issuer.api import update
+from issuer.api import legacy, update
 from issuer.api._http import (
     context,
     dry_run,
@@ -91,6 +91,11 @@ async def _write(request: Request, kind: str, namespace: str, name: str) -> Resp
         )
     else:
         raise method_not_allowed()
+    if created and kind == "Secret":
+        # A created service-account token Secret holds its token only for a reader, as on POST
+        # (issue 9, item 1; api/legacy.visible_to).
+        obj, withheld = await run_sync(legacy.visible_to, ctx, caller, obj)
+        warnings = [*warnings, *withheld]
     return json_response(obj, 201 if created else 200, warnings)
 
 
