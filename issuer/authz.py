@@ -525,6 +525,21 @@ def _resolved_builtins() -> Mapping[str, Role]:
     return resolve_aggregation(BUILTIN_CLUSTER_ROLES)
 
 
+def _may_aggregate(role: Role) -> bool:
+    """Whether ``role`` takes part in aggregation: it has an aggregationRule, or labels that a
+    built-in aggregationRule selects."""
+    if role.aggregation is not None:
+        return True
+    if not role.labels:
+        return False
+    labels = dict(role.labels)
+    return any(
+        selector is not None and selector.matches(labels)
+        for builtin in BUILTIN_CLUSTER_ROLES.values()
+        for selector in builtin.aggregation or ()
+    )
+
+
 @dataclass(slots=True)
 class _Index:
     roles: dict[tuple[str, str], Role] = field(default_factory=dict)
@@ -537,8 +552,9 @@ class _Index:
             index.roles[(r.namespace, r.name)] = r
         for r in cluster_roles:
             index.cluster_roles[r.name] = r
-        if not index.cluster_roles:
-            index.cluster_roles = dict(_resolved_builtins())  # the built-ins alone: once
+        if not any(_may_aggregate(r) for r in index.cluster_roles.values()):
+            # Nothing given aggregates or is aggregated: the built-ins resolved once, plus them.
+            index.cluster_roles = {**_resolved_builtins(), **index.cluster_roles}
             return index
         # The registry refuses stored objects with the built-ins' names, so a given role of such
         # a name is the built-in already resolved (issuer.rbac_index passes those).

@@ -193,8 +193,9 @@ class RbacIndex:
             # The registry refuses stored objects with the built-ins' names: built-ins win.
             stored.update(authz.BUILTIN_CLUSTER_ROLES)
             resolved = {
-                # Resolved here, once: the evaluation must not aggregate again over a subset.
-                name: dataclasses.replace(role, aggregation=None)
+                # Resolved here, once: the evaluation must not aggregate again over a subset
+                # (and, without labels or a rule, it does not try to).
+                name: dataclasses.replace(role, aggregation=None, labels=())
                 for name, role in authz.resolve_aggregation(stored).items()
             }
             part = _ClusterPart(revisions, bindings, resolved)

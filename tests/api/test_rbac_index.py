@@ -73,7 +73,11 @@ rules = st.lists(
     ),
     max_size=2,
 )
-labels = st.dictionaries(st.sampled_from(["agg", "tier"]), st.sampled_from(["x", "y"]), max_size=2)
+# Some labels make a stored role part of the built-in admin/edit/view aggregation.
+LABEL_KEYS = ["agg", "tier", "rbac.authorization.k8s.io/aggregate-to-view"]
+labels = st.dictionaries(
+    st.sampled_from(LABEL_KEYS), st.sampled_from(["x", "y", "true"]), max_size=2
+)
 selector = st.one_of(
     st.builds(lambda m: {"matchLabels": m}, labels),
     st.builds(
@@ -98,7 +102,9 @@ subject = st.one_of(
         st.sampled_from(["", *NAMESPACES]),
     ),
 )
-cluster_role_names = st.sampled_from(["c1", "c2", "c3", "cluster-admin", "missing"])
+cluster_role_names = st.sampled_from(
+    ["c1", "c2", "c3", "cluster-admin", "view", "edit", "admin", "missing"]
+)
 
 
 def _meta(name: str, ns: str, lbls: dict[str, str] | None = None) -> dict[str, Any]:
@@ -227,7 +233,9 @@ def aggregating_cluster_role(draw: st.DrawFn, name: str) -> dict[str, Any]:
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(
     roles=st.tuples(*(aggregating_cluster_role(n) for n in ("c1", "c2", "c3", "c4"))),
-    bound=st.lists(st.sampled_from(["c1", "c2", "c3", "c4"]), min_size=1, max_size=2),
+    bound=st.lists(
+        st.sampled_from(["c1", "c2", "c3", "c4", "view", "admin"]), min_size=1, max_size=2
+    ),
 )
 def test_aggregation_agrees_with_from_scratch_evaluation(
     roles: tuple[dict[str, Any], ...], bound: list[str]
@@ -269,6 +277,29 @@ def test_aggregated_rules_are_the_selected_roles_rules() -> None:
     assert out["edit"].rules == (get,)  # its own rule is replaced; itself is not selected
     assert out["admin"].rules == (get,)  # edit (aggregated: get) and view (get), once
     assert out["none"].rules == ()
+
+
+def test_stored_role_aggregates_into_a_built_in(tmp_path: Path) -> None:
+    """A stored ClusterRole labelled aggregate-to-view grants through the built-in ``view``
+    (kube's aggregation of the default roles), from scratch and from the index alike."""
+    store = SQLiteStore(tmp_path / "issuer.db")
+    try:
+        mint = {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]}
+        store.create_object(CLUSTER_ROLE, "", "extra", {
+            "metadata": _meta("extra", "", {"rbac.authorization.k8s.io/aggregate-to-view": "true"}),
+            "rules": [mint],
+        })  # fmt: skip
+        store.create_object(CLUSTER_ROLE_BINDING, "", "u1-views", {
+            "metadata": _meta("u1-views", ""),
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "ClusterRole", "name": "view"},
+            "subjects": [{"kind": "User", "name": "u1"}],
+        })  # fmt: skip
+        attrs = REQUESTS[1].as_user("u1", ())
+        assert from_scratch(store, attrs).allowed
+        assert decide(store, attrs) == from_scratch(store, attrs)
+        assert not authz.authorize(attrs).allowed  # the built-ins alone do not allow it
+    finally:
+        store.close()
 
 
 def test_unchanged_policy_is_not_rebuilt(tmp_path: Path) -> None:
