@@ -344,6 +344,9 @@ def test_explain_and_discovery(cluster: Cluster) -> None:
     out = k.ok("explain", "serviceaccount.automountServiceAccountToken")
     assert "FIELD: automountServiceAccountToken <boolean>" in out
     assert "AutomountServiceAccountToken indicates whether pods running as this service" in out
+    # The same from the OpenAPI v2 document, which client-go reads as gnostic protobuf.
+    v2 = k.ok("explain", "pods.spec.containers.name", "--output=plaintext-openapiv2")
+    assert "FIELD:    name <string>" in v2 and "KIND:     Pod" in v2
     k.ok("create", "ns", "dev")
     for short in ("sa", "ns", "po", "no"):
         k.ok("get", short, *(["-A"] if short in ("sa", "po") else []))
