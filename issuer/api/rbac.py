@@ -18,12 +18,18 @@ pkg/apis/rbac/validation/validation.go) → the namespace exists and is active (
 escalation check (403; kube: pkg/registry/rbac/{role,rolebinding,...}/policybased/storage.go) →
 store (409 AlreadyExists).
 
+A ClusterRole may carry an ``aggregationRule`` (``clusterRoleSelectors``, label selectors
+validated as kube does, 422): its rules are then those of the ClusterRoles it selects
+(:func:`issuer.authz.resolve_aggregation`), as kube's aggregation controller makes them.
+
 Escalation prevention, as kube: a caller in ``system:masters`` may create anything; otherwise a
 Role/ClusterRole needs ``escalate`` on roles/clusterroles or must grant only rules the caller
 already holds there, and a binding needs ``bind`` on the referenced role (resourceNames can name
 it) or must reference a role whose rules the caller already holds in the binding's namespace
-("" for a ClusterRoleBinding). A binding's referenced role need not exist unless that last check
-has to read it (404, as kube).
+("" for a ClusterRoleBinding; an aggregated role counts with its aggregated rules). Creating a
+ClusterRole with an aggregationRule also needs full authority (``*`` on ``*.*``; kube:
+clusterrole/policybased/storage.go). A binding's referenced role need not exist unless that last
+check has to read it (404, as kube).
 
 The built-in ClusterRoles and ClusterRoleBindings (:mod:`issuer.authz`) are listed and read
 like stored ones (label ``kubernetes.io/bootstrapping: rbac-defaults``) but are not stored:
