@@ -421,6 +421,12 @@ class StreamFollower:
                 return None
             return self._clock() - self._last_contact
 
+    @property
+    def retention_leeway(self) -> float | None:
+        """The issuer's published ``retentionLeeway`` (None until it sends one). Read on every
+        hybrid check, so without the lock: one attribute read of an immutable value."""
+        return self._state.retention_leeway
+
     def why_invalid(self, ident: ServiceAccountIdentity) -> str | None:
         """Ask the current state (whatever its freshness) whether ``ident`` was invalidated."""
         with self._lock:

@@ -233,7 +233,7 @@ class HybridVerifier:
 
     def retention_covers_leeway(self) -> bool:
         """True when the issuer's published retention leeway is at least this verifier's."""
-        published = self.follower.status().retention_leeway
+        published = self.follower.retention_leeway
         retention = UNPUBLISHED_RETENTION_LEEWAY if published is None else published
         if retention >= self.leeway:
             return True

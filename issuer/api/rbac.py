@@ -61,7 +61,15 @@ from starlette.routing import BaseRoute, Route
 
 from issuer import authz, bootstrap_policy
 from issuer.api import watch
-from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
+from issuer.api._http import (
+    context,
+    dry_run,
+    endpoint,
+    field_manager,
+    field_validation,
+    json_response,
+    run_sync,
+)
 from issuer.api.apply import create_stamp
 from issuer.api.auth import (
     CLUSTER_ROLE,
@@ -650,10 +658,11 @@ def create_rbac_object(
     caller: Caller,
     *,
     stamp: Callable[[JSON], None] | None = None,
+    dry_run: bool = False,
 ) -> tuple[JSON, list[str]]:
     """Create a Role, ClusterRole, RoleBinding or ClusterRoleBinding (see the module docstring
     for the order of checks); return it as stored and the ``Warning`` texts. ``stamp`` finishes
-    the object just before it is stored (managedFields)."""
+    the object just before it is stored (managedFields); ``dry_run`` stores nothing."""
     info = RBAC_KINDS[kind]
     ns = namespace if info.namespaced else ""
     obj, warnings = decode_rbac_object(kind, body, ns, mode)
@@ -668,6 +677,11 @@ def create_rbac_object(
     obj["metadata"]["creationTimestamp"] = rfc3339(ctx.clock())
     if stamp is not None:
         stamp(obj)
+    if dry_run:
+        with contextlib.suppress(NotFound):
+            ctx.store.get_object(kind, ns, name)
+            raise already_exists(info.resource, name, RBAC_GROUP)
+        return obj, warnings
     try:
         stored = ctx.store.create_object(kind, ns, name, obj)
     except AlreadyExists:
@@ -944,12 +958,12 @@ async def _collection(request: Request, kind: str, namespace: str | None) -> Res
         raise method_not_allowed()
     mode = field_validation(request)
     body = await read_json_body(request, ctx.config.max_body_bytes)
-    manager = request.query_params.get("fieldManager") or (
-        request.headers.get("user-agent", "").split("/", 1)[0].strip()[:128] or "unknown"
-    )
-    stamp = create_stamp(kind, RBAC_V1, manager, rfc3339(ctx.clock()))
+    stamp = create_stamp(kind, RBAC_V1, field_manager(request), rfc3339(ctx.clock()))
+    dry = dry_run(request)
     obj, warnings = await run_sync(
-        lambda: create_rbac_object(ctx, kind, namespace, body, mode, caller, stamp=stamp)
+        lambda: create_rbac_object(
+            ctx, kind, namespace, body, mode, caller, stamp=stamp, dry_run=dry
+        )
     )
     return json_response(obj, 201, warnings)
 

@@ -212,10 +212,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 heads = self._heads
                 if room > 0:
                     super().data_received(data[:room])
+                if self.transport.is_closing():  # refused by the parser (400) meanwhile
+                    return
                 if self._heads == heads:
                     self._refuse_head()
-                    return
-                if self.transport.is_closing():
                     return
                 self.data_received(data[room:])
                 return
@@ -329,7 +329,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def _body_too_slow(self, how: str) -> None:
         self._body_done()
         cycle = self.cycle
-        if cycle is not None and not cycle.response_started:
+        # (the fast lane's stand-in cycle has always answered: no response_started)
+        if cycle is not None and not getattr(cycle, "response_started", True):
             # The app is still waiting for the body: it sees a disconnect, the client a 408.
             cycle.disconnected = True
             cycle.message_event.set()

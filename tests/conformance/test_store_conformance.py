@@ -310,6 +310,27 @@ def test_events_empty(store: Store) -> None:
     assert store.wait_events(0, timeout=0) == EventPage(events=(), oldest_seq=0, last_seq=0)
 
 
+def test_event_epoch_names_the_history(store_factory: Any, tmp_path: Path) -> None:
+    """EventPage.epoch (issue 9, item 7): none before the first seq; then one id, the same on
+    every instance and after reopening, that another store does not share."""
+    a, b = store_factory.open(), store_factory.open()
+    assert a.read_events(0).epoch == ""
+    a.append_event({"type": "x"})
+    epoch = a.read_events(0).epoch
+    assert epoch and b.read_events(0).epoch == epoch == b.wait_events(0, timeout=0).epoch
+    a.close()
+    assert store_factory.open().read_events(0).epoch == epoch
+    if store_factory.backend == "sqlite":
+        other = open_store(f"sqlite:///{tmp_path / 'other.db'}", tmp_path)
+    else:  # another store on the same servers (a flushed one: tests/stream/test_stream_history)
+        other = RedisStore.from_url(store_factory.url, prefix="epoch-other")
+    try:
+        other.append_event({"type": "x"})
+        assert other.read_events(0).epoch not in ("", epoch)
+    finally:
+        other.close()
+
+
 def test_append_and_read_with_after_and_limit(store: Store) -> None:
     datas = [{"type": "revoked", "jti": f"j{i}", "nested": {"ü": [1, 2.5, None]}} for i in range(7)]
     seqs = [store.append_event(d) for d in datas]

@@ -103,13 +103,19 @@ def test_over_cap_body_gets_413_with_a_status(issuer_process: IssuerProcess) -> 
 
 def test_trickled_body_is_cut_off(issuer_factory: IssuerFactory) -> None:
     """A body trickled at 1 byte per 0.5 s is cut off at ``body_timeout`` — whether or not the
-    app already answered (401 before the body is read) — and the rest of the server is fine."""
+    app already answered (401 before the body is read; the JWKS fast lane) — and the rest of the
+    server is fine."""
     proc = _with_namespace(issuer_factory.start(config={"body_timeout": 2}))
     token = proc.admin_token
-    for auth in (None, token):
+    jwks_with_body = b"GET /openid/v1/jwks HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"
+    for head in (
+        _post_head(SA_PATH, 1000, None) + b"{",
+        _post_head(SA_PATH, 1000, token) + b"{",
+        jwks_with_body,
+    ):
         s = socket.create_connection(("127.0.0.1", proc.port), timeout=10)
         try:
-            s.sendall(_post_head(SA_PATH, 1000, auth) + b"{")
+            s.sendall(head)
             started = time.monotonic()
             closed = False
             for _ in range(12):  # 6 s of trickling at most
@@ -120,7 +126,7 @@ def test_trickled_body_is_cut_off(issuer_factory: IssuerFactory) -> None:
                     closed = True
                     break
             elapsed = time.monotonic() - started
-            assert closed and elapsed < 5.0, f"connection not cut off (auth={bool(auth)})"
+            assert closed and elapsed < 5.0, f"connection not cut off: {head[:60]!r}"
         finally:
             s.close()
     # The authenticated trickler, whose body the app was waiting for, gets a 408 Status.
@@ -175,9 +181,12 @@ def test_body_below_the_minimum_rate_is_cut_off(issuer_factory: IssuerFactory) -
 
 def test_connections_beyond_the_cap_are_refused_fast(issuer_factory: IssuerFactory) -> None:
     proc = issuer_factory.start(extra_args=["--max-connections", "8"])
+    time.sleep(0.2)  # the readiness poll's connection is closed on the server's side too
     idle = [socket.create_connection(("127.0.0.1", proc.port), timeout=5) for _ in range(8)]
     try:
-        time.sleep(0.2)  # let the server accept them all
+        for s in idle:  # each answered once: the server has accepted all eight (kept alive)
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_response(s)[0] == 200
         with socket.create_connection(("127.0.0.1", proc.port), timeout=5) as extra:
             started = time.monotonic()
             status, headers, data = read_response(extra, timeout=3)

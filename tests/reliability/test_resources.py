@@ -83,6 +83,8 @@ def test_fds_and_rss_stay_flat_across_bursts_of_thread_churn(
         fds.append(_fds(pid))
         rss.append(_rss_kib(pid))
     print(f"fds after each burst: {fds}; RSS (KiB): {rss}")
-    # From the second burst on, every burst runs on fresh threads: nothing may accumulate.
-    assert fds[-1] - fds[1] <= 5, fds
+    # From the second burst on, every burst runs on fresh threads: nothing may accumulate (a
+    # leak of one connection per thread adds about 70 fds and 4 MB per burst). The slack covers
+    # a few more or fewer threads being alive at the end of a burst.
+    assert fds[-1] - fds[1] <= 20, fds
     assert rss[-1] - rss[1] <= 8 * 1024, rss

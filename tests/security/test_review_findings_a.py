@@ -138,6 +138,26 @@ def test_create_secrets_alone_does_not_return_another_accounts_token(served: Any
         admin.close()
 
 
+def test_a_token_secret_created_by_apply_holds_its_token_only_for_a_reader(served: Any) -> None:
+    """Server-side apply creates a missing object too: the same rule as POST."""
+    admin = Admin(served)
+    admin.namespace_with("applier", "powerful")
+    admin.grant("applier", ["patch"])
+    applier = {"Authorization": f"Bearer {admin.api_token('applier')}"}
+    url = f"/api/v1/namespaces/{NS}/secrets/applied"
+    body = {"apiVersion": "v1", "kind": "Secret", **_token_secret("applied", "powerful")}
+    apply = {"Content-Type": "application/apply-patch+yaml"}
+    try:
+        with served.client(headers=applier) as c:
+            r = c.patch(url, params={"fieldManager": "t"}, json=body, headers=apply)
+            assert r.status_code == 201, r.text
+            assert "token" not in r.json().get("data", {})
+            assert "reading it needs get on this Secret" in r.headers.get("warning", "")
+        assert _legacy_token(admin.c.get(url).json()).count(".") == 2
+    finally:
+        admin.close()
+
+
 # --- item 5 ---------------------------------------------------------------------------------------
 def test_hybrid_tokenreview_fallback_refuses_legacy_tokens_as_offline_does(served: Any) -> None:
     admin = Admin(served)
