@@ -54,7 +54,15 @@ from issuer.api import (
     watch,
     writes,
 )
-from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
+from issuer.api._http import (
+    context,
+    dry_run,
+    endpoint,
+    field_manager,
+    field_validation,
+    json_response,
+    run_sync,
+)
 from issuer.api.apply import create_stamp
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
@@ -120,10 +128,13 @@ async def _collection(request: Request, kind: str, namespace: str) -> Response:
     mode = field_validation(request)
     body = await _body(request)
     stamp = create_stamp(
-        kind, KINDS[kind].api_version, writes.manager_of(request), rfc3339(ctx.clock())
+        kind, KINDS[kind].api_version, field_manager(request), rfc3339(ctx.clock())
     )
+    dry = dry_run(request)
     obj, warnings = await run_sync(
-        objects.create_object, ctx, kind, namespace, body, mode, caller.label, stamp=stamp
+        lambda: objects.create_object(
+            ctx, kind, namespace, body, mode, caller.label, stamp=stamp, dry_run=dry
+        )
     )
     if kind == "Secret":
         # A service-account token only to a caller who may read the Secret (issue 9, item 1).

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Final, ParamSpec, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -20,8 +20,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from issuer.api.errors import (
+    FieldError,
     bad_request,
     internal_error,
+    invalid,
     outcome_unknown,
     service_unavailable,
 )
@@ -35,7 +37,9 @@ from issuer.store.outage import STORE_OUTAGE
 
 __all__ = [
     "context",
+    "dry_run",
     "endpoint",
+    "field_manager",
     "field_validation",
     "json_response",
     "run_sync",
@@ -65,6 +69,45 @@ def json_response(obj: Any, status_code: int = 200, warnings: Iterable[str] = ()
     for w in warnings:
         response.headers.append("Warning", _warning_value(w))
     return response
+
+
+#: kube: metav1 validation ValidateFieldManager (at most 128 characters).
+_MAX_MANAGER: Final = 128
+
+
+def field_manager(request: Request) -> str:
+    """The ``fieldManager`` parameter, else the User-Agent's product name (``kubectl``; kube:
+    endpoints/handlers/rest.go prefixFromUserAgent), else ``unknown``. 422 when too long."""
+    manager = request.query_params.get("fieldManager", "")
+    if not manager:
+        agent = request.headers.get("user-agent", "")
+        manager = agent.split("/", 1)[0].strip()[:_MAX_MANAGER] or "unknown"
+    if len(manager) > _MAX_MANAGER:
+        raise invalid(
+            "PatchOptions",
+            "",
+            [
+                FieldError(
+                    "TooLong", "fieldManager", detail=f"may not be longer than {_MAX_MANAGER}"
+                )
+            ],
+            group="meta.k8s.io",
+        )
+    return manager
+
+
+def dry_run(request: Request) -> bool:
+    """``dryRun=All`` (422 for any other value; kube: metav1 validation ValidateDryRun)."""
+    values = request.query_params.getlist("dryRun")
+    for v in values:
+        if v != "All":
+            raise invalid(
+                "UpdateOptions",
+                "",
+                [FieldError("NotSupported", "dryRun", v, 'supported values: "All"')],
+                group="meta.k8s.io",
+            )
+    return bool(values)
 
 
 def field_validation(request: Request) -> FieldValidation:

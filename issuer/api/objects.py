@@ -116,13 +116,16 @@ def create_object(
     caller: str = "",
     *,
     stamp: Callable[[JSON], None] | None = None,
+    dry_run: bool = False,
 ) -> tuple[JSON, list[str]]:
     """Create an object from a request body; return it (as stored) and ``Warning`` texts.
 
     Order (each stage refuses with a Status and stores nothing): decode (400) → validate (422)
     → namespace exists and is active (404/403) → admission / legacy token (403/422) → store
     (409 AlreadyExists). ``stamp`` (if given) finishes the object just before it is stored
-    (``metadata.managedFields``, see :mod:`issuer.api.update`).
+    (``metadata.managedFields``, see :mod:`issuer.api.update`). ``dry_run`` (``dryRun=All``)
+    runs every check, stores nothing and answers the would-be object (no resourceVersion; a
+    legacy token Secret gets no token, as kube's token controller fills it later).
     """
     info = KINDS[kind]
     decoded = decode_object(body, info, path_namespace=namespace, field_validation=mode)
@@ -142,11 +145,15 @@ def create_object(
             obj, namespace, lambda sa: _get_or_none(ctx.store, "ServiceAccount", namespace, sa)
         )
     legacy_kid = None
-    if kind == "Secret" and obj.get("type") == SA_TOKEN_SECRET_TYPE:
+    if kind == "Secret" and obj.get("type") == SA_TOKEN_SECRET_TYPE and not dry_run:
         legacy_kid = legacy.fill_token_secret(ctx, obj)
     _stamp(ctx, obj, ns)
     if stamp is not None:
         stamp(obj)
+    if dry_run:
+        if not generated and _get_or_none(ctx.store, kind, ns, name) is not None:
+            raise already_exists(info.resource, name)
+        return obj, warnings
     for _ in range(_RETRIES if generated else 1):
         try:
             stored = ctx.store.create_object(kind, ns, meta["name"], obj)

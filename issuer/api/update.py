@@ -313,21 +313,21 @@ def _create(
         )
     meta["name"] = name
     managed = meta.get("managedFields") if operation == "Apply" else None
-    if opts.dry_run:
-        info = kind_info(kind)
-        obj, warnings = _decode(kind, namespace if info.namespaced else "", body, opts.mode)
-        _validate(kind, obj)
-        if managed is not None:
-            obj["metadata"]["managedFields"] = managed
-        return obj, warnings, True
     stamp = stamp_managed(ctx, kind, opts.manager, managed)
     if kind in rbac.RBAC_KINDS:
         stored, warnings = rbac.create_rbac_object(
-            ctx, kind, namespace, body, opts.mode, opts.caller, stamp=stamp
+            ctx, kind, namespace, body, opts.mode, opts.caller, stamp=stamp, dry_run=opts.dry_run
         )
     else:
         stored, warnings = objects.create_object(
-            ctx, kind, namespace, body, opts.mode, opts.caller.label, stamp=stamp
+            ctx,
+            kind,
+            namespace,
+            body,
+            opts.mode,
+            opts.caller.label,
+            stamp=stamp,
+            dry_run=opts.dry_run,
         )
     return stored, warnings, True
 

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from issuer.api import tables
-from issuer.api.errors import bad_request
+from issuer.api.errors import FieldError, bad_request, invalid
 from issuer.http.status import StatusError, status_body
 from issuer.store import JSON, Change, ChangePage, Store, StoreError, StoreUnavailable
 
@@ -125,6 +125,7 @@ class WatchHub:
         self._ready = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._subscription: Any = None
+        self._idle = False
 
     @property
     def watchers(self) -> int:
@@ -158,10 +159,23 @@ class WatchHub:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.poll_interval)
             self._wake.clear()
+            if not self.watchers:
+                self._idle = True  # nobody to tell: no store reads until someone watches
+                continue
             try:
                 await self._catch_up()
             except StoreError:
                 log.warning("watch hub: store unavailable while reading changes")
+
+    async def wake_up(self) -> None:
+        """Before a subscription: after an idle spell (no watchers, no reads), move the cursor to
+        the store's newest resourceVersion; nobody was owed the changes skipped."""
+        if not self._idle:
+            return
+        page = await anyio.to_thread.run_sync(self.store.read_changes, self.cursor, 1)
+        if not self.watchers and self._idle:  # nobody subscribed while we read
+            self.cursor = max(self.cursor, page.last_rv)
+            self._idle = False
 
     async def _catch_up(self) -> None:
         while True:
@@ -237,6 +251,14 @@ def is_watch(request: Request) -> bool:
     return request.query_params.get("watch", "").lower() in ("true", "1")
 
 
+def _bookmark(kind: str, api_version: str, rv: int, *, initial_events_end: bool = False) -> bytes:
+    """A BOOKMARK event: only kind, apiVersion and the resourceVersion (kube's bookmark object)."""
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if initial_events_end:
+        meta["annotations"] = {"k8s.io/initial-events-end": "true"}
+    return encode_event("BOOKMARK", {"kind": kind, "apiVersion": api_version, "metadata": meta})
+
+
 def _too_old(rv: int, floor: int) -> str:
     # kube: storage/cacher/watch_cache.go "too old resource version: %d (%d)"
     return f"too old resource version: {rv} ({floor + 1})"
@@ -272,6 +294,36 @@ def _params(request: Request, settings: WatchSettings) -> tuple[int | None, floa
     return rv, timeout, bookmarks
 
 
+def _send_initial_events(request: Request, bookmarks: bool) -> bool:
+    """``sendInitialEvents=true`` (kube's streaming list, KEP-3157): the current state as ADDED
+    events, then a BOOKMARK annotated ``k8s.io/initial-events-end``. As kube, it needs
+    ``resourceVersionMatch=NotOlderThan`` and bookmarks (apimachinery internalversion
+    validation ValidateListOptions)."""
+    q = request.query_params
+    if q.get("sendInitialEvents", "").lower() not in ("true", "1"):
+        return False
+    errs = []
+    if q.get("resourceVersionMatch") != "NotOlderThan":
+        errs.append(
+            FieldError(
+                "Forbidden",
+                "resourceVersionMatch",
+                detail="sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+            )
+        )
+    if not bookmarks:
+        errs.append(
+            FieldError(
+                "Forbidden",
+                "allowWatchBookmarks",
+                detail="sendInitialEvents requires setting allowWatchBookmarks to true",
+            )
+        )
+    if errs:
+        raise invalid("ListOptions", "", errs, group="meta.k8s.io")
+    return True
+
+
 Lister = Callable[[], Awaitable[list[JSON]]]
 Encoder = Callable[[str, JSON], bytes]
 
@@ -298,6 +350,9 @@ async def watch_response(
         encoder = tables.event_encoder(request, kind, lambda: tables.app_now(state))
     settings: WatchSettings = getattr(state, "watch_settings", None) or WatchSettings()
     rv, timeout, bookmarks = _params(request, settings)
+    initial_end = _send_initial_events(request, bookmarks)
+    if initial_end:
+        rv = None  # "not older than rv": the current state is
     hub = hub_for(request, settings)
     if hub.watchers >= settings.max_watchers:
         raise StatusError(
@@ -309,6 +364,7 @@ async def watch_response(
         )
     try:
         await hub.start()
+        await hub.wake_up()
     except StoreError as e:
         raise StatusError(503, "ServiceUnavailable", "the store is unavailable") from e
     watcher = hub.subscribe(kind, namespace)
@@ -318,6 +374,8 @@ async def watch_response(
     except BaseException:
         hub.unsubscribe(watcher)
         raise
+    if initial_end:
+        first.lines.append(_bookmark(kind, api_version, watcher.start, initial_events_end=True))
     body = _stream(hub, watcher, first, view, timeout, bookmarks, settings, kind, api_version)
     return StreamingResponse(body, media_type="application/json")
 
@@ -480,14 +538,7 @@ async def _stream(
             if bookmarks and time.monotonic() >= next_bookmark:
                 # The queue is drained: every change up to the hub's cursor has been sent.
                 mark = max(last_rv, hub.cursor) if w.queue.empty() else last_rv
-                yield encode_event(
-                    "BOOKMARK",
-                    {
-                        "kind": kind,
-                        "apiVersion": api_version,
-                        "metadata": {"resourceVersion": str(mark)},
-                    },
-                )
+                yield _bookmark(kind, api_version, mark)
                 next_bookmark = time.monotonic() + settings.bookmark_interval
     finally:
         hub.unsubscribe(w)

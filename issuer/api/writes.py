@@ -1,10 +1,10 @@
 """HTTP edges of PUT, PATCH and DELETE on every stored object (core ``v1`` and RBAC), and the
 query parameters of writes (kube: metav1.UpdateOptions, PatchOptions, DeleteOptions).
 
-- ``fieldManager``: who is writing (at most 128 characters); without it, the User-Agent's
-  product name (``kubectl``), as kube-apiserver's ``prefixFromUserAgent`` does. An apply needs
-  it (422).
-- ``dryRun=All``: every check runs, nothing is stored; the answer is the would-be object.
+- ``fieldManager`` (:func:`issuer.api._http.field_manager`): who is writing. An apply needs it
+  (422).
+- ``dryRun=All`` (:func:`issuer.api._http.dry_run`): every check runs, nothing is stored; the
+  answer is the would-be object.
 - ``force=true``: an apply takes conflicting fields over (400 on other patch types).
 - ``fieldValidation``: as for creates (:func:`issuer.api._http.field_validation`).
 
@@ -21,55 +21,25 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from issuer.api import legacy, update
-from issuer.api._http import context, endpoint, field_validation, json_response, run_sync
+from issuer.api._http import (
+    context,
+    dry_run,
+    endpoint,
+    field_manager,
+    field_validation,
+    json_response,
+    run_sync,
+)
 from issuer.api.auth import Caller, authorize
-from issuer.api.errors import FieldError, bad_request, invalid, method_not_allowed
+from issuer.api.errors import bad_request, method_not_allowed
 from issuer.api.rbac import RBAC_KINDS, RBAC_V1
 from issuer.http.status import StatusError, parse_json_object, read_body, read_json_body
 
-__all__ = ["manager_of", "routes", "write_options"]
+__all__ = ["routes", "write_options"]
 
 _NAMESPACED: Final = {"serviceaccounts": "ServiceAccount", "pods": "Pod", "secrets": "Secret"}
 _RBAC_CLUSTER: Final = {i.resource: k for k, i in RBAC_KINDS.items() if not i.namespaced}
 _RBAC_NAMESPACED: Final = {i.resource: k for k, i in RBAC_KINDS.items() if i.namespaced}
-_MAX_MANAGER: Final = 128
-
-
-def manager_of(request: Request) -> str:
-    """The ``fieldManager`` parameter, else the User-Agent's product name (kube:
-    endpoints/handlers/rest.go prefixFromUserAgent), else ``unknown``."""
-    manager = request.query_params.get("fieldManager", "")
-    if not manager:
-        agent = request.headers.get("user-agent", "")
-        manager = agent.split("/", 1)[0].strip()[:_MAX_MANAGER] or "unknown"
-    if len(manager) > _MAX_MANAGER:
-        raise invalid(
-            "PatchOptions",
-            "",
-            [
-                FieldError(
-                    "TooLong",
-                    "fieldManager",
-                    detail=f"may not be longer than {_MAX_MANAGER} characters",
-                )
-            ],
-            group="meta.k8s.io",
-        )
-    return manager
-
-
-def _dry_run(request: Request) -> bool:
-    values = request.query_params.getlist("dryRun")
-    for v in values:
-        if v != "All":
-            # kube: metav1 validation ValidateDryRun
-            raise invalid(
-                "UpdateOptions",
-                "",
-                [FieldError("NotSupported", "dryRun", v, 'supported values: "All"')],
-                group="meta.k8s.io",
-            )
-    return bool(values)
 
 
 def _force(request: Request) -> bool:
@@ -85,9 +55,9 @@ def write_options(request: Request, caller: Caller) -> update.WriteOptions:
     """The write's :class:`issuer.api.update.WriteOptions` from its query parameters."""
     return update.WriteOptions(
         caller=caller,
-        manager=manager_of(request),
+        manager=field_manager(request),
         mode=field_validation(request),
-        dry_run=_dry_run(request),
+        dry_run=dry_run(request),
         force=_force(request),
         manager_given=bool(request.query_params.get("fieldManager")),
     )
@@ -100,7 +70,7 @@ async def _write(request: Request, kind: str, namespace: str, name: str) -> Resp
     if method == "DELETE":
         raw = await read_body(request, ctx.config.max_body_bytes)
         options = parse_json_object(raw) if raw.strip() else {}
-        dry = _dry_run(request) or options.get("dryRun") == ["All"]
+        dry = dry_run(request) or options.get("dryRun") == ["All"]
         out = await run_sync(
             update.delete_with_options, ctx, kind, namespace, name, options, caller, dry
         )

@@ -281,3 +281,46 @@ def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
     t.join(10)
     assert _summary(got) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
     assert got[2]["object"]["metadata"]["labels"] == {"team": "y", "v": "2"}
+
+
+def test_send_initial_events_ends_with_an_annotated_bookmark(served: Served) -> None:
+    """KEP-3157 streaming list: ADDED for the current state, then BOOKMARK
+    ``k8s.io/initial-events-end``, whatever resourceVersion was given (NotOlderThan)."""
+    served.create_sa("a")
+    got = served.events(
+        SA,
+        until=3,
+        sendInitialEvents="true",
+        allowWatchBookmarks="true",
+        resourceVersionMatch="NotOlderThan",
+        resourceVersion="1",
+    )
+    assert _summary(got)[:2] == [("ADDED", "a"), ("ADDED", "default")]
+    mark = got[2]
+    assert mark["type"] == "BOOKMARK"
+    assert mark["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    r = served.http.get(SA, params={"watch": "true", "sendInitialEvents": "true"})
+    assert r.status_code == 422
+    assert r.json()["message"] == (
+        'ListOptions.meta.k8s.io "" is invalid: [resourceVersionMatch: Forbidden: '
+        "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan, "
+        "allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks "
+        "to true]"
+    )
+
+
+def test_an_idle_hub_catches_up_before_the_next_watcher(served: Served) -> None:
+    """With no watchers the hub stops reading; the next watcher still sees every change after
+    its resourceVersion (served from the log) and live ones."""
+    first = served.events(SA, until=1)  # start the hub, then leave
+    assert _summary(first) == [("ADDED", "default")]
+    a = served.create_sa("a")
+    served.create_sa("b")
+    time.sleep(0.5)  # idle polls pass
+    t, got = served.watch_in_background(
+        SA, until=2, resourceVersion=a["metadata"]["resourceVersion"]
+    )
+    served.wait_watchers(1)
+    served.create_sa("c")
+    t.join(10)
+    assert _summary(got) == [("ADDED", "b"), ("ADDED", "c")]

@@ -393,3 +393,37 @@ def test_namespace_delete_logs_every_deletion(dev: Api) -> None:
         ("Pod", "p"),
         ("ServiceAccount", "app"),
     }
+
+
+def test_create_dry_run_runs_every_check_and_stores_nothing(dev: Api) -> None:
+    """``kubectl create|apply --dry-run=server``: POST ?dryRun=All."""
+    out = dev.ok(dev.post(SA_PATH, {"metadata": {"name": "ghost"}}, params={"dryRun": "All"}))
+    assert out["metadata"]["name"] == "ghost" and "resourceVersion" not in out["metadata"]
+    assert dev.get(f"{SA_PATH}/ghost").status_code == 404
+    taken = dev.post(SA_PATH, {"metadata": {"name": "app"}}, params={"dryRun": "All"})
+    assert taken.status_code == 409 and taken.json()["reason"] == "AlreadyExists"
+    spec = {"serviceAccountName": "nope", "containers": [{"name": "c", "image": "busybox"}]}
+    pod = {"metadata": {"name": "p"}, "spec": spec}
+    r = dev.post("/api/v1/namespaces/dev/pods", pod, params={"dryRun": "All"})
+    assert r.status_code == 403  # admission still runs
+    role = {"metadata": {"name": "r"}, "rules": []}
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles"
+    assert dev.post(rbac, role, params={"dryRun": "All"}).status_code == 201
+    assert dev.get(f"{rbac}/r").status_code == 404
+    assert (
+        dev.post(SA_PATH, {"metadata": {"name": "x"}}, params={"dryRun": "Yes"}).status_code == 422
+    )
+
+
+def test_writes_record_who_wrote_what(dev: Api) -> None:
+    """POST, PUT and PATCH all keep managedFields (kube records every write's manager)."""
+    body = {"metadata": {"name": "m", "labels": {"a": "1"}}}
+    created = dev.ok(dev.post(SA_PATH, body, params={"fieldManager": "tool"}))
+    [entry] = created["metadata"]["managedFields"]
+    assert entry["manager"] == "tool" and entry["operation"] == "Update"
+    assert entry["fieldsV1"] == {"f:metadata": {"f:labels": {"f:a": {}}}}
+    patch = {"automountServiceAccountToken": False}
+    r = _patch(dev, f"{SA_PATH}/m", patch, SMP, fieldManager="kubectl-patch")
+    entries = {e["manager"]: e for e in r.json()["metadata"]["managedFields"]}
+    assert entries["kubectl-patch"]["fieldsV1"] == {"f:automountServiceAccountToken": {}}
+    assert entries["kubectl-patch"]["operation"] == "Update"
