@@ -9,11 +9,13 @@ user's fresh checkout. Uncommitted changes are not seen (commit first).
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -83,3 +85,20 @@ def test_fresh_clone_collects_every_test_without_error(clone: Path) -> None:
         f"committed test files that collected nothing: {sorted(committed - collected)}; "
         f"collected from elsewhere: {sorted(collected - committed)}"
     )
+
+
+def test_every_data_file_of_the_packages_is_shipped() -> None:
+    # A wheel holds only .py files and what [tool.setuptools.package-data] names: a data file the
+    # code reads but pyproject.toml does not declare works from a checkout and fails when installed.
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"][
+        "setuptools"
+    ]["package-data"]
+    files = _git("ls-files", "issuer", "verifier", cwd=ROOT).splitlines()
+    missing = []
+    for name in files:
+        if name.endswith(".py"):
+            continue
+        package, _, rel = name.partition("/")
+        if not any(fnmatch.fnmatch(rel, pattern) for pattern in declared.get(package, [])):
+            missing.append(name)
+    assert not missing, f"add to [tool.setuptools.package-data] in pyproject.toml: {missing}"

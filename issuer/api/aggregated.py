@@ -13,10 +13,9 @@ Subresources (``serviceaccounts/token``) are listed under their parent resource.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
-if TYPE_CHECKING:
-    from issuer.api.discovery import Resource
+from issuer.api.apiresource import Resource
 
 __all__ = ["MEDIA_GROUP", "aggregated_version", "discovery_list"]
 

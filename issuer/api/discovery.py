@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import platform
 import sys
-from dataclasses import dataclass
 from typing import Any, Final
 
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +35,7 @@ from starlette.routing import BaseRoute, Route
 import issuer
 from issuer.api import aggregated, rbac, selfreviews, tokenreview
 from issuer.api._http import context, endpoint, json_response
+from issuer.api.apiresource import Resource
 from issuer.api.auth import (
     authenticate,
     authenticate_token,
@@ -67,39 +67,6 @@ KUBE_MINOR: Final = "31"
 #: Every stored kind: POST, GET (list, ``?watch=true``), and GET/PUT/PATCH/DELETE on an item.
 _CRUD: Final = ("create", "delete", "get", "list", "patch", "update", "watch")
 _NOT_FOUND: Final = "the server could not find the requested resource"
-
-
-@dataclass(frozen=True, slots=True)
-class Resource:
-    """kube: metav1.APIResource (the fields sa-oidc fills)."""
-
-    name: str
-    singular_name: str
-    namespaced: bool
-    kind: str
-    verbs: tuple[str, ...]
-    group: str = ""
-    version: str = ""
-    short_names: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "singularName": self.singular_name,
-            "namespaced": self.namespaced,
-        }
-        if self.group:
-            out["group"] = self.group
-        if self.version:
-            out["version"] = self.version
-        out["kind"] = self.kind
-        out["verbs"] = sorted(self.verbs)
-        if self.short_names:
-            out["shortNames"] = list(self.short_names)
-        if self.categories:
-            out["categories"] = list(self.categories)
-        return out
 
 
 _TOKENREVIEW: Final = (Resource("tokenreviews", "tokenreview", False, "TokenReview", ("create",)),)

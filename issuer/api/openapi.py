@@ -37,7 +37,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from issuer.api._http import endpoint
-from issuer.api.discovery import GROUP_VERSIONS, Resource, require_caller
+from issuer.api.apiresource import Resource
+from issuer.api.discovery import GROUP_VERSIONS, require_caller
 from issuer.api.openapi_pb import encode_document
 from issuer.http.status import StatusError
 

@@ -417,3 +417,110 @@ def test_unreachable_store_fails_closed_after_the_index_was_built(
     assert body["kind"] == "Status" and body["reason"] == "ServiceUnavailable"
     with pytest.raises(StoreUnavailable):
         index.policy("system:serviceaccount:dev:app", (), "dev")
+
+
+def test_binding_an_aggregated_role_checks_its_aggregated_rules(api: Any) -> None:
+    """Escalation checks see a ClusterRole's aggregated rules (built-in ``admin``/``edit``/
+    ``view``, or a stored aggregationRule): a caller holding ``view`` may bind ``view`` but not
+    ``edit``, nor a stored role that aggregates what it lacks; ``admin`` may bind ``view``."""
+    api.ns("dev")
+    for sa in ("boss", "viewer"):
+        api.sa("dev", sa)
+    api.ok(
+        api.post(
+            f"{RBAC}/namespaces/dev/roles",
+            {
+                "metadata": {"name": "binder"},
+                "rules": [
+                    {
+                        "apiGroups": [authz.RBAC_GROUP],
+                        "resources": ["rolebindings"],
+                        "verbs": ["create"],
+                    }
+                ],
+            },
+        )
+    )
+    for sa, kind, role in (
+        ("boss", "ClusterRole", "admin"),
+        ("viewer", "ClusterRole", "view"),
+        ("viewer", "Role", "binder"),
+    ):
+        api.ok(api.post(f"{RBAC}/namespaces/dev/rolebindings", {
+            "metadata": {"name": f"{sa}-is-{role}"},
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": "dev"}],
+        }))  # fmt: skip
+    secrets = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
+    api.ok(api.post(f"{RBAC}/clusterroles", {
+        "metadata": {"name": "secret-maker", "labels": {"example.com/bundle": "x"}},
+        "rules": [secrets],
+    }))  # fmt: skip
+    api.ok(api.post(f"{RBAC}/clusterroles", {
+        "metadata": {"name": "bundle"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"example.com/bundle": "x"}}]},
+    }))  # fmt: skip
+
+    def bind(sa: str, name: str, role: str) -> httpx.Response:
+        body = {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "dev"}],
+        }
+        headers = {"Authorization": f"Bearer {api.token('dev', sa)}"}
+        return api.client.post(f"{RBAC}/namespaces/dev/rolebindings", json=body, headers=headers)
+
+    assert bind("boss", "b1", "view").status_code == 201
+    assert bind("viewer", "b2", "view").status_code == 201
+    for role in ("edit", "bundle"):
+        r = bind("viewer", f"b-{role}", role)
+        assert r.status_code == 403, r.text
+        assert "is attempting to grant RBAC permissions not currently held" in r.json()["message"]
+    assert 'Resources:["secrets"]' in bind("viewer", "b4", "bundle").json()["message"]
+
+
+def test_aggregation_rule_needs_full_authority_and_valid_selectors(api: Any) -> None:
+    """kube: creating a ClusterRole with an aggregationRule needs * on *.* (it can gather
+    anything); its selectors are validated (422)."""
+    api.ns("dev")
+    api.sa("dev", "maker")
+    api.ok(
+        api.post(
+            f"{RBAC}/clusterroles",
+            {
+                "metadata": {"name": "role-maker"},
+                "rules": [
+                    {
+                        "apiGroups": [authz.RBAC_GROUP],
+                        "resources": ["clusterroles"],
+                        "verbs": ["create"],
+                    }
+                ],
+            },
+        )
+    )
+    api.ok(api.post(f"{RBAC}/clusterrolebindings", {
+        "metadata": {"name": "maker"},
+        "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "ClusterRole", "name": "role-maker"},
+        "subjects": [{"kind": "ServiceAccount", "name": "maker", "namespace": "dev"}],
+    }))  # fmt: skip
+    body = {
+        "metadata": {"name": "gatherer"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]},
+    }
+    headers = {"Authorization": f"Bearer {api.token('dev', 'maker')}"}
+    r = api.client.post(f"{RBAC}/clusterroles", json=body, headers=headers)
+    assert r.status_code == 403, r.text
+    assert r.json()["message"] == (
+        'clusterroles.rbac.authorization.k8s.io "gatherer" is forbidden: must have cluster-admin '
+        "privileges to use the aggregationRule"
+    )
+    bad = {"metadata": {"name": "bad"}, "aggregationRule": {"clusterRoleSelectors": [
+        {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}]}}  # fmt: skip
+    r = api.post(f"{RBAC}/clusterroles", bad)
+    assert r.status_code == 422, r.text
+    assert "aggregationRule.clusterRoleSelectors[0]" in r.json()["message"]
+    r = api.post(f"{RBAC}/clusterroles", {"metadata": {"name": "e"}, "aggregationRule": {}})
+    assert r.status_code == 422, r.text
+    assert "at least one clusterRoleSelector required" in r.json()["message"]
+    assert api.post(f"{RBAC}/clusterroles", body).status_code == 201  # the admin may
