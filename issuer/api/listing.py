@@ -47,6 +47,7 @@ __all__ = [
     "list_response",
     "parse_list_options",
     "selector_predicate",
+    "store_resource_version",
 ]
 
 #: Most objects one paginated request with a selector reads before it answers (with a continue
@@ -241,6 +242,11 @@ def selector_predicate(
     return keep
 
 
+def store_resource_version(store: Store) -> int:
+    """The store's newest resourceVersion (every write takes one; its change log knows it)."""
+    return store.read_changes(2**62, 1).last_rv
+
+
 def list_collection(
     store: Store,
     kind: str,
@@ -273,20 +279,24 @@ def list_collection(
             and (namespace is None or key(e)[0] == namespace)
         ]
 
+    # The list's resourceVersion is the store's, read before the objects: a watch started from
+    # it (kubectl get -w, informers) then sees every later change, at worst one it already has
+    # (kube's is the etcd revision of the read; the newest item's version would skip deletes).
+    snapshot = store_resource_version(store)
     if opts.limit == 0:
         items = store.list_objects(kind, namespace)
         merged = sorted([*items, *extra_between(opts.after, None)], key=key)
         if opts.after is not None:
             merged = [o for o in merged if key(o) > opts.after]
         kept = [o for o in merged if keep(o)]
-        return ListResult(kept, max([_rv(o) for o in items], default=0))
+        return ListResult(kept, snapshot)
 
     out: list[JSON] = []
     after = opts.after
     scanned = max_rv = 0
 
     def result(more: bool) -> ListResult:
-        rv = opts.token_rv or max_rv
+        rv = opts.token_rv or snapshot or max_rv
         token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
         return ListResult(out, rv, token)
 

@@ -324,3 +324,21 @@ def test_an_idle_hub_catches_up_before_the_next_watcher(served: Served) -> None:
     served.create_sa("c")
     t.join(10)
     assert _summary(got) == [("ADDED", "b"), ("ADDED", "c")]
+
+
+def test_list_then_watch_from_its_resource_version_sees_exactly_what_follows(
+    served: Served,
+) -> None:
+    """kubectl get -w and informers: list, then watch from the list's resourceVersion. A delete
+    before the list is not replayed (the list's version is the store's, not the newest item's)."""
+    served.create_sa("a")
+    served.create_sa("b")
+    assert served.http.delete(f"{SA}/b").status_code == 200
+    listed = served.http.get(SA).json()
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["a", "default"]
+    rv = listed["metadata"]["resourceVersion"]
+    t, got = served.watch_in_background(SA, until=1, resourceVersion=rv)
+    served.wait_watchers(1)
+    served.create_sa("c")
+    t.join(10)
+    assert _summary(got) == [("ADDED", "c")]
