@@ -342,3 +342,31 @@ def test_list_then_watch_from_its_resource_version_sees_exactly_what_follows(
     served.create_sa("c")
     t.join(10)
     assert _summary(got) == [("ADDED", "c")]
+
+
+def test_watch_across_worker_processes(issuer_factory: Any, store_url: str) -> None:
+    """``serve --workers 2``: each worker's hub follows the shared store, so a watch on one
+    worker sees writes that other connections (landing on either worker) make."""
+    s = issuer_factory.start(store=store_url, extra_args=["--workers", "2"])
+    headers = {"Authorization": f"Bearer {s.admin_token}"}
+    with httpx.Client(base_url=s.url, headers=headers, timeout=10, verify=s.verify) as c:
+        assert c.post("/api/v1/namespaces", json={"metadata": {"name": "dev"}}).status_code == 201
+        rv = c.get(SA).json()["metadata"]["resourceVersion"]
+        got: list[str] = []
+
+        def watch() -> None:
+            with c.stream("GET", SA, params={"watch": "true", "resourceVersion": rv}) as r:
+                for line in r.iter_lines():
+                    if line:
+                        got.append(json.loads(line)["object"]["metadata"]["name"])
+                    if len(got) == 10:
+                        return
+
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        for i in range(10):
+            # A new connection each time: the kernel spreads them over both workers.
+            with httpx.Client(base_url=s.url, headers=headers, timeout=10, verify=s.verify) as w:
+                assert w.post(SA, json={"metadata": {"name": f"sa{i}"}}).status_code == 201
+        t.join(15)
+    assert got == [f"sa{i}" for i in range(10)]
