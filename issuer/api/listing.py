@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from issuer.api.errors import bad_request
+from issuer.label_index import label_index_for
 from issuer.selectors import (
     FieldSelector,
     LabelSelector,
@@ -34,7 +35,7 @@ from issuer.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from issuer.store import JSON, Store
+from issuer.store import JSON, NotFound, Store
 
 __all__ = [
     "SCAN_BUDGET",
@@ -212,6 +213,67 @@ def list_response(result: ListResult, list_kind: str, api_version: str) -> JSON:
     return {"kind": list_kind, "apiVersion": api_version, "metadata": meta, "items": result.items}
 
 
+def _exact_pair(labels: LabelSelector | None) -> tuple[str, str] | None:
+    """A ``key=value`` every match must carry (kube: RequiresExactMatch), if the selector has
+    one."""
+    if labels is None:
+        return None
+    for requirement in labels.requirements:
+        value = labels.exact(requirement.key)
+        if value is not None:
+            return (requirement.key, value)
+    return None
+
+
+def _indexed(
+    store: Store,
+    kind: str,
+    namespace: str | None,
+    opts: ListOptions,
+    pair: tuple[str, str],
+    keep: Callable[[Mapping[str, Any]], bool],
+) -> ListResult:
+    """A list whose label selector requires ``pair``: only the objects carrying it are read, in
+    (namespace, name) order, found in the label index (:mod:`issuer.label_index`); each is read
+    from the store and checked against the whole selector (it may have changed since)."""
+    index = label_index_for(store, kind)
+    out: list[JSON] = []
+    after = opts.after
+    read = max_rv = 0
+    while True:
+        keys = index.keys_after(pair, namespace, after, _CHUNK)
+        for ns, name in keys:
+            read += 1
+            after = (ns, name)
+            try:
+                obj = store.get_object(kind, ns, name)
+            except NotFound:
+                continue  # deleted since the index caught up
+            max_rv = max(max_rv, _rv(obj))
+            if keep(obj):
+                out.append(obj)
+                if opts.limit and len(out) == opts.limit:
+                    more = bool(index.keys_after(pair, namespace, after, 1))
+                    return _result(out, after, namespace, opts, max_rv, more)
+            if opts.limit and read >= SCAN_BUDGET:
+                return _result(out, after, namespace, opts, max_rv, True)
+        if len(keys) < _CHUNK:
+            return _result(out, after, namespace, opts, max_rv, False)
+
+
+def _result(
+    out: list[JSON],
+    after: tuple[str, str] | None,
+    namespace: str | None,
+    opts: ListOptions,
+    max_rv: int,
+    more: bool,
+) -> ListResult:
+    rv = opts.token_rv or max_rv
+    token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
+    return ListResult(out, rv, token)
+
+
 def _rv(obj: Mapping[str, Any]) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion", 0))
@@ -273,6 +335,10 @@ def list_collection(
             and (namespace is None or key(e)[0] == namespace)
         ]
 
+    pair = _exact_pair(opts.labels) if not extra else None
+    if pair is not None:
+        return _indexed(store, kind, namespace, opts, pair, keep)
+
     if opts.limit == 0:
         items = store.list_objects(kind, namespace)
         merged = sorted([*items, *extra_between(opts.after, None)], key=key)
@@ -286,9 +352,7 @@ def list_collection(
     scanned = max_rv = 0
 
     def result(more: bool) -> ListResult:
-        rv = opts.token_rv or max_rv
-        token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
-        return ListResult(out, rv, token)
+        return _result(out, after, namespace, opts, max_rv, more)
 
     growth = 2
     while True:
