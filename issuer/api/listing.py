@@ -8,10 +8,14 @@ as kube-apiserver serves them (k8s.io/apiserver/pkg/storage: continue.go, etcd3/
   cost depends on N, not on the collection. Pages are not one snapshot: an object written
   between two pages appears if it sorts after the last one returned (kube gives that guarantee
   only until its etcd compaction; a client must not rely on it here).
-- Selectors filter the objects read. With ``limit``, one request reads at most
-  :data:`SCAN_BUDGET` objects: a page may hold fewer than N items and still carry a
-  ``continue`` token, which kube allows ("the server may return fewer than limit items... clients
-  must use the continue field"). Without ``limit`` the whole collection is read, as kube does.
+- A label selector that requires one value (``key=value``, ``key==value``, ``key in (value)``)
+  is answered from the label index (:mod:`issuer.label_index`): only the objects carrying that
+  pair are read, however few they are among however many.
+- Other selectors filter the objects read in (namespace, name) order. With ``limit``, one
+  request reads at most :data:`SCAN_BUDGET` objects: a page may hold fewer than N items and still
+  carry a ``continue`` token, which kube allows ("the server may return fewer than limit
+  items... clients must use the continue field"). Without ``limit`` the whole collection is
+  read, as kube does.
 - A bad ``limit``, selector or token is 400 BadRequest with kube's message; a field selector on
   a field the kind does not support is 400 ``field label not supported: F`` (kube: the kinds'
   ``*FieldLabelConversionFunc``).
