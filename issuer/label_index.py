@@ -1,4 +1,4 @@
-"""A label index for selective list selectors: per kind, for each label pair ``key=value``, the
+"""A label index for list selectors: per kind, for each label pair ``key=value``, the
 (namespace, name) of the objects that carry it, in order — in memory, kept current from the
 store's object change log (:meth:`issuer.store.Store.read_changes`).
 
@@ -10,8 +10,8 @@ store's object change log (:meth:`issuer.store.Store.read_changes`).
         2. bisect into the pair's sorted keys -> the keys after ``after``
 
 :func:`issuer.api.listing.list_collection` uses it when a label selector requires one exact
-value (``key=value``, ``key==value``, ``key in (value)``) that few objects carry: the page then
-reads only objects that carry the pair, so a selector matching 1 object in 100,000 costs what it
+value (``key=value``, ``key==value``, ``key in (value)``): the page then reads only objects that
+carry the pair, so a selector matching 1 object in 100,000 costs what it
 costs on 100.
 
 Built on first use per (process, store, kind): one pass over the collection (pages of
