@@ -15,12 +15,14 @@ The paths:
 - **tokenrequest** — pod-bound TokenRequest by the admin token (no RBAC store read).
 - **tokenreview** — TokenReview of a valid pod-bound token (every online check).
 - **list page** — ``GET /api/v1/pods?limit=25&continue=...``: a page from the middle.
-- **selector page** — ``labelSelector=app=a3`` (a tenth match), ``limit=10``: the first page.
-- **rare selector** — ``labelSelector=shard=s7`` (a thousandth match), ``limit=10``: served by
-  the label index (issuer/label_index.py), which reads only the pods carrying ``shard=s7``; the
-  first such query of a process builds the index (printed separately).
-- **rare, no required value** — ``shard in (s7,s7x)``, the same pods, but no single value is
-  required, so no index: the scan is bounded by ``issuer.api.listing.SCAN_BUDGET`` objects per
+- **selector page** — ``labelSelector=app=a3`` (a tenth match), ``limit=10``: the first page;
+  a pair that common is scanned for (``issuer.api.listing.INDEX_RATIO``).
+- **rare selector** — ``labelSelector=shard=s7`` (a thousandth match), ``limit=1`` (the 1x
+  collection holds one such pod): served by the label index (issuer/label_index.py), which reads
+  only the pods carrying ``shard=s7``; the first query of a process with a selector requiring a
+  value builds the index for the kind (printed separately).
+- **rare, no required value** — ``shard in (s7,s7x)``, ``limit=10``: the same pods, but no
+  single value is required, so no index: the scan is bounded by ``issuer.api.listing.SCAN_BUDGET`` objects per
   request, grows until that bound, then stays flat (short pages with a continue token).
 - **hybrid check** — ``HybridVerifier.verify`` of a valid token while its follower holds every
   event (in process; ``OIDCVerifier.verify`` on the same token is printed as the anchor).
@@ -68,12 +70,12 @@ PATHS = (
     "tokenreview",
     "list page (limit=25)",
     "selector page (1/10, limit=10)",
-    "rare selector (1/1000, lim 10)",
+    "rare selector (1/1000, lim 1)",
     "rare, no required value",
     "hybrid check",
     "follower resync",
 )
-RARE = "rare selector (1/1000, lim 10)"
+RARE = "rare selector (1/1000, lim 1)"
 RARE_SCAN = "rare, no required value"
 RESYNC = "follower resync"
 HYBRID = "hybrid check"
@@ -279,7 +281,8 @@ class Site:
 #: number of items.
 LIST_PAGE = {"limit": "25"}
 SELECTOR_PAGE = {"limit": "10", "labelSelector": "app=a3"}
-RARE_PAGE = {"limit": "10", "labelSelector": "shard=s7"}
+#: One item: the 1x collection has one pod with shard=s7.
+RARE_PAGE = {"limit": "1", "labelSelector": "shard=s7"}
 #: The same pods, but a selector with no single required value: no index, the bounded scan.
 RARE_SCAN_PAGE = {"limit": "10", "labelSelector": "shard in (s7,s7x)"}
 

@@ -10,9 +10,9 @@ store's object change log (:meth:`issuer.store.Store.read_changes`).
         2. bisect into the pair's sorted keys -> the keys after ``after``
 
 :func:`issuer.api.listing.list_collection` uses it when a label selector requires one exact
-value (``key=value``, ``key==value``, ``key in (value)``): the page then reads only objects that
-carry the pair, so a selector matching 1 object in 100,000 costs what it
-costs on 100.
+value (``key=value``, ``key==value``, ``key in (value)``) that few objects carry
+(:meth:`LabelIndex.selective`): the page then reads only objects that carry the pair, so a
+selector matching 1 object in 100,000 costs what it costs on 100.
 
 Built on first use per (process, store, kind): one pass over the collection (pages of
 :data:`_BUILD_PAGE`), then only the change log. Freshness: every query first catches up with
@@ -61,6 +61,7 @@ class LabelIndex:
         self._rv: int | None = None  # change-log position; None: not built
         self._labels: dict[Key, tuple[Pair, ...]] = {}
         self._by_pair: dict[Pair, list[Key]] = {}
+        self._total = 0  # objects of the kind (labelled or not), as of the last catch-up
         # One shared object per distinct pair and namespace: most objects repeat a few of them.
         self._shared: dict[Any, Any] = {}
         #: Full builds done (tests and the benchmark read it).
@@ -69,9 +70,12 @@ class LabelIndex:
     def __len__(self) -> int:
         return len(self._labels)
 
-    def count(self, pair: Pair) -> int:
-        """How many objects carry ``pair`` (as of the last catch-up)."""
-        return len(self._by_pair.get(pair, ()))
+    def selective(self, pair: Pair, ratio: int) -> bool:
+        """Whether fewer than one object in ``ratio`` carries ``pair`` — current as of this
+        call (builds the index on first use). StoreError propagates."""
+        with self._lock:
+            self._catch_up()
+            return len(self._by_pair.get(pair, ())) * ratio < self._total
 
     def keys_after(
         self, pair: Pair, namespace: str | None, after: Key | None, limit: int
@@ -112,7 +116,10 @@ class LabelIndex:
                 continue
             for change in page.changes:
                 key = self._key(change.namespace, change.name)
+                if change.type == "ADDED":
+                    self._total += 1
                 if change.type == "DELETED":
+                    self._total -= 1
                     self._set(key, [])
                 else:
                     self._set(key, _labels(change.object))
@@ -127,9 +134,11 @@ class LabelIndex:
         self._labels = {}
         self._by_pair = {}
         self._shared = {}
+        self._total = 0
         after: Key | None = None
         while True:
             page = self._store.list_objects_page(self.kind, None, _BUILD_PAGE, after)
+            self._total += len(page.items)
             for obj in page.items:
                 meta = obj.get("metadata") or {}
                 key = self._key(str(meta.get("namespace") or ""), str(meta.get("name") or ""))

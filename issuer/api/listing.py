@@ -9,8 +9,9 @@ as kube-apiserver serves them (k8s.io/apiserver/pkg/storage: continue.go, etcd3/
   between two pages appears if it sorts after the last one returned (kube gives that guarantee
   only until its etcd compaction; a client must not rely on it here).
 - A label selector that requires one value (``key=value``, ``key==value``, ``key in (value)``)
-  is answered from the label index (:mod:`issuer.label_index`): only the objects carrying that
-  pair are read, however few they are among however many.
+  carried by fewer than one object in :data:`INDEX_RATIO` is answered from the label index
+  (:mod:`issuer.label_index`): only the objects carrying that pair are read, however few they
+  are among however many.
 - Other selectors filter the objects read in (namespace, name) order. With ``limit``, one
   request reads at most :data:`SCAN_BUDGET` objects: a page may hold fewer than N items and still
   carry a ``continue`` token, which kube allows ("the server may return fewer than limit
@@ -42,6 +43,7 @@ from issuer.selectors import (
 from issuer.store import JSON, NotFound, Store
 
 __all__ = [
+    "INDEX_RATIO",
     "SCAN_BUDGET",
     "ListOptions",
     "ListResult",
@@ -57,6 +59,10 @@ __all__ = [
 #: Most objects one paginated request with a selector reads before it answers (with a continue
 #: token if the page is not full).
 SCAN_BUDGET: Final = 5000
+#: A required label pair carried by fewer than one object in this many is served from the label
+#: index (one read per object found); more common pairs by the scan, whose reads of neighbouring
+#: objects are cheaper than that many single reads.
+INDEX_RATIO: Final = 20
 #: Objects read per store round trip while filtering.
 _CHUNK: Final = 500
 
@@ -340,7 +346,7 @@ def list_collection(
         ]
 
     pair = _exact_pair(opts.labels) if not extra else None
-    if pair is not None:
+    if pair is not None and label_index_for(store, kind).selective(pair, INDEX_RATIO):
         return _indexed(store, kind, namespace, opts, pair, keep)
 
     if opts.limit == 0:

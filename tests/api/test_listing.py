@@ -263,6 +263,7 @@ def test_bounded_selector_scan_returns_short_pages(api: Api, monkeypatch: Any) -
     assert seen == [k for k in keys if k[1] == "p11"]
     assert pages >= 24 // 5
     # With a required value the label index finds the two at once, however small the budget.
+    monkeypatch.setattr(listing, "INDEX_RATIO", 1)
     seen, pages = _walk(api, "/api/v1/pods", 10, labelSelector="i=11")
     assert (seen, pages) == ([k for k in keys if k[1] == "p11"], 1)
 
@@ -276,11 +277,12 @@ def _expected(api: Api, selector: str) -> list[tuple[str, str]]:
     ]
 
 
-def test_label_index_follows_every_write(api: Api, make_api: Any) -> None:
+def test_label_index_follows_every_write(api: Api, make_api: Any, monkeypatch: Any) -> None:
     """Pages served from the label index stay right while pods are created, relabelled and
     deleted, through this replica or another one on the same store, and after the change log
     was trimmed under it (rebuild)."""
     keys = _seed(api)
+    monkeypatch.setattr(listing, "INDEX_RATIO", 1)  # every pair not on all pods: the index
     # A second replica (same KEK): its own store handle, its own index.
     other = make_api(kek=str(api.ctx.config.data_dir / "kek"))
     store = api.ctx.store
@@ -333,6 +335,16 @@ def test_label_index_follows_every_write(api: Api, make_api: Any) -> None:
     assert _walk(api, "/api/v1/pods", 4, labelSelector="app=web")[0] == _expected(api, "app=web")
     assert index.builds == 2
     assert len(keys) == 24
+
+
+def test_only_rare_pairs_go_through_the_index(api: Api) -> None:
+    """A pair on half the pods is scanned for (neighbouring reads are cheaper); one on 1 in 24
+    comes from the label index, if the ratio says so."""
+    _seed(api)
+    index = label_index_for(api.ctx.store, "Pod")
+    assert not index.selective(("app", "web"), listing.INDEX_RATIO)
+    assert index.selective(("i", "4"), 11)  # 2 of 24 pods: fewer than 1 in 11
+    assert not index.selective(("i", "4"), 12)
 
 
 def test_rbac_lists_page_through_built_ins(api: Api) -> None:
