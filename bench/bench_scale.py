@@ -22,8 +22,9 @@ The paths:
   only the pods carrying ``shard=s7``; the first query of a process with a selector requiring a
   value builds the index for the kind (printed separately).
 - **rare, no required value** — ``shard in (s7,s7x)``, ``limit=10``: the same pods, but no
-  single value is required, so no index: the scan is bounded by ``issuer.api.listing.SCAN_BUDGET`` objects per
-  request, grows until that bound, then stays flat (short pages with a continue token).
+  single value is required, so no index: the scan is bounded by
+  ``issuer.api.listing.SCAN_BUDGET`` objects per request, grows until that bound, then stays
+  flat (short pages with a continue token).
 - **hybrid check** — ``HybridVerifier.verify`` of a valid token while its follower holds every
   event (in process; ``OIDCVerifier.verify`` on the same token is printed as the anchor).
 - **follower resync** — a new follower listing every retained event, seconds (goal: 100,000 in
