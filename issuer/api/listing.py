@@ -54,6 +54,7 @@ __all__ = [
     "list_response",
     "parse_list_options",
     "selector_predicate",
+    "store_resource_version",
 ]
 
 #: Most objects one paginated request with a selector reads before it answers (with a continue
@@ -242,6 +243,7 @@ def _indexed(
     opts: ListOptions,
     pair: tuple[str, str],
     keep: Callable[[Mapping[str, Any]], bool],
+    snapshot: int,
 ) -> ListResult:
     """A list whose label selector requires ``pair``: only the objects carrying it are read, in
     (namespace, name) order, found in the label index (:mod:`issuer.label_index`); each is read
@@ -250,6 +252,10 @@ def _indexed(
     out: list[JSON] = []
     after = opts.after
     read = max_rv = 0
+
+    def rv() -> int:
+        return opts.token_rv or snapshot or max_rv
+
     while True:
         keys = index.keys_after(pair, namespace, after, _CHUNK)
         for ns, name in keys:
@@ -264,22 +270,16 @@ def _indexed(
                 out.append(obj)
                 if opts.limit and len(out) == opts.limit:
                     more = bool(index.keys_after(pair, namespace, after, 1))
-                    return _result(out, after, namespace, opts, max_rv, more)
+                    return _result(out, after, namespace, rv(), more)
             if opts.limit and read >= SCAN_BUDGET:
-                return _result(out, after, namespace, opts, max_rv, True)
+                return _result(out, after, namespace, rv(), True)
         if len(keys) < _CHUNK:
-            return _result(out, after, namespace, opts, max_rv, False)
+            return _result(out, after, namespace, rv(), False)
 
 
 def _result(
-    out: list[JSON],
-    after: tuple[str, str] | None,
-    namespace: str | None,
-    opts: ListOptions,
-    max_rv: int,
-    more: bool,
+    out: list[JSON], after: tuple[str, str] | None, namespace: str | None, rv: int, more: bool
 ) -> ListResult:
-    rv = opts.token_rv or max_rv
     token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
     return ListResult(out, rv, token)
 
@@ -311,6 +311,11 @@ def selector_predicate(
         return True
 
     return keep
+
+
+def store_resource_version(store: Store) -> int:
+    """The store's newest resourceVersion (every write takes one; its change log knows it)."""
+    return store.read_changes(2**62, 1).last_rv
 
 
 def list_collection(
@@ -345,24 +350,27 @@ def list_collection(
             and (namespace is None or key(e)[0] == namespace)
         ]
 
+    # The list's resourceVersion is the store's, read before the objects: a watch started from
+    # it (kubectl get -w, informers) then sees every later change, at worst one it already has
+    # (kube's is the etcd revision of the read; the newest item's version would skip deletes).
+    snapshot = store_resource_version(store)
     pair = _exact_pair(opts.labels) if not extra else None
     if pair is not None and label_index_for(store, kind).selective(pair, INDEX_RATIO):
-        return _indexed(store, kind, namespace, opts, pair, keep)
-
+        return _indexed(store, kind, namespace, opts, pair, keep, snapshot)
     if opts.limit == 0:
         items = store.list_objects(kind, namespace)
         merged = sorted([*items, *extra_between(opts.after, None)], key=key)
         if opts.after is not None:
             merged = [o for o in merged if key(o) > opts.after]
         kept = [o for o in merged if keep(o)]
-        return ListResult(kept, max([_rv(o) for o in items], default=0))
+        return ListResult(kept, snapshot)
 
     out: list[JSON] = []
     after = opts.after
     scanned = max_rv = 0
 
     def result(more: bool) -> ListResult:
-        return _result(out, after, namespace, opts, max_rv, more)
+        return _result(out, after, namespace, opts.token_rv or snapshot or max_rv, more)
 
     growth = 2
     while True:

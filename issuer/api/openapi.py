@@ -25,7 +25,6 @@ authenticated caller (kube's ``system:discovery`` role covers ``/openapi/*``).
 from __future__ import annotations
 
 import hashlib
-import importlib.resources
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -40,11 +39,11 @@ from issuer.api._http import endpoint
 from issuer.api.apiresource import Resource
 from issuer.api.discovery import GROUP_VERSIONS, require_caller
 from issuer.api.openapi_pb import encode_document
+from issuer.api.schema import kube_openapi
 from issuer.http.status import StatusError
 
 __all__ = ["V2_PROTOBUF", "Documents", "documents", "routes", "served_paths"]
 
-_DATA: Final = "openapi_kube.json"
 _V2_REF: Final = "#/definitions/"
 _V3_REF: Final = "#/components/schemas/"
 _METHODS: Final = ("get", "put", "post", "delete", "patch")
@@ -73,12 +72,6 @@ def served_paths() -> dict[str, Resource]:
             if r.namespaced:
                 out[f"{base}/namespaces/{{namespace}}/{name}"] = r
     return out
-
-
-def _load() -> dict[str, Any]:
-    raw = importlib.resources.files("issuer.api").joinpath(_DATA).read_bytes()
-    doc: dict[str, Any] = orjson.loads(raw)
-    return doc
 
 
 def _served_operations(doc: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -195,7 +188,7 @@ class Documents:
 @cache
 def documents() -> Documents:
     """Build every document once (pure over the packaged data and the discovery table)."""
-    doc = _load()
+    doc = kube_openapi()
     paths = _served_operations(doc)
     parameters = doc["parameters"]
     definitions = doc["definitions"]

@@ -5,10 +5,11 @@ Two stages, as kube-apiserver has them:
 1. **Decoding** (400 BadRequest): the body's ``apiVersion``/``kind`` must be the endpoint's (kube:
    apiserver endpoints/handlers/create.go "the API version in the data ... does not match");
    JSON types must fit the Go structs (kube's decoder: "json: cannot unmarshal ..."); unknown
-   fields at the top level and in ``metadata`` are refused — ``fieldValidation=Strict`` is our
-   default, as ``kubectl --validate=strict`` (kube-apiserver's own default is Warn). The query
-   parameter ``fieldValidation=Ignore|Warn`` drops them instead (Warn also returns a
-   ``Warning`` header per field). Fields below ``spec`` are not checked for unknown names.
+   fields — at the top level, in ``metadata``, and at any depth below (checked against kube's
+   own schema, :mod:`issuer.api.schema`: ``unknown field "spec.containers[0].imagee"``) — are
+   refused: ``fieldValidation=Strict`` is our default, as ``kubectl --validate=strict``
+   (kube-apiserver's own default is Warn). The query parameter ``fieldValidation=Ignore|Warn``
+   drops them instead (Warn also returns a ``Warning`` header per field).
 2. **Validation** (422 Invalid): names (kube: apimachinery/pkg/util/validation/validation.go
    IsDNS1123Label / IsDNS1123Subdomain; pkg/apis/core/validation ValidateObjectMeta), pod
    containers, secret keys and the service-account-token annotation (ValidateSecret), and the
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from issuer.api.errors import FieldError, bad_request, invalid
+from issuer.api.schema import unknown_fields
 from issuer.goquote import go_quote, regex_error
 from issuer.names import dns1123_label_errors, dns1123_subdomain_errors
 
@@ -225,6 +227,25 @@ def _unknown_fields(
     return [f"unknown field {go_quote(n)}" for n in names] if mode == "Warn" else []
 
 
+def _nested_unknown_fields(obj: dict[str, Any], kind: str, mode: FieldValidation) -> list[str]:
+    # Below the top level, against kube's own schema (issuer.api.schema): the same rule as
+    # _unknown_fields, at any depth (kube's strict decoding reports them all).
+    found = unknown_fields(obj, kind, skip=_TYPE_AND_META)
+    if not found:
+        return []
+    if mode == "Strict":
+        raise bad_request(
+            "strict decoding error: "
+            + ", ".join(f"unknown field {go_quote(u.path)}" for u in found)
+        )
+    for u in found:
+        u.parent.pop(u.key, None)
+    return [f"unknown field {go_quote(u.path)}" for u in found] if mode == "Warn" else []
+
+
+_TYPE_AND_META: Final = frozenset({"apiVersion", "kind", "metadata"})
+
+
 def _check_type_meta(body: Mapping[str, Any], kind: str, api_version: str) -> None:
     av = body.get("apiVersion")
     if av is not None and av != "":
@@ -343,6 +364,7 @@ def decode_object(
     obj = dict(body)
     warnings = _unknown_fields(obj, info.top_fields, "", field_validation)
     meta = _decode_metadata(obj, kind, field_validation, warnings)
+    warnings += _nested_unknown_fields(obj, kind, field_validation)
     if info.namespaced:
         ns = meta.get("namespace", "")
         if ns and ns != path_namespace:

@@ -343,3 +343,42 @@ def test_openapi_v2_json_and_protobuf(api: Api) -> None:
     prop_names = [dict((n, v) for n, _w, v in _fields(e))[1] for _n, _w, e in _fields(props)]
     assert b"automountServiceAccountToken" in prop_names
     assert api.get("/openapi/v2", headers={"Accept": "application/yaml"}).status_code == 406
+
+
+# --- unknown fields at any depth (kube's strict decoding; fieldValidation) -----------------------
+
+POD_TYPO = {
+    "metadata": {"name": "web"},
+    "spec": {
+        "containers": [{"name": "app", "image": "busybox", "imagee": "typo"}],
+        "nodeSelector": {"disk": "ssd"},
+        "bogus": {"x": 1},
+    },
+}
+
+
+def test_unknown_nested_fields_strict(api: Api) -> None:
+    api.ns("dev")
+    r = api.post("/api/v1/namespaces/dev/pods", POD_TYPO)
+    assert r.status_code == 400
+    assert r.json()["message"] == (
+        'strict decoding error: unknown field "spec.containers[0].imagee", '
+        'unknown field "spec.bogus"'
+    )
+    assert api.get("/api/v1/namespaces/dev/pods/web").status_code == 404
+
+
+@pytest.mark.parametrize(("mode", "warned"), [("Warn", True), ("Ignore", False)])
+def test_unknown_nested_fields_warn_and_ignore(api: Api, mode: str, warned: bool) -> None:
+    api.ns("dev")
+    r = api.post("/api/v1/namespaces/dev/pods", POD_TYPO, params={"fieldValidation": mode})
+    assert r.status_code == 201, r.text
+    warnings = r.headers.get_list("warning")
+    expected = [
+        '299 - "unknown field \\"spec.containers[0].imagee\\""',
+        '299 - "unknown field \\"spec.bogus\\""',
+    ]
+    assert warnings == (expected if warned else [])
+    spec = r.json()["spec"]
+    assert "bogus" not in spec and "imagee" not in spec["containers"][0]
+    assert spec["nodeSelector"] == {"disk": "ssd"}  # maps of strings are not "unknown fields"

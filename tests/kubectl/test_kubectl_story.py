@@ -160,6 +160,8 @@ def test_seed_story(cluster: Cluster) -> None:
         'pods "web" is forbidden: volume with secret.secretName="regcred" is not allowed '
         "because service account app does not reference that secret"
     ) in err
+    typo = POD_MANIFEST.format(volumes="").replace("    image: busybox", "    imagee: busybox")
+    assert 'unknown field "spec.containers[0].imagee"' in k.fails("apply", "-f", "-", stdin=typo)
     assert k.ok("apply", "-f", "-", stdin=POD_MANIFEST.format(volumes="")) == "pod/web created\n"
     pod = json.loads(k.ok("get", "pod", "web", "-n", "dev", "-o", "json"))
     assert not any(v["name"].startswith("kube-api-access-") for v in pod["spec"].get("volumes", []))
