@@ -380,6 +380,38 @@ def test_binding_created_on_one_replica_is_enforced_on_another(
         assert r.json()["reason"] == "Forbidden"
 
 
+def test_deleted_binding_is_out_of_force_on_every_worker_at_once(issuer_factory: Any) -> None:
+    """``--workers 2`` on SQLite: each worker has its own index; after the binding is deleted,
+    no request, on whichever worker it lands, is allowed by it."""
+    s = issuer_factory.start(extra_args=["--workers", "2"])
+    admin = {"Authorization": f"Bearer {s.admin_token}"}
+    with s.client() as c:
+        assert c.post("/api/v1/namespaces", json={"metadata": {"name": "dev"}},
+                      headers=admin).status_code == 201  # fmt: skip
+        for sa in ("app", "caller"):
+            r = c.post("/api/v1/namespaces/dev/serviceaccounts", json={"metadata": {"name": sa}},
+                       headers=admin)  # fmt: skip
+            assert r.status_code == 201, r.text
+        _bind_sa(c, admin)
+        binding = {
+            "metadata": {"name": "caller-mints"},
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "Role", "name": "minter"},
+            "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": "dev"}],
+        }
+        assert c.post(f"{RBAC}/namespaces/dev/rolebindings", json=binding,
+                      headers=admin).status_code == 201  # fmt: skip
+        r = c.post("/api/v1/namespaces/dev/serviceaccounts/caller/token", json={}, headers=admin)
+        caller = {"Authorization": f"Bearer {r.json()['status']['token']}"}
+    mint = s.url + "/api/v1/namespaces/dev/serviceaccounts/app/token"
+    # New connections: the kernel hands them to either worker; both indexes get built.
+    for _ in range(10):
+        assert httpx.post(mint, json={}, headers=caller, timeout=10).status_code == 201
+    r = httpx.delete(f"{s.url}{RBAC}/namespaces/dev/rolebindings/caller-mints", headers=admin)
+    assert r.status_code == 200, r.text
+    for _ in range(10):
+        assert httpx.post(mint, json={}, headers=caller, timeout=10).status_code == 403
+
+
 def test_unreachable_store_fails_closed_after_the_index_was_built(
     make_api: Any, tmp_path: Path
 ) -> None:
