@@ -219,6 +219,22 @@ class WatchHub:
                 w.queue.put_nowait(None)
                 self.unsubscribe(w)
 
+    async def close(self) -> None:
+        """End every stream (clients re-watch, from their last version, elsewhere) and stop
+        following the store (idempotent)."""
+        for subs in list(self._by_kind.values()):
+            for w in list(subs):
+                w.queue.put_nowait(None)
+                self.unsubscribe(w)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._subscription is not None:
+            await anyio.to_thread.run_sync(self._subscription.close)
+            self._subscription = None
+
     def subscribe(self, kind: str, namespace: str | None) -> Watcher:
         """A new watcher; it receives every change in ``namespace`` after the current cursor."""
         w = Watcher(kind, namespace, start=self.cursor)

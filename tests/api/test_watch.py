@@ -5,6 +5,7 @@ official Python client's ``watch.Watch()``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -370,3 +371,16 @@ def test_watch_across_worker_processes(issuer_factory: Any, store_url: str) -> N
                 assert w.post(SA, json={"metadata": {"name": f"sa{i}"}}).status_code == 201
         t.join(15)
     assert got == [f"sa{i}" for i in range(10)]
+
+
+def test_closing_the_hub_ends_every_stream(served: Served) -> None:
+    """At shutdown the app closes the hub: streams end (clients re-watch elsewhere) instead of
+    holding the graceful-shutdown window."""
+    threads = [served.watch_in_background(SA, until=100)[0] for _ in range(3)]
+    served.wait_watchers(3)
+    hub = served.app.state.watch_hub
+    asyncio.run_coroutine_threadsafe(hub.close(), hub._loop).result(5)
+    for t in threads:
+        t.join(5)
+        assert not t.is_alive()
+    assert hub.watchers == 0
