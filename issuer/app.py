@@ -193,6 +193,9 @@ def create_app(ctx: IssuerContext, *, manage_lifecycle: bool = True) -> IssuerAp
         try:
             yield
         finally:
+            hub = getattr(app.state, "watch_hub", None)
+            if hub is not None:  # ?watch=true streams: end them, stop following the store
+                await hub.close()
             if upkeep is not None:
                 await run_in_threadpool(upkeep.stop)
             if manage_lifecycle:

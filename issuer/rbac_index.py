@@ -174,6 +174,12 @@ class RbacIndex:
         ]
         return PolicyObjects(tuple(roles), tuple(cluster_roles), rbs, crbs)
 
+    def cluster_role(self, name: str) -> Role | None:
+        """The ClusterRole ``name`` (built-in or stored) with its aggregation resolved, current
+        as of this call; None if there is none. StoreError propagates."""
+        revisions = self._store.object_revisions([(CLUSTER_ROLE_BINDING, ""), (CLUSTER_ROLE, "")])
+        return self._cluster_part((revisions[0], revisions[1])).cluster_roles.get(name)
+
     def _cluster_part(self, revisions: tuple[int, int]) -> _ClusterPart:
         part = self._cluster
         if part is not None and _fresh(part.revisions, revisions):

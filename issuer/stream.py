@@ -1,7 +1,7 @@
 """The invalidation stream and the token-revocation call (``/apis/sa-oidc.dev/v1/...``).
 
-``GET /apis/sa-oidc.dev/v1/invalidations?after=SEQ[&limit=N]`` — one page of events with
-``seq > SEQ``::
+``GET /apis/sa-oidc.dev/v1/invalidations?after=SEQ[&limit=N][&epoch=E][&afterTime=T0]`` — one
+page of events with ``seq > SEQ``::
 
     {"kind":"InvalidationList","apiVersion":"sa-oidc.dev/v1",
      "metadata":{"lastSeq":N,"oldestSeq":M,"epoch":E,"retentionLeeway":L},
@@ -284,17 +284,34 @@ def _item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
+@dataclass(slots=True)
+class _Position:
+    """Where a watch stands: the last seq sent (``seq``), the ``time`` of that event (None if
+    unknown) and the store ``epoch`` it belongs to ("" until the store has one)."""
+
+    seq: int
+    time: float | None
+    epoch: str
+
+
 async def _list(
-    request: Request, store: Store, after: int, epoch: str, retention_leeway: float
+    request: Request,
+    store: Store,
+    pos: _Position,
+    retention_leeway: float,
 ) -> Response:
     limit = _int_param(request, "limit", 500, 1, MAX_PAGE)
+    after = pos.seq
     try:
         page = await anyio.to_thread.run_sync(store.read_events, after, limit)
+        held = await anyio.to_thread.run_sync(_holds, store, after, pos.time)
     except StoreError as e:
         raise _store_failure(e) from None
-    gone = _gone_message(after, epoch, page)
+    gone = _gone_message(after, pos.epoch, page)
     if gone is not None:
         raise StatusError(410, "Expired", gone)
+    if not held:  # the next page of a list that began in another history
+        raise StatusError(410, "Expired", _replaced_message(after))
     meta: dict[str, Any] = {
         "lastSeq": page.last_seq,
         "oldestSeq": page.oldest_seq,
@@ -337,16 +354,6 @@ class _WatchSlot:
 
 def _error_line(code: int, reason: str, message: str) -> bytes:
     return _line({"type": "ERROR", "object": json.loads(status_body(code, reason, message))})
-
-
-@dataclass(slots=True)
-class _Position:
-    """Where a watch stands: the last seq sent (``seq``), the ``time`` of that event (None if
-    unknown) and the store ``epoch`` it belongs to ("" until the store has one)."""
-
-    seq: int
-    time: float | None
-    epoch: str
 
 
 async def _watch_lines(
@@ -434,11 +441,12 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         store: Store = ctx.store
         after = _int_param(request, "after", 0, 0, 2**63 - 1)
         after_time = _float_param(request, "afterTime", -1.0, 0.0, 1e12)
+        held_time = after_time if after_time >= 0 else None
         epoch = _epoch_param(request)
         retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         if not watch:
-            return await _list(request, store, after, epoch, retention_leeway)
+            return await _list(request, store, _Position(after, held_time, epoch), retention_leeway)
         # Clamped rather than refused: a client asking for faster beats than we allow still works.
         heartbeat = _float_param(request, "heartbeatSeconds", settings.heartbeat, 0.0, 1e9)
         heartbeat = min(MAX_HEARTBEAT, max(MIN_HEARTBEAT, heartbeat))
@@ -453,7 +461,6 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         gone = _gone_message(after, epoch, page)
         if gone is not None:
             raise StatusError(410, "Expired", gone)
-        held_time = after_time if after_time >= 0 else None
         try:
             held = await anyio.to_thread.run_sync(_holds, store, after, held_time)
         except StoreError as e:

@@ -523,6 +523,8 @@ class StreamFollower:
             params = {"after": str(cursor), "limit": "1000"}
             if target is not None and fresh.epoch:
                 params["epoch"] = fresh.epoch  # every page from the same history, or 410
+            if cursor and fresh.last_time is not None:
+                params["afterTime"] = repr(fresh.last_time)  # ... and after the same event
             body = self._get_json(params)
             meta = body.get("metadata") or {}
             items = body.get("items")

@@ -366,9 +366,13 @@ def apply_config(
     meta_live = dict(base.get("metadata") or {})
     merged = _merge(kind, (), base, config)
     meta = dict(merged.get("metadata") or {})
-    for key in ("uid", "creationTimestamp", "resourceVersion"):
+    for key in ("uid", "creationTimestamp"):
         if key in meta_live:
             meta[key] = meta_live[key]
+    # A resourceVersion in the configuration is a precondition; without one the apply is
+    # unconditional (the live version passes the check).
+    if "resourceVersion" in meta_live and not (config.get("metadata") or {}).get("resourceVersion"):
+        meta["resourceVersion"] = meta_live["resourceVersion"]
     meta["managedFields"] = [*kept, _entry(manager, "Apply", api_version, now, applied)]
     merged["metadata"] = meta
     return dict(merged)

@@ -8,10 +8,15 @@ as kube-apiserver serves them (k8s.io/apiserver/pkg/storage: continue.go, etcd3/
   cost depends on N, not on the collection. Pages are not one snapshot: an object written
   between two pages appears if it sorts after the last one returned (kube gives that guarantee
   only until its etcd compaction; a client must not rely on it here).
-- Selectors filter the objects read. With ``limit``, one request reads at most
-  :data:`SCAN_BUDGET` objects: a page may hold fewer than N items and still carry a
-  ``continue`` token, which kube allows ("the server may return fewer than limit items... clients
-  must use the continue field"). Without ``limit`` the whole collection is read, as kube does.
+- A label selector that requires one value (``key=value``, ``key==value``, ``key in (value)``)
+  carried by fewer than one object in :data:`INDEX_RATIO` is answered from the label index
+  (:mod:`issuer.label_index`): only the objects carrying that pair are read, however few they
+  are among however many.
+- Other selectors filter the objects read in (namespace, name) order. With ``limit``, one
+  request reads at most :data:`SCAN_BUDGET` objects: a page may hold fewer than N items and still
+  carry a ``continue`` token, which kube allows ("the server may return fewer than limit
+  items... clients must use the continue field"). Without ``limit`` the whole collection is
+  read, as kube does.
 - A bad ``limit``, selector or token is 400 BadRequest with kube's message; a field selector on
   a field the kind does not support is 400 ``field label not supported: F`` (kube: the kinds'
   ``*FieldLabelConversionFunc``).
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from issuer.api.errors import bad_request
+from issuer.label_index import label_index_for
 from issuer.selectors import (
     FieldSelector,
     LabelSelector,
@@ -34,9 +40,10 @@ from issuer.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from issuer.store import JSON, Store
+from issuer.store import JSON, NotFound, Store
 
 __all__ = [
+    "INDEX_RATIO",
     "SCAN_BUDGET",
     "ListOptions",
     "ListResult",
@@ -47,11 +54,16 @@ __all__ = [
     "list_response",
     "parse_list_options",
     "selector_predicate",
+    "store_resource_version",
 ]
 
 #: Most objects one paginated request with a selector reads before it answers (with a continue
 #: token if the page is not full).
 SCAN_BUDGET: Final = 5000
+#: A required label pair carried by fewer than one object in this many is served from the label
+#: index (one read per object found); more common pairs by the scan, whose reads of neighbouring
+#: objects are cheaper than that many single reads.
+INDEX_RATIO: Final = 20
 #: Objects read per store round trip while filtering.
 _CHUNK: Final = 500
 
@@ -212,6 +224,66 @@ def list_response(result: ListResult, list_kind: str, api_version: str) -> JSON:
     return {"kind": list_kind, "apiVersion": api_version, "metadata": meta, "items": result.items}
 
 
+def _exact_pair(labels: LabelSelector | None) -> tuple[str, str] | None:
+    """A ``key=value`` every match must carry (kube: RequiresExactMatch), if the selector has
+    one."""
+    if labels is None:
+        return None
+    for requirement in labels.requirements:
+        value = labels.exact(requirement.key)
+        if value is not None:
+            return (requirement.key, value)
+    return None
+
+
+def _indexed(
+    store: Store,
+    kind: str,
+    namespace: str | None,
+    opts: ListOptions,
+    pair: tuple[str, str],
+    keep: Callable[[Mapping[str, Any]], bool],
+    snapshot: int,
+) -> ListResult:
+    """A list whose label selector requires ``pair``: only the objects carrying it are read, in
+    (namespace, name) order, found in the label index (:mod:`issuer.label_index`); each is read
+    from the store and checked against the whole selector (it may have changed since)."""
+    index = label_index_for(store, kind)
+    out: list[JSON] = []
+    after = opts.after
+    read = max_rv = 0
+
+    def rv() -> int:
+        return opts.token_rv or snapshot or max_rv
+
+    while True:
+        keys = index.keys_after(pair, namespace, after, _CHUNK)
+        for ns, name in keys:
+            read += 1
+            after = (ns, name)
+            try:
+                obj = store.get_object(kind, ns, name)
+            except NotFound:
+                continue  # deleted since the index caught up
+            max_rv = max(max_rv, _rv(obj))
+            if keep(obj):
+                out.append(obj)
+                if opts.limit and len(out) == opts.limit:
+                    more = bool(index.keys_after(pair, namespace, after, 1))
+                    return _result(out, after, namespace, rv(), more)
+            if opts.limit and read >= SCAN_BUDGET:
+                return _result(out, after, namespace, rv(), True)
+        if len(keys) < _CHUNK:
+            return _result(out, after, namespace, rv(), False)
+
+
+def _result(
+    out: list[JSON], after: tuple[str, str] | None, namespace: str | None, rv: int, more: bool
+) -> ListResult:
+    token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
+    return ListResult(out, rv, token)
+
+
 def _rv(obj: Mapping[str, Any]) -> int:
     try:
         return int((obj.get("metadata") or {}).get("resourceVersion", 0))
@@ -239,6 +311,11 @@ def selector_predicate(
         return True
 
     return keep
+
+
+def store_resource_version(store: Store) -> int:
+    """The store's newest resourceVersion (every write takes one; its change log knows it)."""
+    return store.read_changes(2**62, 1).last_rv
 
 
 def list_collection(
@@ -273,22 +350,27 @@ def list_collection(
             and (namespace is None or key(e)[0] == namespace)
         ]
 
+    # The list's resourceVersion is the store's, read before the objects: a watch started from
+    # it (kubectl get -w, informers) then sees every later change, at worst one it already has
+    # (kube's is the etcd revision of the read; the newest item's version would skip deletes).
+    snapshot = store_resource_version(store)
+    pair = _exact_pair(opts.labels) if not extra else None
+    if pair is not None and label_index_for(store, kind).selective(pair, INDEX_RATIO):
+        return _indexed(store, kind, namespace, opts, pair, keep, snapshot)
     if opts.limit == 0:
         items = store.list_objects(kind, namespace)
         merged = sorted([*items, *extra_between(opts.after, None)], key=key)
         if opts.after is not None:
             merged = [o for o in merged if key(o) > opts.after]
         kept = [o for o in merged if keep(o)]
-        return ListResult(kept, max([_rv(o) for o in items], default=0))
+        return ListResult(kept, snapshot)
 
     out: list[JSON] = []
     after = opts.after
     scanned = max_rv = 0
 
     def result(more: bool) -> ListResult:
-        rv = opts.token_rv or max_rv
-        token = encode_continue(after, namespace is None, max(1, rv)) if more and after else ""
-        return ListResult(out, rv, token)
+        return _result(out, after, namespace, opts.token_rv or snapshot or max_rv, more)
 
     growth = 2
     while True:

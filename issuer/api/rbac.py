@@ -18,12 +18,18 @@ pkg/apis/rbac/validation/validation.go) → the namespace exists and is active (
 escalation check (403; kube: pkg/registry/rbac/{role,rolebinding,...}/policybased/storage.go) →
 store (409 AlreadyExists).
 
+A ClusterRole may carry an ``aggregationRule`` (``clusterRoleSelectors``, label selectors
+validated as kube does, 422): its rules are then those of the ClusterRoles it selects
+(:func:`issuer.authz.resolve_aggregation`), as kube's aggregation controller makes them.
+
 Escalation prevention, as kube: a caller in ``system:masters`` may create anything; otherwise a
 Role/ClusterRole needs ``escalate`` on roles/clusterroles or must grant only rules the caller
 already holds there, and a binding needs ``bind`` on the referenced role (resourceNames can name
 it) or must reference a role whose rules the caller already holds in the binding's namespace
-("" for a ClusterRoleBinding). A binding's referenced role need not exist unless that last check
-has to read it (404, as kube).
+("" for a ClusterRoleBinding; an aggregated role counts with its aggregated rules). Creating a
+ClusterRole with an aggregationRule also needs full authority (``*`` on ``*.*``; kube:
+clusterrole/policybased/storage.go). A binding's referenced role need not exist unless that last
+check has to read it (404, as kube).
 
 The built-in ClusterRoles and ClusterRoleBindings (:mod:`issuer.authz`) are listed and read
 like stored ones (label ``kubernetes.io/bootstrapping: rbac-defaults``) but are not stored:
@@ -102,6 +108,8 @@ from issuer.authz import RBAC_GROUP, Attributes, PolicyRule, Role
 from issuer.context import IssuerContext
 from issuer.goquote import go_quote, go_quote_list
 from issuer.http.status import read_json_body
+from issuer.rbac_index import index_for
+from issuer.selectors import SelectorError, label_selector_from_json
 from issuer.store import JSON, AlreadyExists, NotFound
 from issuer.timefmt import rfc3339
 
@@ -122,13 +130,16 @@ SAR_API_VERSIONS: Final = (f"{AUTHORIZATION_GROUP}/v1", f"{AUTHORIZATION_GROUP}/
 _BASE: Final = f"/apis/{RBAC_V1}"
 
 _ROLE_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "rules"})
+_CLUSTER_ROLE_FIELDS: Final = _ROLE_FIELDS | {"aggregationRule"}
 _BINDING_FIELDS: Final = frozenset({"apiVersion", "kind", "metadata", "subjects", "roleRef"})
 
 #: Stored kind -> what the API knows about it (name_rule is unused: RBAC names are path
 #: segments, see _path_segment_errors).
 RBAC_KINDS: Final[Mapping[str, KindInfo]] = {
     ROLE: KindInfo(ROLE, "roles", True, "subdomain", _ROLE_FIELDS, RBAC_V1),
-    CLUSTER_ROLE: KindInfo(CLUSTER_ROLE, "clusterroles", False, "subdomain", _ROLE_FIELDS, RBAC_V1),
+    CLUSTER_ROLE: KindInfo(
+        CLUSTER_ROLE, "clusterroles", False, "subdomain", _CLUSTER_ROLE_FIELDS, RBAC_V1
+    ),
     ROLE_BINDING: KindInfo(
         ROLE_BINDING, "rolebindings", True, "subdomain", _BINDING_FIELDS, RBAC_V1
     ),
@@ -251,6 +262,19 @@ def decode_rbac_object(
     obj, warnings = decoded.obj, decoded.warnings
     if kind in (ROLE, CLUSTER_ROLE):
         obj["rules"] = _decode_rules(kind, obj.get("rules"), mode, warnings)
+        if obj.get("aggregationRule") is not None:
+            agg = _obj(obj["aggregationRule"], f"{kind}.aggregationRule", "v1.AggregationRule")
+            warnings += _unknown(agg, frozenset({"clusterRoleSelectors"}), "aggregationRule.", mode)
+            selectors = agg.get("clusterRoleSelectors")
+            if selectors is not None and not isinstance(selectors, list):
+                raise type_error(
+                    selectors, f"{kind}.aggregationRule.clusterRoleSelectors", "[]v1.LabelSelector"
+                )
+            agg["clusterRoleSelectors"] = [
+                _obj(s, f"{kind}.aggregationRule.clusterRoleSelectors", "v1.LabelSelector")
+                for s in selectors or []
+            ]
+            obj["aggregationRule"] = agg
     else:
         _decode_binding(kind, obj, mode, warnings)
     return obj, warnings
@@ -375,6 +399,29 @@ def _subject_errors(subject: Mapping[str, Any], namespaced: bool, path: str) -> 
     return errs
 
 
+def _aggregation_rule_errors(rule: Any) -> list[FieldError]:
+    # kube: pkg/apis/rbac/validation/validation.go ValidateClusterRole (aggregationRule).
+    if rule is None:
+        return []
+    path = "aggregationRule.clusterRoleSelectors"
+    selectors = rule.get("clusterRoleSelectors") or []
+    if not selectors:
+        return [
+            FieldError(
+                "Required",
+                path,
+                detail="at least one clusterRoleSelector required if aggregationRule is non-nil",
+            )
+        ]
+    errs: list[FieldError] = []
+    for i, selector in enumerate(selectors):
+        try:
+            label_selector_from_json(selector)
+        except SelectorError as e:
+            errs.append(FieldError("Invalid", f"{path}[{i}]", str(e), "invalid label selector."))
+    return errs
+
+
 def validate_rbac_object(kind: str, obj: Mapping[str, Any]) -> None:
     """Raise 422 Invalid when a decoded RBAC object breaks kube's validation rules."""
     info = RBAC_KINDS[kind]
@@ -392,6 +439,7 @@ def validate_rbac_object(kind: str, obj: Mapping[str, Any]) -> None:
     if kind in (ROLE, CLUSTER_ROLE):
         for i, rule in enumerate(obj.get("rules") or []):
             errs += _rule_errors(rule, info.namespaced, f"rules[{i}]")
+        errs += _aggregation_rule_errors(obj.get("aggregationRule"))
     else:
         ref = obj["roleRef"]
         if ref["apiGroup"] != RBAC_GROUP:
@@ -529,21 +577,19 @@ def _referenced_rules(
             return list(Role.from_object(ctx.store.get_object(ROLE, namespace, ref["name"])).rules)
         except NotFound:
             raise not_found("roles", ref["name"], RBAC_GROUP) from None
-    builtin = authz.BUILTIN_CLUSTER_ROLES.get(ref["name"])
-    if builtin is not None and builtin.aggregation is not None:
-        # admin/edit/view: their rules are those of the ClusterRoles they aggregate.
-        stored = {
-            r.name: r
-            for r in (Role.from_object(o) for o in ctx.store.list_objects(CLUSTER_ROLE, ""))
-        }
-        resolved = authz.resolve_aggregation({**stored, **authz.BUILTIN_CLUSTER_ROLES})
-        return list(resolved[ref["name"]].rules)
-    if builtin is not None:
-        return list(builtin.rules)
-    try:
-        return list(Role.from_object(ctx.store.get_object(CLUSTER_ROLE, "", ref["name"])).rules)
-    except NotFound:
-        raise not_found("clusterroles", ref["name"], RBAC_GROUP) from None
+    # Built-in or stored, with aggregation resolved (admin/edit/view, or a stored role with an
+    # aggregationRule, hold the rules of the roles they select): the RBAC index has them current.
+    cluster_role = index_for(ctx.store).cluster_role(ref["name"])
+    if cluster_role is None:
+        raise not_found("clusterroles", ref["name"], RBAC_GROUP)
+    return list(cluster_role.rules)
+
+
+#: kube: clusterrole/policybased/storage.go fullAuthority.
+_FULL_AUTHORITY: Final = (
+    PolicyRule(verbs=("*",), api_groups=("*",), resources=("*",)),
+    PolicyRule(verbs=("*",), non_resource_urls=("*",)),
+)
 
 
 def _check_escalation(
@@ -560,6 +606,17 @@ def _check_escalation(
             return
         rules = [PolicyRule.from_json(r) for r in obj.get("rules") or []]
         _confirm_no_escalation(ctx, caller, namespace, rules, info.resource, name)
+        if obj.get("aggregationRule") is not None:
+            # kube: clusterrole/policybased/storage.go — an aggregationRule can gather anything,
+            # so it needs * on *.* (and every non-resource URL).
+            owner, _errors = _owner_rules(ctx, caller, "")
+            if not authz.covers(owner, _FULL_AUTHORITY)[0]:
+                raise forbidden(
+                    info.resource,
+                    name,
+                    "must have cluster-admin privileges to use the aggregationRule",
+                    group=RBAC_GROUP,
+                )
         return
     ref = obj["roleRef"]
     # kube: BindingAuthorized — "bind" on the referenced role, in the binding's namespace.

@@ -9,7 +9,9 @@ endpoints/handlers/{update,patch}.go):
 2. build the new document: the PUT body, or the patch applied to the current object;
 3. a ``metadata.resourceVersion`` in the document must be the current one (409 Conflict
    ``the object has been modified; please apply your changes to the latest version and try
-   again``); without one the update is unconditional (these kinds allow it);
+   again``); without one the update is unconditional (these kinds allow it). A patch is applied
+   to the current object, resourceVersion included, so it is conditional only when it sets one
+   itself (kube's patcher re-applies the patch to the latest object on every retry);
 4. decode and validate exactly as a create does (400/422, ``fieldValidation``), then the update
    rules: the name is the URL's (400), a ``metadata.uid`` must match (409 precondition),
    server-owned metadata and status are kept (``rest.BeforeUpdate``, the strategies'
@@ -74,7 +76,10 @@ __all__ = [
 ]
 
 PATCH_TYPES: Final = (JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, ssa.APPLY_PATCH)
-_RETRIES: Final = 8
+#: Rebuilds of an unconditional write that lost a compare-and-swap race. kube's
+#: GuaranteedUpdate retries until its request times out; each loss means another write landed,
+#: so this bounds only pathological contention (then 409, "try again").
+_RETRIES: Final = 100
 _MODIFIED: Final = (
     "the object has been modified; please apply your changes to the latest version and try again"
 )
@@ -279,9 +284,9 @@ def _write(
         try:
             stored = ctx.store.update_object(kind, ns, name, obj, resource_version=cur_rv)
         except Conflict:
-            if want_rv not in (None, ""):
-                raise conflict(info.resource, name, _MODIFIED, group) from None
-            continue  # changed meanwhile: rebuild from the new version
+            # Changed meanwhile: rebuild from the new version. A resourceVersion the request
+            # itself carried (a PUT body's, or one a patch set) no longer matches then: 409 above.
+            continue
         except NotFound:
             raise not_found(info.resource, name, group) from None
         if kind in rbac.RBAC_KINDS:

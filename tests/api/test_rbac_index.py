@@ -380,6 +380,38 @@ def test_binding_created_on_one_replica_is_enforced_on_another(
         assert r.json()["reason"] == "Forbidden"
 
 
+def test_deleted_binding_is_out_of_force_on_every_worker_at_once(issuer_factory: Any) -> None:
+    """``--workers 2`` on SQLite: each worker has its own index; after the binding is deleted,
+    no request, on whichever worker it lands, is allowed by it."""
+    s = issuer_factory.start(extra_args=["--workers", "2"])
+    admin = {"Authorization": f"Bearer {s.admin_token}"}
+    with s.client() as c:
+        assert c.post("/api/v1/namespaces", json={"metadata": {"name": "dev"}},
+                      headers=admin).status_code == 201  # fmt: skip
+        for sa in ("app", "caller"):
+            r = c.post("/api/v1/namespaces/dev/serviceaccounts", json={"metadata": {"name": sa}},
+                       headers=admin)  # fmt: skip
+            assert r.status_code == 201, r.text
+        _bind_sa(c, admin)
+        binding = {
+            "metadata": {"name": "caller-mints"},
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "Role", "name": "minter"},
+            "subjects": [{"kind": "ServiceAccount", "name": "caller", "namespace": "dev"}],
+        }
+        assert c.post(f"{RBAC}/namespaces/dev/rolebindings", json=binding,
+                      headers=admin).status_code == 201  # fmt: skip
+        r = c.post("/api/v1/namespaces/dev/serviceaccounts/caller/token", json={}, headers=admin)
+        caller = {"Authorization": f"Bearer {r.json()['status']['token']}"}
+    mint = s.url + "/api/v1/namespaces/dev/serviceaccounts/app/token"
+    # New connections: the kernel hands them to either worker; both indexes get built.
+    for _ in range(10):
+        assert httpx.post(mint, json={}, headers=caller, timeout=10).status_code == 201
+    r = httpx.delete(f"{s.url}{RBAC}/namespaces/dev/rolebindings/caller-mints", headers=admin)
+    assert r.status_code == 200, r.text
+    for _ in range(10):
+        assert httpx.post(mint, json={}, headers=caller, timeout=10).status_code == 403
+
+
 def test_unreachable_store_fails_closed_after_the_index_was_built(
     make_api: Any, tmp_path: Path
 ) -> None:
@@ -417,3 +449,110 @@ def test_unreachable_store_fails_closed_after_the_index_was_built(
     assert body["kind"] == "Status" and body["reason"] == "ServiceUnavailable"
     with pytest.raises(StoreUnavailable):
         index.policy("system:serviceaccount:dev:app", (), "dev")
+
+
+def test_binding_an_aggregated_role_checks_its_aggregated_rules(api: Any) -> None:
+    """Escalation checks see a ClusterRole's aggregated rules (built-in ``admin``/``edit``/
+    ``view``, or a stored aggregationRule): a caller holding ``view`` may bind ``view`` but not
+    ``edit``, nor a stored role that aggregates what it lacks; ``admin`` may bind ``view``."""
+    api.ns("dev")
+    for sa in ("boss", "viewer"):
+        api.sa("dev", sa)
+    api.ok(
+        api.post(
+            f"{RBAC}/namespaces/dev/roles",
+            {
+                "metadata": {"name": "binder"},
+                "rules": [
+                    {
+                        "apiGroups": [authz.RBAC_GROUP],
+                        "resources": ["rolebindings"],
+                        "verbs": ["create"],
+                    }
+                ],
+            },
+        )
+    )
+    for sa, kind, role in (
+        ("boss", "ClusterRole", "admin"),
+        ("viewer", "ClusterRole", "view"),
+        ("viewer", "Role", "binder"),
+    ):
+        api.ok(api.post(f"{RBAC}/namespaces/dev/rolebindings", {
+            "metadata": {"name": f"{sa}-is-{role}"},
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": kind, "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": "dev"}],
+        }))  # fmt: skip
+    secrets = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]}
+    api.ok(api.post(f"{RBAC}/clusterroles", {
+        "metadata": {"name": "secret-maker", "labels": {"example.com/bundle": "x"}},
+        "rules": [secrets],
+    }))  # fmt: skip
+    api.ok(api.post(f"{RBAC}/clusterroles", {
+        "metadata": {"name": "bundle"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"example.com/bundle": "x"}}]},
+    }))  # fmt: skip
+
+    def bind(sa: str, name: str, role: str) -> httpx.Response:
+        body = {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "viewer", "namespace": "dev"}],
+        }
+        headers = {"Authorization": f"Bearer {api.token('dev', sa)}"}
+        return api.client.post(f"{RBAC}/namespaces/dev/rolebindings", json=body, headers=headers)
+
+    assert bind("boss", "b1", "view").status_code == 201
+    assert bind("viewer", "b2", "view").status_code == 201
+    for role in ("edit", "bundle"):
+        r = bind("viewer", f"b-{role}", role)
+        assert r.status_code == 403, r.text
+        assert "is attempting to grant RBAC permissions not currently held" in r.json()["message"]
+    assert 'Resources:["secrets"]' in bind("viewer", "b4", "bundle").json()["message"]
+
+
+def test_aggregation_rule_needs_full_authority_and_valid_selectors(api: Any) -> None:
+    """kube: creating a ClusterRole with an aggregationRule needs * on *.* (it can gather
+    anything); its selectors are validated (422)."""
+    api.ns("dev")
+    api.sa("dev", "maker")
+    api.ok(
+        api.post(
+            f"{RBAC}/clusterroles",
+            {
+                "metadata": {"name": "role-maker"},
+                "rules": [
+                    {
+                        "apiGroups": [authz.RBAC_GROUP],
+                        "resources": ["clusterroles"],
+                        "verbs": ["create"],
+                    }
+                ],
+            },
+        )
+    )
+    api.ok(api.post(f"{RBAC}/clusterrolebindings", {
+        "metadata": {"name": "maker"},
+        "roleRef": {"apiGroup": authz.RBAC_GROUP, "kind": "ClusterRole", "name": "role-maker"},
+        "subjects": [{"kind": "ServiceAccount", "name": "maker", "namespace": "dev"}],
+    }))  # fmt: skip
+    body = {
+        "metadata": {"name": "gatherer"},
+        "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"a": "b"}}]},
+    }
+    headers = {"Authorization": f"Bearer {api.token('dev', 'maker')}"}
+    r = api.client.post(f"{RBAC}/clusterroles", json=body, headers=headers)
+    assert r.status_code == 403, r.text
+    assert r.json()["message"] == (
+        'clusterroles.rbac.authorization.k8s.io "gatherer" is forbidden: must have cluster-admin '
+        "privileges to use the aggregationRule"
+    )
+    bad = {"metadata": {"name": "bad"}, "aggregationRule": {"clusterRoleSelectors": [
+        {"matchExpressions": [{"key": "a", "operator": "Gt", "values": ["1"]}]}]}}  # fmt: skip
+    r = api.post(f"{RBAC}/clusterroles", bad)
+    assert r.status_code == 422, r.text
+    assert "aggregationRule.clusterRoleSelectors[0]" in r.json()["message"]
+    r = api.post(f"{RBAC}/clusterroles", {"metadata": {"name": "e"}, "aggregationRule": {}})
+    assert r.status_code == 422, r.text
+    assert "at least one clusterRoleSelector required" in r.json()["message"]
+    assert api.post(f"{RBAC}/clusterroles", body).status_code == 201  # the admin may

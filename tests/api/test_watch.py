@@ -5,6 +5,7 @@ official Python client's ``watch.Watch()``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -324,3 +325,82 @@ def test_an_idle_hub_catches_up_before_the_next_watcher(served: Served) -> None:
     served.create_sa("c")
     t.join(10)
     assert _summary(got) == [("ADDED", "b"), ("ADDED", "c")]
+
+
+def test_list_then_watch_from_its_resource_version_sees_exactly_what_follows(
+    served: Served,
+) -> None:
+    """kubectl get -w and informers: list, then watch from the list's resourceVersion. A delete
+    before the list is not replayed (the list's version is the store's, not the newest item's)."""
+    served.create_sa("a")
+    served.create_sa("b")
+    assert served.http.delete(f"{SA}/b").status_code == 200
+    listed = served.http.get(SA).json()
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["a", "default"]
+    rv = listed["metadata"]["resourceVersion"]
+    t, got = served.watch_in_background(SA, until=1, resourceVersion=rv)
+    served.wait_watchers(1)
+    served.create_sa("c")
+    t.join(10)
+    assert _summary(got) == [("ADDED", "c")]
+
+
+def test_watch_across_worker_processes(issuer_factory: Any, store_url: str) -> None:
+    """``serve --workers 2``: each worker's hub follows the shared store, so a watch on one
+    worker sees writes that other connections (landing on either worker) make."""
+    s = issuer_factory.start(store=store_url, extra_args=["--workers", "2"])
+    headers = {"Authorization": f"Bearer {s.admin_token}"}
+    with httpx.Client(base_url=s.url, headers=headers, timeout=10, verify=s.verify) as c:
+        assert c.post("/api/v1/namespaces", json={"metadata": {"name": "dev"}}).status_code == 201
+        rv = c.get(SA).json()["metadata"]["resourceVersion"]
+        got: list[str] = []
+
+        def watch() -> None:
+            with c.stream("GET", SA, params={"watch": "true", "resourceVersion": rv}) as r:
+                for line in r.iter_lines():
+                    if line:
+                        got.append(json.loads(line)["object"]["metadata"]["name"])
+                    if len(got) == 10:
+                        return
+
+        t = threading.Thread(target=watch, daemon=True)
+        t.start()
+        for i in range(10):
+            # A new connection each time: the kernel spreads them over both workers.
+            with httpx.Client(base_url=s.url, headers=headers, timeout=10, verify=s.verify) as w:
+                assert w.post(SA, json={"metadata": {"name": f"sa{i}"}}).status_code == 201
+        t.join(15)
+    assert got == [f"sa{i}" for i in range(10)]
+
+
+def test_closing_the_hub_ends_every_stream(served: Served) -> None:
+    """At shutdown the app closes the hub: streams end (clients re-watch elsewhere) instead of
+    holding the graceful-shutdown window."""
+    threads = [served.watch_in_background(SA, until=100)[0] for _ in range(3)]
+    served.wait_watchers(3)
+    hub = served.app.state.watch_hub
+    asyncio.run_coroutine_threadsafe(hub.close(), hub._loop).result(5)
+    for t in threads:
+        t.join(5)
+        assert not t.is_alive()
+    assert hub.watchers == 0
+
+
+def test_resumed_selector_watch_passes_matching_changes_with_their_type(served: Served) -> None:
+    """kubectl get -l team=x -w: list with the selector, then watch from its resourceVersion."""
+    merge = {"Content-Type": "application/merge-patch+json"}
+    for name, team in (("a", "x"), ("b", "y")):
+        served.create_sa(name)
+        body = {"metadata": {"labels": {"team": team}}}
+        assert served.http.patch(f"{SA}/{name}", json=body, headers=merge).status_code == 200
+    listed = served.http.get(SA, params={"labelSelector": "team=x"}).json()
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["a"]
+    rv = listed["metadata"]["resourceVersion"]
+    t, got = served.watch_in_background(SA, until=2, labelSelector="team=x", resourceVersion=rv)
+    served.wait_watchers(1)
+    served.http.patch(f"{SA}/b", json={"metadata": {"labels": {"v": "2"}}}, headers=merge)
+    served.http.patch(f"{SA}/a", json={"metadata": {"labels": {"v": "2"}}}, headers=merge)
+    served.http.delete(f"{SA}/b")
+    served.http.delete(f"{SA}/a")
+    t.join(10)
+    assert _summary(got) == [("MODIFIED", "a"), ("DELETED", "a")]

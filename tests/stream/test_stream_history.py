@@ -225,6 +225,11 @@ def test_watch_and_list_name_the_epoch_and_the_retention_leeway(redis_url: str) 
             params = {"after": seq, "watch": "true", "afterTime": "12345.5"}
             gone = c.get(PATH, params=params)
             assert gone.status_code == 410 and "not the one the client holds" in gone.text
+            # The next page of a list, likewise.
+            gone = c.get(PATH, params={"after": seq, "afterTime": "12345.5"})
+            assert gone.status_code == 410 and "not the one the client holds" in gone.text
+            held = repr(page.events[0].data["time"])
+            assert c.get(PATH, params={"after": seq, "afterTime": held}).status_code == 200
             bad = c.get(PATH, params={"after": seq, "watch": "true", "epoch": "a b"})
             assert bad.status_code == 400
             params = {
