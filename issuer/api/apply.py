@@ -34,6 +34,7 @@ __all__ = [
     "APPLY_PATCH",
     "Path",
     "apply_config",
+    "base_managed_fields",
     "create_stamp",
     "field_set",
     "fields_v1",
@@ -388,9 +389,14 @@ def record_update(
     now: str,
 ) -> None:
     """Set ``new``'s managedFields after an Update by ``manager`` (create when ``old`` is None):
-    it takes the fields it changed; fields that are gone leave every manager."""
+    it takes the fields it changed; fields that are gone leave every manager. The entries start
+    from ``new``'s own managedFields when it has them (see :func:`base_managed_fields`), else
+    from ``old``'s."""
     new_set = field_set(kind, new)
-    entries = _entries(old) if old is not None else []
+    if (new.get("metadata") or {}).get("managedFields") is not None:
+        entries = _entries(new)
+    else:
+        entries = _entries(old) if old is not None else []
     if old is None:
         changed = new_set
         gone: set[Path] = set()
@@ -430,3 +436,25 @@ def create_stamp(
             record_update(kind, None, obj, manager=manager, api_version=api_version, now=now)
 
     return stamp
+
+
+def base_managed_fields(given: Any, live: list[Any]) -> list[dict[str, Any]] | None:
+    """What an update's field tracking starts from (kube: managedfields/internal/fieldmanager.go
+    decodeLiveOrNew): the managedFields the request wrote, when it wrote decodable ones — so a
+    client may rewrite them, as kubectl does when it moves an object from client-side to
+    server-side apply — else the live ones (clients that drop them do not erase them). None for
+    ``[{}]``, which resets them: the object then has none."""
+    if given == [{}]:
+        return None
+    if isinstance(given, list) and given and all(_valid_entry(e) for e in given):
+        return [dict(e) for e in given]
+    return [dict(e) for e in live if isinstance(e, dict)]
+
+
+def _valid_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("manager"), str)
+        and entry.get("operation") in ("Apply", "Update")
+        and isinstance(entry.get("fieldsV1", {}), dict)
+    )
