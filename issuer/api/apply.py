@@ -11,6 +11,9 @@ sigs.k8s.io/structured-merge-diff; https://kubernetes.io/docs/reference/using-ap
   cause per field (``conflict with "kubectl-client-side-apply" using v1``), unless ``force=true``,
   which takes the fields over. Applying the value a field already has shares it, no conflict.
 - Fields an applier set before and leaves out now are removed, unless another manager owns them.
+- ``kubectl``'s first server-side apply of an object applied client-side takes over the fields
+  still at their last-applied value without conflicts (kube: lastappliedmanager.go), so
+  ``kubectl apply --server-side`` after ``kubectl apply`` just works, as on a cluster.
 - Lists merge by their key (:mod:`issuer.api.merge_keys`): keyed items are owned one by one,
   sets value by value, other lists whole.
 
@@ -262,6 +265,33 @@ def _conflict_error(
     return StatusError(409, "Conflict", message, details)
 
 
+#: The one manager whose applies upgrade client-side apply's ownership (kube: only "kubectl").
+_KUBECTL: Final = "kubectl"
+#: kube: corev1.LastAppliedConfigAnnotation.
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied_fields(kind: str, live: Mapping[str, Any]) -> set[Path]:
+    """Fields of ``live``'s last-applied configuration whose live value is still the applied
+    one (kube: lastAppliedManager.allowedConflictsFromLastApplied)."""
+    raw = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not isinstance(raw, str):
+        return set()
+    try:
+        applied = json.loads(raw)
+    except ValueError:
+        return set()
+    if not isinstance(applied, dict):
+        return set()
+    out = set()
+    for path in field_set(kind, applied):
+        had, value = _resolve(kind, live, path)
+        _, wanted = _resolve(kind, applied, path)
+        if had and value == wanted:
+            out.add(path)
+    return out
+
+
 def _remove_path(kind: str, obj: dict[str, Any], path: Path) -> None:
     """Delete the field or list item at ``path`` (no-op when absent)."""
     if not path:
@@ -346,6 +376,15 @@ def apply_config(
             _, new = _resolve(kind, config, path)
             if had and old != new and not path[-1].startswith("k:"):
                 conflicts.append((entry, path))
+    if conflicts and not force and manager == _KUBECTL:
+        # kube: lastappliedmanager.go — kubectl's first server-side apply of an object it
+        # applied client-side takes over, without conflicts, the fields whose live value is
+        # still the one in the last-applied annotation.
+        allowed = _last_applied_fields(kind, base)
+        remaining = [(e, p) for e, p in conflicts if p not in allowed]
+        if remaining:
+            raise _conflict_error(kind, resource, name, group, remaining)
+        force = True
     if conflicts and not force:
         raise _conflict_error(kind, resource, name, group, conflicts)
     taken = {p for _, p in conflicts}
