@@ -25,9 +25,13 @@ concepts documentation, https://kubernetes.io/docs/reference/using-api/api-conce
   re-lists.
 
 ``allowWatchBookmarks=true`` adds a ``BOOKMARK`` every :attr:`WatchSettings.bookmark_interval`
-seconds carrying the newest resourceVersion the stream has passed. ``timeoutSeconds`` ends the
-stream after that long (default :attr:`WatchSettings.default_timeout`). ``fieldSelector``
-``metadata.name=X`` / ``metadata.namespace=X`` narrow the stream (``kubectl get pod x -w``).
+seconds carrying the newest resourceVersion the stream has passed; ``sendInitialEvents=true``
+(with ``resourceVersionMatch=NotOlderThan``) ends the initial ADDED events with a BOOKMARK
+annotated ``k8s.io/initial-events-end``. ``timeoutSeconds`` ends the stream after that long
+(default :attr:`WatchSettings.default_timeout`). ``labelSelector`` / ``fieldSelector`` filter
+it as they filter lists (:func:`issuer.api.listing.selector_predicate`; ``kubectl get pod x
+-w`` is ``metadata.name=x``). A client that asks for Tables gets one-row Tables
+(:func:`issuer.api.tables.event_encoder`). With no watchers the hub stops reading the store.
 """
 
 from __future__ import annotations
@@ -98,7 +102,6 @@ class Watcher:
     #: The hub's cursor when the watcher subscribed: queued changes all have rv > start.
     start: int = 0
     queue: asyncio.Queue[Item | None] = field(default_factory=asyncio.Queue)
-    overflowed: bool = False
     #: Set (an ERROR line) when the hub ends the stream because the log was trimmed past it.
     expired: bytes = b""
 
@@ -205,7 +208,7 @@ class WatchHub:
 
     def _put(self, w: Watcher, item: Item | None) -> None:
         if w.queue.qsize() >= MAX_QUEUE:
-            w.overflowed = True
+            log.warning("watch of %s ended: more than %d changes behind", w.kind, MAX_QUEUE)
             self.unsubscribe(w)
             w.queue.put_nowait(None)
             return
@@ -403,14 +406,19 @@ class _View:
     Without a predicate, changes pass as the hub encoded them. With one, an object that starts
     matching is ``ADDED``, one that stops is ``DELETED`` (its new state), as kube's cacher does
     (storage/cacher/cache_watcher.go convertToWatchEvent); objects the client never saw are
-    not mentioned.
+    not mentioned. kube decides with the object's previous state; the change log keeps only the
+    new one, so a stream knows what the client saw from its own initial state and events. A
+    stream resumed from a resourceVersion (the client's own list) does not have that: a
+    matching change passes with its own type, a matching object's deletion as DELETED, but an
+    object that leaves the selector by a change is not reported (the client re-lists to see it).
     """
 
     predicate: Predicate | None
     encoder: Encoder | None
     #: Live changes at or below this are already known to the client (its resourceVersion).
     after: int = 0
-    #: (ns, name) -> rv the client last saw: the initial state, then every change sent.
+    #: (ns, name) -> rv the client last saw: the initial state (then, with a predicate, every
+    #: change sent, to tell when an object enters or leaves the selector).
     known: dict[tuple[str, str], int] = field(default_factory=dict)
     #: True once the initial state was listed: ``known`` is then complete (not just a cache).
     listed: bool = False
@@ -426,16 +434,20 @@ class _View:
         if self.predicate is None:
             if change.type == "DELETED":
                 self.known.pop(key, None)
-            elif self.listed:
-                self.known[key] = change.rv
             if shared and self.encoder is None:
                 return shared
             return self._encode(change.type, change.object)
         was = seen is not None
-        now = change.type != "DELETED" and self.predicate(change.object)
-        if now:
+        matches = self.predicate(change.object)
+        if change.type == "DELETED":
+            self.known.pop(key, None)
+            return self._encode("DELETED", change.object) if was or matches else b""
+        if matches:
             self.known[key] = change.rv
-            return self._encode("MODIFIED" if was else "ADDED", change.object)
+            if was:
+                return self._encode("MODIFIED", change.object)
+            # New to a stream that listed everything; a resumed one's client may have it.
+            return self._encode("ADDED" if self.listed else change.type, change.object)
         if was:
             del self.known[key]
             return self._encode("DELETED", change.object)

@@ -384,3 +384,23 @@ def test_closing_the_hub_ends_every_stream(served: Served) -> None:
         t.join(5)
         assert not t.is_alive()
     assert hub.watchers == 0
+
+
+def test_resumed_selector_watch_passes_matching_changes_with_their_type(served: Served) -> None:
+    """kubectl get -l team=x -w: list with the selector, then watch from its resourceVersion."""
+    merge = {"Content-Type": "application/merge-patch+json"}
+    for name, team in (("a", "x"), ("b", "y")):
+        served.create_sa(name)
+        body = {"metadata": {"labels": {"team": team}}}
+        assert served.http.patch(f"{SA}/{name}", json=body, headers=merge).status_code == 200
+    listed = served.http.get(SA, params={"labelSelector": "team=x"}).json()
+    assert [i["metadata"]["name"] for i in listed["items"]] == ["a"]
+    rv = listed["metadata"]["resourceVersion"]
+    t, got = served.watch_in_background(SA, until=2, labelSelector="team=x", resourceVersion=rv)
+    served.wait_watchers(1)
+    served.http.patch(f"{SA}/b", json={"metadata": {"labels": {"v": "2"}}}, headers=merge)
+    served.http.patch(f"{SA}/a", json={"metadata": {"labels": {"v": "2"}}}, headers=merge)
+    served.http.delete(f"{SA}/b")
+    served.http.delete(f"{SA}/a")
+    t.join(10)
+    assert _summary(got) == [("MODIFIED", "a"), ("DELETED", "a")]
