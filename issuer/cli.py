@@ -332,7 +332,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             kubeconfig.write(
                 config.data_dir / "kubeconfig",
                 _api_server_url(config),
-                config.admin_token_file,
+                kubeconfig.kubectl_token_file(
+                    config.admin_token_file, ctx.admin_tokens, config.data_dir
+                ),
                 ca_file,
             )
         except OSError as e:

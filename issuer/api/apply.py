@@ -11,6 +11,9 @@ sigs.k8s.io/structured-merge-diff; https://kubernetes.io/docs/reference/using-ap
   cause per field (``conflict with "kubectl-client-side-apply" using v1``), unless ``force=true``,
   which takes the fields over. Applying the value a field already has shares it, no conflict.
 - Fields an applier set before and leaves out now are removed, unless another manager owns them.
+- ``kubectl``'s first server-side apply of an object applied client-side takes over the fields
+  still at their last-applied value without conflicts (kube: lastappliedmanager.go), so
+  ``kubectl apply --server-side`` after ``kubectl apply`` just works, as on a cluster.
 - Lists merge by their key (:mod:`issuer.api.merge_keys`): keyed items are owned one by one,
   sets value by value, other lists whole.
 
@@ -34,6 +37,7 @@ __all__ = [
     "APPLY_PATCH",
     "Path",
     "apply_config",
+    "base_managed_fields",
     "create_stamp",
     "field_set",
     "fields_v1",
@@ -261,6 +265,33 @@ def _conflict_error(
     return StatusError(409, "Conflict", message, details)
 
 
+#: The one manager whose applies upgrade client-side apply's ownership (kube: only "kubectl").
+_KUBECTL: Final = "kubectl"
+#: kube: corev1.LastAppliedConfigAnnotation.
+LAST_APPLIED: Final = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _last_applied_fields(kind: str, live: Mapping[str, Any]) -> set[Path]:
+    """Fields of ``live``'s last-applied configuration whose live value is still the applied
+    one (kube: lastAppliedManager.allowedConflictsFromLastApplied)."""
+    raw = ((live.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not isinstance(raw, str):
+        return set()
+    try:
+        applied = json.loads(raw)
+    except ValueError:
+        return set()
+    if not isinstance(applied, dict):
+        return set()
+    out = set()
+    for path in field_set(kind, applied):
+        had, value = _resolve(kind, live, path)
+        _, wanted = _resolve(kind, applied, path)
+        if had and value == wanted:
+            out.add(path)
+    return out
+
+
 def _remove_path(kind: str, obj: dict[str, Any], path: Path) -> None:
     """Delete the field or list item at ``path`` (no-op when absent)."""
     if not path:
@@ -345,6 +376,15 @@ def apply_config(
             _, new = _resolve(kind, config, path)
             if had and old != new and not path[-1].startswith("k:"):
                 conflicts.append((entry, path))
+    if conflicts and not force and manager == _KUBECTL:
+        # kube: lastappliedmanager.go — kubectl's first server-side apply of an object it
+        # applied client-side takes over, without conflicts, the fields whose live value is
+        # still the one in the last-applied annotation.
+        allowed = _last_applied_fields(kind, base)
+        remaining = [(e, p) for e, p in conflicts if p not in allowed]
+        if remaining:
+            raise _conflict_error(kind, resource, name, group, remaining)
+        force = True
     if conflicts and not force:
         raise _conflict_error(kind, resource, name, group, conflicts)
     taken = {p for _, p in conflicts}
@@ -388,9 +428,14 @@ def record_update(
     now: str,
 ) -> None:
     """Set ``new``'s managedFields after an Update by ``manager`` (create when ``old`` is None):
-    it takes the fields it changed; fields that are gone leave every manager."""
+    it takes the fields it changed; fields that are gone leave every manager. The entries start
+    from ``new``'s own managedFields when it has them (see :func:`base_managed_fields`), else
+    from ``old``'s."""
     new_set = field_set(kind, new)
-    entries = _entries(old) if old is not None else []
+    if (new.get("metadata") or {}).get("managedFields") is not None:
+        entries = _entries(new)
+    else:
+        entries = _entries(old) if old is not None else []
     if old is None:
         changed = new_set
         gone: set[Path] = set()
@@ -430,3 +475,25 @@ def create_stamp(
             record_update(kind, None, obj, manager=manager, api_version=api_version, now=now)
 
     return stamp
+
+
+def base_managed_fields(given: Any, live: list[Any]) -> list[dict[str, Any]] | None:
+    """What an update's field tracking starts from (kube: managedfields/internal/fieldmanager.go
+    decodeLiveOrNew): the managedFields the request wrote, when it wrote decodable ones — so a
+    client may rewrite them, as kubectl does when it moves an object from client-side to
+    server-side apply — else the live ones (clients that drop them do not erase them). None for
+    ``[{}]``, which resets them: the object then has none."""
+    if given == [{}]:
+        return None
+    if isinstance(given, list) and given and all(_valid_entry(e) for e in given):
+        return [dict(e) for e in given]
+    return [dict(e) for e in live if isinstance(e, dict)]
+
+
+def _valid_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("manager"), str)
+        and entry.get("operation") in ("Apply", "Update")
+        and isinstance(entry.get("fieldsV1", {}), dict)
+    )

@@ -224,7 +224,7 @@ def impersonation_request(headers: Any) -> Impersonation | None:
     """Parse the ``Impersonate-*`` headers (Starlette ``Headers``); None when there are none.
     400 for groups, uid or extra without a user (kube: "requested ... without impersonating a
     user"). Extra keys are lower-cased and percent-decoded, as kube's ``unescapeExtraKey``."""
-    user = headers.get(_USER_HEADER)
+    user = headers.get(_USER_HEADER) or None  # kube: an empty header impersonates no one
     groups = tuple(headers.getlist(_GROUP_HEADER))
     uid = headers.get(_UID_HEADER)
     extra: dict[str, list[str]] = {}

@@ -274,10 +274,14 @@ def _write(
         if operation == "Apply" and isinstance(managed, list):
             obj["metadata"]["managedFields"] = managed
         else:
-            obj["metadata"]["managedFields"] = _meta(current).get("managedFields") or []
-            ssa.record_update(
-                kind, current, obj, manager=opts.manager, api_version=info.api_version, now=now
-            )
+            base = ssa.base_managed_fields(managed, _meta(current).get("managedFields") or [])
+            if base is None:  # reset with [{}]
+                obj["metadata"].pop("managedFields", None)
+            else:
+                obj["metadata"]["managedFields"] = base
+                ssa.record_update(
+                    kind, current, obj, manager=opts.manager, api_version=info.api_version, now=now
+                )
         if opts.dry_run:
             obj["metadata"]["resourceVersion"] = cur_rv
             return obj, warnings, False

@@ -20,7 +20,7 @@ concepts documentation, https://kubernetes.io/docs/reference/using-api/api-conce
 - unset or ``"0"``: synthetic ``ADDED`` events for every object that exists now, then changes;
 - ``N``: every change after ``N`` (a client resuming a list or an earlier watch). When the log no
   longer reaches back to ``N`` the stream carries one ``ERROR`` event with a 410 ``Expired``
-  Status, ``too old resource version: N (F)`` where ``F`` is the oldest version still served,
+  Status, ``too old resource version: N (F)`` where ``F`` is the oldest version one can resume from,
   and ends, as kube-apiserver's watch cache does (storage/cacher/watch_cache.go); the client
   re-lists.
 
@@ -279,8 +279,9 @@ def _bookmark(kind: str, api_version: str, rv: int, *, initial_events_end: bool 
 
 
 def _too_old(rv: int, floor: int) -> str:
-    # kube: storage/cacher/watch_cache.go "too old resource version: %d (%d)"
-    return f"too old resource version: {rv} ({floor + 1})"
+    # kube: storage/cacher/watch_cache.go getAllEventsSinceLocked, "too old resource version:
+    # %d (%d)" with oldest-1, the oldest cached event's version minus one: our floor.
+    return f"too old resource version: {rv} ({floor})"
 
 
 def _error_line(code: int, reason: str, message: str) -> bytes:

@@ -10,12 +10,14 @@ v3 index (``serverRelativeURL`` with ``hash``) and gnostic's field numbers
 from __future__ import annotations
 
 import datetime
+import json
 from typing import Any
 
 import pytest
 from _api_support import Api
 
 from issuer.api import openapi
+from issuer.api.discovery import GROUP_VERSIONS
 from issuer.api.tables import human_duration, table, wants_table
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -382,3 +384,27 @@ def test_unknown_nested_fields_warn_and_ignore(api: Api, mode: str, warned: bool
     spec = r.json()["spec"]
     assert "bogus" not in spec and "imagee" not in spec["containers"][0]
     assert spec["nodeSelector"] == {"disk": "ssd"}  # maps of strings are not "unknown fields"
+
+
+def test_openapi_describes_every_served_verb() -> None:
+    """Discovery and OpenAPI agree: each verb a kube-defined resource serves (watch aside: kube
+    describes it on /watch/ paths, sa-oidc serves ?watch=true) is an operation in v3."""
+    docs = openapi.documents()
+    actions = {"post": "create", "put": "update"}
+    described: dict[tuple[str, str], set[str]] = {}
+    for key, (body, _digest) in docs.v3.items():
+        for path, item in json.loads(body)["paths"].items():
+            for method, op in item.items():
+                if method == "parameters":
+                    continue
+                gvk = op.get("x-kubernetes-group-version-kind") or {}
+                verb = op["x-kubernetes-action"]
+                resource = openapi.served_paths()[path]
+                described.setdefault((key, resource.name), set()).add(actions.get(verb, verb))
+                assert gvk == {} or gvk["version"] == key.rsplit("/", 1)[1], (path, gvk)
+    for gv, resources in GROUP_VERSIONS.items():
+        key = "api/v1" if gv == "v1" else f"apis/{gv}"
+        if key not in docs.v3:
+            continue  # no kube definitions (sa-oidc.dev, v1beta1 reviews)
+        for r in resources:
+            assert described.get((key, r.name), set()) == set(r.verbs) - {"watch"}, (key, r.name)

@@ -417,3 +417,33 @@ def test_update_takes_changed_fields_from_other_managers() -> None:
         "alice/Apply": {".metadata.labels.x"},
         "kubectl-edit/Update": {".metadata.labels.team"},
     }
+
+
+def test_kubectl_server_side_apply_takes_over_from_client_side_apply() -> None:
+    """kube lastappliedmanager.go: manager "kubectl" upgrading an object applied client-side gets
+    no conflict on fields still at their last-applied value; other conflicts remain."""
+    live = _sa(meta={"labels": {"team": "a"}}, automountServiceAccountToken=True)
+    live["metadata"]["annotations"] = {
+        "kubectl.kubernetes.io/last-applied-configuration": (
+            '{"apiVersion":"v1","kind":"ServiceAccount","automountServiceAccountToken":true,'
+            '"metadata":{"name":"app","namespace":"dev"}}'
+        )
+    }
+    record(
+        "ServiceAccount",
+        None,
+        live,
+        manager="kubectl-client-side-apply",
+        api_version="v1",
+        now="2026-01-01T00:00:00Z",
+    )
+    changed = _sa(automountServiceAccountToken=False)
+    out = _apply(live, changed, "kubectl")
+    assert out["automountServiceAccountToken"] is False
+    with pytest.raises(StatusError):  # another manager name gets the conflict
+        _apply(live, changed, "other")
+    with pytest.raises(StatusError) as e:  # the label is not in last-applied: still a conflict
+        _apply(
+            live, _sa(meta={"labels": {"team": "b"}}, automountServiceAccountToken=False), "kubectl"
+        )
+    assert e.value.message.endswith(".metadata.labels.team")

@@ -14,6 +14,9 @@ from typing import Any
 
 import pytest
 from _api_support import Api
+from starlette.datastructures import Headers
+
+from issuer.api.auth import Caller, Impersonation, impersonated, impersonation_request
 
 SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 SSRR = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
@@ -390,3 +393,69 @@ def test_aggregated_roles_and_stored_aggregation(api: Api) -> None:
         ]
         is False
     )
+
+
+# --- impersonation headers, pure (kube: filters/impersonation.go) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "user", "groups", "uid", "extra"),
+    [
+        ([], None, (), "", ()),
+        ([("Impersonate-User", "alice")], "alice", (), "", ()),
+        ([("Impersonate-User", "")], None, (), "", ()),
+        (
+            [
+                ("Impersonate-User", "alice"),
+                ("Impersonate-Group", "a"),
+                ("Impersonate-Group", "b,c"),
+            ],
+            "alice",
+            ("a", "b,c"),
+            "",
+            (),
+        ),
+        ([("Impersonate-User", "alice"), ("Impersonate-Uid", "42")], "alice", (), "42", ()),
+        (
+            [
+                ("Impersonate-User", "alice"),
+                ("Impersonate-Extra-Scopes", "x"),
+                ("impersonate-extra-scopes", "y"),
+                ("Impersonate-Extra-Acme.com%2Fteam", "z"),
+            ],
+            "alice",
+            (),
+            "",
+            (("acme.com/team", ("z",)), ("scopes", ("x", "y"))),
+        ),
+    ],
+)
+def test_impersonation_request(
+    raw: list[tuple[str, str]],
+    user: str | None,
+    groups: tuple[str, ...],
+    uid: str,
+    extra: tuple[tuple[str, tuple[str, ...]], ...],
+) -> None:
+    headers = Headers(raw=[(k.lower().encode(), v.encode()) for k, v in raw])
+    imp = impersonation_request(headers)
+    if user is None:
+        assert imp is None
+        return
+    assert imp == Impersonation(user, groups, uid, extra)
+
+
+def test_impersonated_groups() -> None:
+    admin = Caller("sa-oidc:admin", ("system:masters",), "admin-token#1")
+    sa = impersonated(admin, Impersonation("system:serviceaccount:dev:app"))
+    assert sa.groups == (
+        "system:serviceaccounts",
+        "system:serviceaccounts:dev",
+        "system:authenticated",
+    )
+    assert sa.label == "admin-token#1 as system:serviceaccount:dev:app"
+    # Groups given: a service account gets exactly those (plus system:authenticated).
+    given = impersonated(admin, Impersonation("system:serviceaccount:dev:app", ("g",)))
+    assert given.groups == ("g", "system:authenticated")
+    anon = impersonated(admin, Impersonation("system:anonymous"))
+    assert anon.groups == ("system:unauthenticated",)

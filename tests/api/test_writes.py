@@ -475,3 +475,38 @@ def test_a_patch_that_names_a_resource_version_is_conditional(
     fresh = _app(dev)["metadata"]["resourceVersion"]
     r = _patch(dev, f"{SA_PATH}/app", body % fresh.encode(), ctype, fieldManager="m")
     assert r.status_code == 200, r.text
+
+
+def test_managed_fields_can_be_rewritten_or_reset_but_not_dropped(dev: Api) -> None:
+    """kube (server-side apply docs, "Clearing managedFields"; decodeLiveOrNew): a request may
+    rewrite managedFields — kubectl does when it moves an object from client-side to server-side
+    apply — and ``[{}]`` resets them; a body without them keeps the live ones."""
+    path = f"{SA_PATH}/app"
+    r = _patch(
+        dev, path, {"metadata": {"labels": {"team": "b"}}}, SMP, fieldManager="kubectl-label"
+    )
+    assert r.status_code == 200
+    owned_by_apply = [
+        {
+            "manager": "kubectl",
+            "operation": "Apply",
+            "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:metadata": {"f:labels": {"f:team": {}}}},
+        }
+    ]
+    ops = [{"op": "replace", "path": "/metadata/managedFields", "value": owned_by_apply}]
+    r = _patch(dev, path, ops, JSONP, fieldManager="kubectl")
+    assert r.status_code == 200, r.text
+    assert [e["manager"] for e in r.json()["metadata"]["managedFields"]] == ["kubectl"]
+    # Now kubectl's apply owns the label: changing it is no conflict.
+    r = _patch(dev, path, APPLY_SA.format(name="app", team="c"), APPLY, fieldManager="kubectl")
+    assert r.status_code == 200, r.text
+    # A PUT without managedFields keeps them.
+    cur = _app(dev)
+    cur["metadata"].pop("managedFields")
+    out = dev.ok(_put(dev, path, cur, fieldManager="kubectl-replace"), 200)
+    assert "kubectl" in {e["manager"] for e in out["metadata"]["managedFields"]}
+    # [{}] resets them.
+    r = _patch(dev, path, {"metadata": {"managedFields": [{}]}}, MERGE)
+    assert r.status_code == 200 and "managedFields" not in r.json()["metadata"]

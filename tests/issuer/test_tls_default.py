@@ -201,3 +201,19 @@ def test_https_issuer_with_tls_off_is_plain_http_behind_a_proxy(
     assert not (s.data_dir / "ca.crt").exists()
     kubeconfig = json.loads((s.data_dir / "kubeconfig").read_text())
     assert kubeconfig["clusters"][0]["cluster"] == {"server": "https://issuer.example.com"}
+
+
+def test_kubeconfig_with_several_admin_tokens(issuer_factory: IssuerFactory) -> None:
+    """client-go sends a tokenFile whole: with two admin tokens the kubeconfig names a one-token
+    companion file (0600) holding the first."""
+    data_dir = issuer_factory.tmp_path / "multi"
+    data_dir.mkdir(mode=0o700)
+    first, second = "a" * 32, "b" * 32
+    (data_dir / "admin-token").write_text(f"{first}\n{second}\n")
+    (data_dir / "admin-token").chmod(0o600)
+    s = issuer_factory.start(data_dir=data_dir, self_signed=True)
+    user = json.loads((s.data_dir / "kubeconfig").read_text())["users"][0]["user"]
+    companion = s.data_dir / "kubeconfig-token"
+    assert user == {"tokenFile": str(companion.absolute())}
+    assert companion.read_text() == f"{first}\n"
+    assert stat.S_IMODE(companion.stat().st_mode) == 0o600

@@ -79,21 +79,23 @@ class Cluster:
         env.update(KUBECONFIG=str(self.kubeconfig), HOME=str(self.home))
         return env
 
-    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         """``kubectl ARGS`` to completion (never raises on a non-zero exit)."""
         return subprocess.run(
             [self.kubectl_bin, *args],
             input=stdin,
-            env=self.env(),
+            env={**self.env(), **(env or {})},
             capture_output=True,
             text=True,
             timeout=60,
             check=False,
         )
 
-    def ok(self, *args: str, stdin: str | None = None) -> str:
+    def ok(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
         """``kubectl ARGS``, which must succeed; its stdout."""
-        r = self.run(*args, stdin=stdin)
+        r = self.run(*args, stdin=stdin, env=env)
         assert r.returncode == 0, f"kubectl {' '.join(args)}: {r.stderr}{r.stdout}"
         return r.stdout
 

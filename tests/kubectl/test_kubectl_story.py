@@ -2,7 +2,7 @@
 
 One story per store (SQLite, Redis): namespaces; a ServiceAccount applied from a manifest with
 validation on (automount off, mountable secrets enforced); re-apply after a change; label,
-annotate, patch, replace, server-side apply; a docker-registry secret; a Pod using the account
+annotate, patch, replace, edit, server-side apply; a docker-registry secret; a Pod using the account
 (the seed's admission rules enforced); a token bound to the pod; a Role from a manifest (jobs,
 which the issuer does not serve, can still be authorized) and ``kubectl create rolebinding``
 across namespaces; ``auth can-i`` with ``--as`` (yes / no / ``--list``); ``auth whoami`` as the
@@ -118,6 +118,16 @@ def test_seed_story(cluster: Cluster) -> None:
     assert sa["imagePullSecrets"] == [{"name": "regcred"}]
     sa["metadata"]["labels"]["tier"] = "backend"
     assert k.ok("replace", "-f", "-", stdin=json.dumps(sa)) == "serviceaccount/app replaced\n"
+    # kubectl edit: the "editor" turns automounting on in the YAML kubectl hands it.
+    editor = k.home / "editor.sh"
+    editor.write_text(
+        '#!/bin/sh\nsed -i "s/automountServiceAccountToken: false/'
+        'automountServiceAccountToken: true/" "$1"\n'
+    )
+    editor.chmod(0o755)
+    edited = k.ok("edit", "sa", "app", "-n", "dev", env={"KUBE_EDITOR": str(editor)})
+    assert edited == "serviceaccount/app edited\n"
+    assert _sa(k)["automountServiceAccountToken"] is True
     stale = {**sa, "metadata": {**sa["metadata"], "labels": {"tier": "stale"}}}
     assert "the object has been modified" in k.fails("replace", "-f", "-", stdin=json.dumps(stale))
     ssa = SA_MANIFEST.replace("  annotations:", "  labels:\n    managed: ssa\n  annotations:")
@@ -190,6 +200,30 @@ def test_seed_story(cluster: Cluster) -> None:
     assert claims["sub"] == "system:serviceaccount:dev:app" and claims["aud"] == ["vault"]
     assert claims["kubernetes.io"]["pod"] == {"name": "web", "uid": pod["metadata"]["uid"]}
     assert claims["exp"] - claims["iat"] == 900
+    bound = k.ok(
+        "create",
+        "token",
+        "app",
+        "-n",
+        "dev",
+        "--bound-object-kind",
+        "Secret",
+        "--bound-object-name",
+        "db",
+    )
+    assert _claims(bound.strip())["kubernetes.io"]["secret"]["name"] == "db"
+    err = k.fails(
+        "create",
+        "token",
+        "app",
+        "-n",
+        "dev",
+        "--bound-object-kind",
+        "Pod",
+        "--bound-object-name",
+        "nope",
+    )
+    assert 'pods "nope" not found' in err
 
     # Cross-namespace RBAC on a resource the issuer does not serve.
     assert (
@@ -310,6 +344,9 @@ def test_explain_and_discovery(cluster: Cluster) -> None:
     out = k.ok("explain", "serviceaccount.automountServiceAccountToken")
     assert "FIELD: automountServiceAccountToken <boolean>" in out
     assert "AutomountServiceAccountToken indicates whether pods running as this service" in out
+    # The same from the OpenAPI v2 document, which client-go reads as gnostic protobuf.
+    v2 = k.ok("explain", "pods.spec.containers.name", "--output=plaintext-openapiv2")
+    assert "FIELD:    name <string>" in v2 and "KIND:     Pod" in v2
     k.ok("create", "ns", "dev")
     for short in ("sa", "ns", "po", "no"):
         k.ok("get", short, *(["-A"] if short in ("sa", "po") else []))
