@@ -60,9 +60,10 @@ TLS (``tls``; kube-apiserver self-signs when given no certificate, apiserver
 pkg/server/options/serving.go MaybeDefaultWithSelfSignedCerts): ``auto`` serves the configured
 ``tls_cert``/``tls_key`` if given, else a self-signed certificate (CA + serving certificate created
 in the data dir, :mod:`issuer.tlsboot`) when the issuer URL is https, else plain http;
-``self-signed`` always uses the self-signed one; ``off`` serves plain http — with an https issuer
-URL that means a TLS-terminating proxy in front. ``tls_sans`` adds DNS names / IP addresses to the
-self-signed certificate (the issuer host, ``127.0.0.1``, ``::1`` and ``localhost`` are always in).
+``self-signed`` always uses the self-signed one (an http issuer is then refused); ``off`` serves
+plain http — with an https issuer URL that means a TLS-terminating proxy in front. ``tls_sans``
+adds DNS names / IP addresses to the self-signed certificate (the issuer host, ``127.0.0.1``,
+``::1`` and ``localhost`` are always in).
 
 Issuer URL rules (docs/CONTRACTS.md "Discovery and JWKS"; kube:
 pkg/serviceaccount/openidmetadata.go): https, no query, no fragment, no userinfo. A plain ``http``
@@ -510,6 +511,12 @@ def _build(raw: Mapping[str, tuple[Any, str]], config_file: Path | None) -> Conf
         raise ConfigError(
             _where(raw, "tls"),
             "--tls off serves plain http: drop --tls-cert/--tls-key or --tls off",
+        )
+    if tls == "self-signed" and urlsplit(issuer).scheme == "http":
+        raise ConfigError(
+            _where(raw, "tls"),
+            f"--tls self-signed serves https, but the issuer {issuer!r} is http: use an https "
+            "issuer URL",
         )
     if tls == "self-signed" and tls_cert is not None:
         raise ConfigError(

@@ -2,11 +2,13 @@
 kube-apiserver serves them, describing exactly what sa-oidc serves.
 
 The schemas are Kubernetes' own: ``openapi_kube.json`` is kube 1.31's OpenAPI document trimmed to
-the served resources' paths and the definitions they reach (``scripts/trim_openapi.py``). At
+the served resources' paths and the definitions they reach (``scripts/trim_openapi.py``); the
+``sa-oidc.dev`` group, which kube has no definitions for, is described by
+:mod:`issuer.api.openapi_sa_oidc`. At
 import, the operations are filtered to the verbs the discovery documents list
 (:data:`issuer.api.discovery.GROUP_VERSIONS`, themselves checked against the routes), so a verb
-sa-oidc does not serve is not described either. Group-versions without kube definitions (the
-``sa-oidc.dev`` group) are not in the OpenAPI documents.
+sa-oidc does not serve is not described either. The ``v1beta1`` review versions (gone from
+kube since 1.22) are not in the OpenAPI documents.
 
 What kubectl does with them (k8s.io/kubectl): ``explain`` reads the v3 document of the resource's
 group-version; ``create``/``apply``/``replace`` ask the v3 document whether the PATCH operation
@@ -35,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from issuer.api import openapi_sa_oidc
 from issuer.api._http import endpoint
 from issuer.api.apiresource import Resource
 from issuer.api.discovery import GROUP_VERSIONS, require_caller
@@ -188,7 +191,13 @@ class Documents:
 @cache
 def documents() -> Documents:
     """Build every document once (pure over the packaged data and the discovery table)."""
-    doc = kube_openapi()
+    kube = kube_openapi()
+    # kube's documents plus the sa-oidc.dev group's (issuer.api.openapi_sa_oidc).
+    doc = {
+        **kube,
+        "paths": {**kube["paths"], **openapi_sa_oidc.PATHS},
+        "definitions": {**kube["definitions"], **openapi_sa_oidc.DEFINITIONS},
+    }
     paths = _served_operations(doc)
     parameters = doc["parameters"]
     definitions = doc["definitions"]

@@ -55,11 +55,7 @@ def _names(cert: x509.Certificate) -> set[str]:
         ({"issuer": "http://127.0.0.1:8080"}, "http://127.0.0.1:8080", "off"),
         # An https issuer with --tls off: a TLS-terminating proxy serves the https.
         ({"issuer": "https://id.example.com", "tls": "off"}, "https://id.example.com", "off"),
-        (
-            {"issuer": "http://127.0.0.1:8080", "tls": "self-signed"},
-            "http://127.0.0.1:8080",
-            "self-signed",
-        ),
+        ({"tls": "self-signed"}, "https://127.0.0.1:8080", "self-signed"),
     ],
 )
 def test_tls_settings(flags: dict[str, str], issuer: str, serving: str) -> None:
@@ -74,6 +70,7 @@ def test_tls_settings(flags: dict[str, str], issuer: str, serving: str) -> None:
         ({"tls": "off", "tls_cert": "c", "tls_key": "k"}, "--tls off serves plain http"),
         ({"tls": "self-signed", "tls_cert": "c", "tls_key": "k"}, "creates its own certificate"),
         ({"tls_sans": "bad name!"}, "neither an IP address nor a DNS name"),
+        ({"issuer": "http://127.0.0.1:8080", "tls": "self-signed"}, "use an https issuer URL"),
     ],
 )
 def test_tls_settings_refused(flags: dict[str, str], needle: str) -> None:

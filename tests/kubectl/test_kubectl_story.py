@@ -347,6 +347,8 @@ def test_explain_and_discovery(cluster: Cluster) -> None:
     # The same from the OpenAPI v2 document, which client-go reads as gnostic protobuf.
     v2 = k.ok("explain", "pods.spec.containers.name", "--output=plaintext-openapiv2")
     assert "FIELD:    name <string>" in v2 and "KIND:     Pod" in v2
+    # sa-oidc's own group is described too.
+    assert "jti\t<string> -required-" in k.ok("explain", "tokenrevocations.spec")
     k.ok("create", "ns", "dev")
     for short in ("sa", "ns", "po", "no"):
         k.ok("get", short, *(["-A"] if short in ("sa", "po") else []))

@@ -1,0 +1,179 @@
+"""OpenAPI (v2 form) of the ``sa-oidc.dev/v1`` group, which Kubernetes has no definitions for:
+the invalidation stream's list page and events, and TokenRevocation (:mod:`issuer.stream`,
+:mod:`issuer.revocations`). Merged into the served documents by :mod:`issuer.api.openapi`, so
+``kubectl explain tokenrevocations`` works as for the kube types. Pure data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["DEFINITIONS", "PATHS"]
+
+_GROUP: Final = "sa-oidc.dev"
+_META: Final = "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_INT: Final = {"type": "integer", "format": "int64"}
+
+
+def _str(description: str) -> dict[str, Any]:
+    return {"type": "string", "description": description}
+
+
+def _gvk(kind: str) -> list[dict[str, str]]:
+    return [{"group": _GROUP, "version": "v1", "kind": kind}]
+
+
+DEFINITIONS: Final[dict[str, Any]] = {
+    "dev.sa-oidc.v1.TokenRevocation": {
+        "description": "TokenRevocation revokes one token of this issuer by its jti, until its "
+        "exp. Created once; creating it again answers the stored object.",
+        "type": "object",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": _str("sa-oidc.dev/v1"),
+            "kind": _str("TokenRevocation"),
+            "metadata": {"$ref": _META, "description": "name is the jti."},
+            "spec": {"$ref": "#/definitions/dev.sa-oidc.v1.TokenRevocationSpec"},
+            "status": {"$ref": "#/definitions/dev.sa-oidc.v1.TokenRevocationStatus"},
+        },
+        "x-kubernetes-group-version-kind": _gvk("TokenRevocation"),
+    },
+    "dev.sa-oidc.v1.TokenRevocationSpec": {
+        "description": "Which token, and until when the revocation must be kept.",
+        "type": "object",
+        "required": ["jti"],
+        "properties": {
+            "jti": _str("The token's jti claim: 1-256 characters of A-Za-z0-9._:-."),
+            "expirationTimestamp": {
+                "type": "string",
+                "format": "date-time",
+                "description": "The token's exp, in the future. Omitted: the longest token "
+                "lifetime the issuer allows.",
+            },
+        },
+    },
+    "dev.sa-oidc.v1.TokenRevocationStatus": {
+        "description": "Where the revocation sits in the invalidation stream.",
+        "type": "object",
+        "properties": {"seq": {**_INT, "description": "The TokenRevoked event's seq."}},
+    },
+    "dev.sa-oidc.v1.Invalidation": {
+        "description": "One event that invalidates issued tokens: ObjectDeleted (kind, "
+        "namespace, name, uid), KeyRevoked (kid) or TokenRevoked (jti, exp).",
+        "type": "object",
+        "required": ["seq", "type"],
+        "properties": {
+            "seq": {**_INT, "description": "Store-wide, strictly increasing."},
+            "type": _str("ObjectDeleted, KeyRevoked or TokenRevoked."),
+            "time": {"type": "number", "description": "When it happened (POSIX seconds)."},
+            "kind": _str("ObjectDeleted: Pod, Secret, Node or ServiceAccount."),
+            "namespace": _str("ObjectDeleted: the object's namespace."),
+            "name": _str("ObjectDeleted: the object's name."),
+            "uid": _str("ObjectDeleted: the object's uid."),
+            "kid": _str("KeyRevoked: the key's kid."),
+            "jti": _str("TokenRevoked: the token's jti."),
+            "exp": {**_INT, "description": "TokenRevoked: the token's exp."},
+        },
+        "x-kubernetes-group-version-kind": _gvk("Invalidation"),
+    },
+    "dev.sa-oidc.v1.InvalidationList": {
+        "description": "One page of the invalidation stream (after=SEQ).",
+        "type": "object",
+        "required": ["items"],
+        "properties": {
+            "apiVersion": _str("sa-oidc.dev/v1"),
+            "kind": _str("InvalidationList"),
+            "metadata": {
+                "type": "object",
+                "description": "lastSeq, oldestSeq, epoch, retentionLeeway, continue.",
+                "properties": {
+                    "lastSeq": _INT,
+                    "oldestSeq": _INT,
+                    "epoch": {"type": "string"},
+                    "retentionLeeway": {"type": "number"},
+                    "continue": {"type": "string"},
+                },
+            },
+            "items": {
+                "type": "array",
+                "items": {"$ref": "#/definitions/dev.sa-oidc.v1.Invalidation"},
+            },
+        },
+        "x-kubernetes-group-version-kind": _gvk("InvalidationList"),
+    },
+}
+
+
+def _query(name: str, type_: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "type": type_,
+        "uniqueItems": True,
+        "description": description,
+    }
+
+
+PATHS: Final[dict[str, Any]] = {
+    "/apis/sa-oidc.dev/v1/invalidations": {
+        "get": {
+            "description": "list (or, with watch=true, stream) the events after a seq",
+            "operationId": "listSaOidcDevV1Invalidation",
+            "produces": ["application/json"],
+            "parameters": [
+                _query("after", "integer", "Events with a larger seq (0: all retained)."),
+                _query("limit", "integer", "At most this many events."),
+                _query("epoch", "string", "The store history the client follows."),
+                _query("watch", "boolean", "Stream the events as newline-delimited JSON."),
+                _query("timeoutSeconds", "integer", "End a watch after this long."),
+            ],
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "schema": {"$ref": "#/definitions/dev.sa-oidc.v1.InvalidationList"},
+                },
+                "410": {"description": "Gone: re-list from after=0"},
+            },
+            "tags": ["saOidcDev_v1"],
+            "x-kubernetes-action": "list",
+            "x-kubernetes-group-version-kind": {
+                "group": _GROUP,
+                "version": "v1",
+                "kind": "Invalidation",
+            },
+        }
+    },
+    "/apis/sa-oidc.dev/v1/tokenrevocations": {
+        "post": {
+            "description": "revoke a token by jti",
+            "operationId": "createSaOidcDevV1TokenRevocation",
+            "consumes": ["application/json"],
+            "produces": ["application/json"],
+            "parameters": [
+                {
+                    "name": "body",
+                    "in": "body",
+                    "required": True,
+                    "schema": {"$ref": "#/definitions/dev.sa-oidc.v1.TokenRevocation"},
+                }
+            ],
+            "responses": {
+                "200": {
+                    "description": "OK (already revoked)",
+                    "schema": {"$ref": "#/definitions/dev.sa-oidc.v1.TokenRevocation"},
+                },
+                "201": {
+                    "description": "Created",
+                    "schema": {"$ref": "#/definitions/dev.sa-oidc.v1.TokenRevocation"},
+                },
+            },
+            "tags": ["saOidcDev_v1"],
+            "x-kubernetes-action": "post",
+            "x-kubernetes-group-version-kind": {
+                "group": _GROUP,
+                "version": "v1",
+                "kind": "TokenRevocation",
+            },
+        }
+    },
+}
