@@ -84,6 +84,7 @@ from starlette.routing import BaseRoute, Route
 from issuer import revocations
 from issuer.api.auth import authorize
 from issuer.api.errors import FieldError, invalid
+from issuer.api.tables import app_now, table_response
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 
@@ -446,7 +447,11 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         if not watch:
-            return await _list(request, store, _Position(after, held_time, epoch), retention_leeway)
+            listed = await _list(
+                request, store, _Position(after, held_time, epoch), retention_leeway
+            )
+            # kubectl get invalidations asks for a Table (issuer.api.tables).
+            return table_response(request, listed, app_now(request.app.state))
         # Clamped rather than refused: a client asking for faster beats than we allow still works.
         heartbeat = _float_param(request, "heartbeatSeconds", settings.heartbeat, 0.0, 1e9)
         heartbeat = min(MAX_HEARTBEAT, max(MIN_HEARTBEAT, heartbeat))

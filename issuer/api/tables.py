@@ -134,6 +134,13 @@ _COLUMNS: Final[Mapping[str, tuple[Column, ...]]] = {
         _col("Kernel-Version", "Kernel Version reported by the node.", 1),
         _col("Container-Runtime", "Container Runtime Version reported by the node.", 1),
     ),
+    # sa-oidc.dev/v1: one row per event of the invalidation stream.
+    "Invalidation": (
+        _col("Seq", "Store-wide, strictly increasing position in the stream.", type_="integer"),
+        _col("Type", "ObjectDeleted, KeyRevoked or TokenRevoked."),
+        _col("Object", "What was invalidated: KIND/NAMESPACE/NAME, the kid or the jti."),
+        _AGE,
+    ),
     "RoleBinding": (
         _NAME,
         _col("Role", "Role"),
@@ -297,6 +304,19 @@ def _binding_cells(obj: Mapping[str, Any], now: Now) -> list[Any]:
     ]
 
 
+def _invalidation_cells(obj: Mapping[str, Any], now: Now) -> list[Any]:
+    what = (
+        obj.get("kid")
+        or obj.get("jti")
+        or "/".join(str(obj[k]) for k in ("kind", "namespace", "name") if obj.get(k))
+    )
+    at = obj.get("time")
+    age = "<unknown>"
+    if isinstance(at, int | float) and not isinstance(at, bool):
+        age = human_duration(now.timestamp() - at)
+    return [obj.get("seq"), str(obj.get("type") or ""), what, age]
+
+
 _CELLS: Final[Mapping[str, Callable[[Mapping[str, Any], Now], list[Any]]]] = {
     "Namespace": lambda o, now: [
         _name(o), str((o.get("status") or {}).get("phase") or "Active"), _age(o, now)
@@ -309,6 +329,7 @@ _CELLS: Final[Mapping[str, Callable[[Mapping[str, Any], Now], list[Any]]]] = {
         _age(o, now),
     ],
     "Pod": _pod_cells,
+    "Invalidation": _invalidation_cells,
     "Node": _node_cells,
     "RoleBinding": _binding_cells,
     "ClusterRoleBinding": _binding_cells,

@@ -163,6 +163,30 @@ ROWS = [
 ]
 
 
+def test_invalidation_rows() -> None:
+    """sa-oidc.dev's stream events as kubectl get invalidations shows them."""
+    at = NOW.timestamp() - 90
+    events = [
+        {
+            "seq": 7,
+            "type": "ObjectDeleted",
+            "kind": "Pod",
+            "namespace": "dev",
+            "name": "web",
+            "time": at,
+        },
+        {"seq": 8, "type": "KeyRevoked", "kid": "k1", "time": at},
+        {"seq": 9, "type": "TokenRevoked", "jti": "j1", "exp": 1},
+    ]
+    t = table("Invalidation", events, NOW)
+    assert [c["name"] for c in t["columnDefinitions"]] == ["Seq", "Type", "Object", "Age"]
+    assert [r["cells"] for r in t["rows"]] == [
+        [7, "ObjectDeleted", "Pod/dev/web", "90s"],
+        [8, "KeyRevoked", "k1", "90s"],
+        [9, "TokenRevoked", "j1", "<unknown>"],
+    ]
+
+
 @pytest.mark.parametrize(("kind", "obj", "columns", "cells"), ROWS)
 def test_table_columns(
     kind: str, obj: dict[str, Any], columns: list[str], cells: list[Any]
