@@ -174,8 +174,15 @@ def test_cluster_publish_reaches_subscribers_on_every_node(
     try:
         store.cas_keys(0, [])
         for ps in subscribers:
-            msg = ps.get_message(timeout=2)
-            assert msg is not None and (msg["type"], msg["data"]) == ("message", b"keys")
+            # The cluster bus forwards PUBLISH asynchronously, so an earlier test's "events" can
+            # still arrive after our SUBSCRIBE: wait for this write's "keys" among what comes.
+            heard = []
+            deadline = time.monotonic() + 5
+            while b"keys" not in heard and time.monotonic() < deadline:
+                msg = ps.get_message(timeout=1)
+                if msg is not None and msg["type"] == "message":
+                    heard.append(msg["data"])
+            assert b"keys" in heard, heard
     finally:
         store.close()
         for ps in subscribers:
