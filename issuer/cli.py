@@ -72,6 +72,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--issuer", metavar="URL", help="issuer URL (default https://LISTEN; http with --tls off)"
     )
+    # In every command, not only serve: the default issuer URL depends on it (https://LISTEN,
+    # http with --tls off), and keys/export must act on the issuer serve would publish.
+    g.add_argument(
+        "--tls",
+        choices=["auto", "self-signed", "off"],
+        help="auto (default): --tls-cert/--tls-key if given, else a self-signed CA and "
+        "certificate in the data dir for an https issuer; off: plain http (an https issuer URL "
+        "then means a TLS-terminating proxy in front)",
+    )
     g.add_argument(
         "--store",
         metavar="URL",
@@ -103,13 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
     s = serve.add_argument_group("serving")
     s.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (chain) for HTTPS")
     s.add_argument("--tls-key", metavar="FILE", help="PEM private key for HTTPS")
-    s.add_argument(
-        "--tls",
-        choices=["auto", "self-signed", "off"],
-        help="auto (default): --tls-cert/--tls-key if given, else a self-signed CA and "
-        "certificate in the data dir for an https issuer; off: plain http (an https issuer URL "
-        "then means a TLS-terminating proxy in front)",
-    )
     s.add_argument(
         "--tls-sans",
         metavar="NAMES",
