@@ -14,7 +14,7 @@ from typing import Any
 
 import jwt
 import pytest
-from conftest import Cluster, run_cli, serve
+from _fed import Cluster, run_cli, serve
 
 from issuer.agent.client import EXIT_CREDENTIAL, EXIT_UNAVAILABLE
 

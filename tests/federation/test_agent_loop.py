@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 from _fakeclock import FakeClock
+from _fed import RBAC, RBAC_GROUP, Cluster, start_issuer
 from _tls import Pki
-from conftest import RBAC, RBAC_GROUP, Cluster, start_issuer
 
 from issuer.agent.client import EXIT_CREDENTIAL, EXIT_GONE, TokenRequester
 from issuer.agent.loop import MAX_WAIT_SECONDS, Agent, AgentSettings, Output

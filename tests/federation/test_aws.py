@@ -16,8 +16,8 @@ import boto3
 import botocore.exceptions
 import pytest
 from _clouds import AwsSts, TokenChecker
+from _fed import Cluster, Workload, delete_bound_pod, run_agent, run_cli
 from _tls import Pki
-from conftest import Cluster, Workload, delete_bound_pod, run_agent, run_cli
 
 ROLE = "arn:aws:iam::123456789012:role/sa-oidc-app"
 AUD = "sts.amazonaws.com"

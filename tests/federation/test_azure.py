@@ -21,10 +21,10 @@ from typing import Any
 import azure.identity._credentials.workload_identity as wi
 import pytest
 from _clouds import ENTRA_AUDIENCE, EntraAuthority, TokenChecker
+from _fed import Cluster, Workload, delete_bound_pod, run_agent, run_cli, start_issuer
 from _tls import Pki
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import WorkloadIdentityCredential
-from conftest import Cluster, Workload, delete_bound_pod, run_agent, run_cli, start_issuer
 
 from issuer.agent.schedule import MIN_REMAINING_SECONDS, SDK_REREAD_SECONDS
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _fed import run_cli, serve
 from _tls import Pki
-from conftest import run_cli, serve
 
 from issuer.agent.federation import Fetched, Finding, Observed, evaluate
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from _fed import run_cli
 
 from issuer.agent import cloudconfig as cc
 

@@ -17,8 +17,8 @@ import google.auth.exceptions
 import google.auth.transport.requests
 import pytest
 from _clouds import GoogleSts, TokenChecker
+from _fed import GCP_PROVIDER, Cluster, Workload, delete_bound_pod, run_agent, run_cli
 from _tls import Pki
-from conftest import GCP_PROVIDER, Cluster, Workload, delete_bound_pod, run_agent, run_cli
 from google.auth import identity_pool
 
 AUD = "https:" + GCP_PROVIDER  # the provider's default allowed audience
