@@ -11,6 +11,7 @@ from typing import Final
 from issuer.goquote import regex_error
 
 __all__ = [
+    "bounded_pattern_errors",
     "dns1123_label_errors",
     "dns1123_subdomain_errors",
     "label_value_errors",
@@ -24,39 +25,44 @@ _DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
 _DNS1123_SUBDOMAIN_RE: Final = re.compile(_DNS1123_SUBDOMAIN_FMT)
 
 
+def bounded_pattern_errors(
+    value: str, max_len: int, pattern: re.Pattern[str], msg: str, fmt: str, *examples: str
+) -> list[str]:
+    """The two checks every kube string validator makes: the length cap, then the pattern
+    (validation.go's MaxLenError + RegexError), in kube's order and words."""
+    errs: list[str] = []
+    if len(value) > max_len:
+        errs.append(f"must be no more than {max_len} characters")
+    if pattern.fullmatch(value) is None:
+        errs.append(regex_error(msg, fmt, *examples))
+    return errs
+
+
 def dns1123_label_errors(value: str) -> list[str]:
     """kube: IsDNS1123Label — namespaces, container names."""
-    errs: list[str] = []
-    if len(value) > 63:
-        errs.append("must be no more than 63 characters")
-    if _DNS1123_LABEL_RE.fullmatch(value) is None:
-        errs.append(
-            regex_error(
-                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
-                "'-', and must start and end with an alphanumeric character",
-                _DNS1123_LABEL_FMT,
-                "my-name",
-                "123-abc",
-            )
-        )
-    return errs
+    return bounded_pattern_errors(
+        value,
+        63,
+        _DNS1123_LABEL_RE,
+        "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+        "and must start and end with an alphanumeric character",
+        _DNS1123_LABEL_FMT,
+        "my-name",
+        "123-abc",
+    )
 
 
 def dns1123_subdomain_errors(value: str) -> list[str]:
     """kube: IsDNS1123Subdomain — service accounts, pods, secrets, nodes."""
-    errs: list[str] = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if _DNS1123_SUBDOMAIN_RE.fullmatch(value) is None:
-        errs.append(
-            regex_error(
-                "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                "characters, '-' or '.', and must start and end with an alphanumeric character",
-                _DNS1123_SUBDOMAIN_FMT,
-                "example.com",
-            )
-        )
-    return errs
+    return bounded_pattern_errors(
+        value,
+        253,
+        _DNS1123_SUBDOMAIN_RE,
+        "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' "
+        "or '.', and must start and end with an alphanumeric character",
+        _DNS1123_SUBDOMAIN_FMT,
+        "example.com",
+    )
 
 
 _QUALIFIED_NAME_FMT: Final = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
@@ -106,9 +112,13 @@ def qualified_name_errors(value: str) -> list[str]:
 
 def label_value_errors(value: str) -> list[str]:
     """kube: IsValidLabelValue."""
-    errs: list[str] = []
-    if len(value) > _MAX_LABEL_LENGTH:
-        errs.append(f"must be no more than {_MAX_LABEL_LENGTH} characters")
-    if _LABEL_VALUE_RE.fullmatch(value) is None:
-        errs.append(regex_error(_LABEL_VALUE_MSG, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errs
+    return bounded_pattern_errors(
+        value,
+        _MAX_LABEL_LENGTH,
+        _LABEL_VALUE_RE,
+        _LABEL_VALUE_MSG,
+        _LABEL_VALUE_FMT,
+        "MyValue",
+        "my_value",
+        "12345",
+    )

@@ -30,8 +30,8 @@ from typing import Any, Final, Literal
 
 from issuer.api.errors import FieldError, bad_request, invalid
 from issuer.api.schema import unknown_fields
-from issuer.goquote import go_quote, regex_error
-from issuer.names import dns1123_label_errors, dns1123_subdomain_errors
+from issuer.goquote import go_quote
+from issuer.names import bounded_pattern_errors, dns1123_label_errors, dns1123_subdomain_errors
 
 __all__ = [
     "KINDS",
@@ -70,19 +70,16 @@ _CONFIG_KEY_RE: Final = re.compile(_CONFIG_KEY_FMT)
 
 def _config_key_errors(value: str) -> list[str]:
     # kube: validation.go IsConfigMapKey (secret data keys).
-    errs: list[str] = []
-    if len(value) > 253:
-        errs.append("must be no more than 253 characters")
-    if _CONFIG_KEY_RE.fullmatch(value) is None:
-        errs.append(
-            regex_error(
-                "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
-                _CONFIG_KEY_FMT,
-                "key.name",
-                "KEY_NAME",
-                "key-name",
-            )
-        )
+    errs = bounded_pattern_errors(
+        value,
+        253,
+        _CONFIG_KEY_RE,
+        "a valid config key must consist of alphanumeric characters, '-', '_' or '.'",
+        _CONFIG_KEY_FMT,
+        "key.name",
+        "KEY_NAME",
+        "key-name",
+    )
     if value == ".":
         errs.append("must not be '.'")
     elif value == "..":
