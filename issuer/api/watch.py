@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -142,7 +143,10 @@ class WatchHub:
         await self._ready.wait()
 
     def _notified(self, kind: str) -> None:
-        if kind == "objects":
+        # With nobody watching there is nothing to fan out: don't wake the event loop for every
+        # write (the loop would only find no watchers). A watcher subscribing meanwhile is caught
+        # up by wake_up(), and the next write or poll_interval wakes the hub.
+        if kind == "objects" and self._by_kind:
             with contextlib.suppress(RuntimeError):  # loop closed at shutdown
                 self._loop.call_soon_threadsafe(self._wake.set)
 
@@ -150,7 +154,7 @@ class WatchHub:
         while not self._ready.is_set():
             try:
                 self._subscription = await anyio.to_thread.run_sync(
-                    self.store.watch, self._notified
+                    functools.partial(self.store.watch, self._notified, kinds=("objects",))
                 )
                 page = await anyio.to_thread.run_sync(self.store.read_changes, 0, 1)
                 self.cursor = page.last_rv
@@ -249,6 +253,8 @@ class WatchHub:
         subs = self._by_kind.get(w.kind)
         if subs is not None:
             subs.discard(w)
+            if not subs:
+                del self._by_kind[w.kind]  # empty means "nobody watches" to _notified
 
 
 def hub_for(request: Request, settings: WatchSettings | None = None) -> WatchHub:

@@ -178,7 +178,7 @@ class KeyManager:
         """
         # Subscribe first, so a change written between our first read and now is not missed.
         if self._sub is None:
-            self._sub = self._store.watch(self._on_store_change)
+            self._sub = self._store.watch(self._on_store_change, kinds=("keys",))
         try:
             state = self._store.load_keys()
             if state.keys:

@@ -4,26 +4,35 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from issuer.store.base import ChangeKind
 
-__all__ = ["WatchThread"]
+#: Every change kind, in the order the backends report counters.
+ALL_KINDS: tuple[ChangeKind, ...] = ("keys", "events", "objects")
+
+__all__ = ["ALL_KINDS", "WatchThread"]
 
 
 class WatchThread:
     """A daemon thread running :meth:`_run`; ``watch()`` returns once :meth:`_run` has set
     ``_ready`` (bounded by ``ready_timeout``), so every change committed after it is reported.
 
-    :meth:`_notify` delivers one change kind — never after :meth:`close`, and a failing callback
-    never kills the thread. :meth:`close` is idempotent; :meth:`_wake` lets a backend interrupt a
-    wait so closing is prompt.
+    :meth:`_notify` delivers one change kind — only the ``kinds`` subscribed to, never after
+    :meth:`close`, and a failing callback never kills the thread. :meth:`close` is idempotent;
+    :meth:`_wake` lets a backend interrupt a wait so closing is prompt.
     """
 
     def __init__(
-        self, callback: Callable[[ChangeKind], None], *, name: str, ready_timeout: float
+        self,
+        callback: Callable[[ChangeKind], None],
+        *,
+        name: str,
+        ready_timeout: float,
+        kinds: Iterable[ChangeKind] | None = None,
     ) -> None:
         self._callback = callback
+        self._kinds: tuple[ChangeKind, ...] = ALL_KINDS if kinds is None else tuple(kinds)
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -34,7 +43,7 @@ class WatchThread:
         raise NotImplementedError
 
     def _notify(self, kind: ChangeKind) -> None:
-        if self._stop.is_set():
+        if self._stop.is_set() or kind not in self._kinds:
             return
         with contextlib.suppress(Exception):  # a failing callback must not kill the watcher
             self._callback(kind)

@@ -36,7 +36,7 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -330,8 +330,13 @@ class Store(Protocol):
         """Give the lease up if ``holder`` has it."""
 
     # --- change notification ------------------------------------------------------------------
-    def watch(self, callback: Callable[[ChangeKind], None]) -> Subscription:
+    def watch(
+        self,
+        callback: Callable[[ChangeKind], None],
+        kinds: Iterable[ChangeKind] | None = None,
+    ) -> Subscription:
         """Call ``callback(kind)`` (from a background thread) after keys change or events are
         appended (and ``"objects"`` after object writes), whichever replica wrote them; after a lost
         connection comes back, once with every kind. Best effort and coalescing: a callback means
-        "re-read", not "exactly this changed"."""
+        "re-read", not "exactly this changed". ``kinds`` limits the callbacks (and the work done
+        for this subscriber) to those kinds; default all three."""

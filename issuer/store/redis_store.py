@@ -93,7 +93,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -395,10 +395,17 @@ def _stream_seq(entry_id: bytes) -> int:
 class _RedisWatch(WatchThread):
     """A pub/sub listener thread that survives reconnects (see :meth:`RedisStore.watch`)."""
 
-    def __init__(self, store: RedisStore, callback: Callable[[ChangeKind], None]) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        callback: Callable[[ChangeKind], None],
+        kinds: Iterable[ChangeKind] | None,
+    ) -> None:
         self._store = store
         # Ready once subscribed: every later write is seen.
-        super().__init__(callback, name="redis-store-watch", ready_timeout=DEFAULT_TIMEOUT + 1)
+        super().__init__(
+            callback, name="redis-store-watch", ready_timeout=DEFAULT_TIMEOUT + 1, kinds=kinds
+        )
 
     def _run(self) -> None:
         missed = False  # True after a failure: messages may have been lost, tell the caller
@@ -986,13 +993,18 @@ class RedisStore:
             self._release(self._writer(), keys=[f"{self._p}:lease:{name}"], args=[holder])
 
     # --- change notification ------------------------------------------------------------------
-    def watch(self, callback: Callable[[ChangeKind], None]) -> _RedisWatch:
+    def watch(
+        self,
+        callback: Callable[[ChangeKind], None],
+        kinds: Iterable[ChangeKind] | None = None,
+    ) -> _RedisWatch:
         """Call ``callback("keys" | "events" | "objects")`` from a listener thread on every
-        replica's write (pub/sub). After a lost connection is re-established, calls back once
-        with each kind, since notifications may have been missed meanwhile."""
+        replica's write of one of ``kinds`` (default: all; pub/sub). After a lost connection is
+        re-established, calls back once with each kind, since notifications may have been missed
+        meanwhile."""
         if self._closed:
             raise StoreUnavailable("store is closed")
-        w = _RedisWatch(self, callback)
+        w = _RedisWatch(self, callback, kinds)
         self._watches.append(w)
         return w
 

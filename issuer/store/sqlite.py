@@ -36,12 +36,12 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from issuer.store import _codec
-from issuer.store._watch import WatchThread
+from issuer.store._watch import ALL_KINDS, WatchThread
 from issuer.store.base import (
     JSON,
     AlreadyExists,
@@ -162,12 +162,40 @@ def _map_error(e: sqlite3.Error, path: Path) -> StoreError:
     return StoreUnavailable(f"sqlite store {path}: {e}")
 
 
+_OBJECTS_EVENTS: tuple[ChangeKind, ...] = ("objects", "events")
+
+
 class _Signal:
-    """A commit counter + condition shared by the instances on one file in this process."""
+    """What this process committed to one file, per change kind, shared by the instances on it.
+
+    A waiter registers a :class:`threading.Event` for the kinds it cares about and is woken only
+    by commits of those kinds: an object write does not wake the key manager's watch thread or
+    the invalidation stream's waiters (on two cores every needless wake-up took the GIL from the
+    request being answered). Other processes' commits are seen by polling.
+    """
 
     def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.gen = 0
+        self._lock = threading.Lock()
+        self._waiters: dict[ChangeKind, set[threading.Event]] = {k: set() for k in ALL_KINDS}
+
+    def subscribe(self, kinds: Iterable[ChangeKind], event: threading.Event) -> None:
+        """Set ``event`` after every commit of one of ``kinds`` (until :meth:`unsubscribe`)."""
+        with self._lock:
+            for k in kinds:
+                self._waiters[k].add(event)
+
+    def unsubscribe(self, event: threading.Event) -> None:
+        """Stop setting ``event``."""
+        with self._lock:
+            for waiters in self._waiters.values():
+                waiters.discard(event)
+
+    def notify(self, kinds: Iterable[ChangeKind]) -> None:
+        """Wake the waiters of ``kinds``: a commit changed them."""
+        with self._lock:
+            woken = set().union(*(self._waiters[k] for k in kinds))
+        for event in woken:
+            event.set()
 
 
 _signals: dict[str, _Signal] = {}
@@ -186,10 +214,16 @@ def _signal_for(path: Path) -> _Signal:
 class _Watch(WatchThread):
     """One polling thread per subscription (see :meth:`SQLiteStore.watch`)."""
 
-    def __init__(self, store: SQLiteStore, callback: Callable[[ChangeKind], None]) -> None:
+    def __init__(
+        self,
+        store: SQLiteStore,
+        callback: Callable[[ChangeKind], None],
+        kinds: Iterable[ChangeKind] | None,
+    ) -> None:
         self._store = store
+        self._wakeup = threading.Event()
         # Ready once the baseline counters are read.
-        super().__init__(callback, name="sqlite-store-watch", ready_timeout=5)
+        super().__init__(callback, name="sqlite-store-watch", ready_timeout=5, kinds=kinds)
 
     def _run(self) -> None:
         # A private connection: PRAGMA data_version changes whenever *another* connection (in this
@@ -199,20 +233,19 @@ class _Watch(WatchThread):
         except StoreError:
             self._ready.set()
             return
+        sig = self._store._signal
+        sig.subscribe(self._kinds, self._wakeup)
         try:
             last_dv: int | None = None
             last: tuple[int, int, int] | None = None
-            sig = self._store._signal
-            gen = sig.gen
             with contextlib.suppress(sqlite3.Error):
                 last_dv = conn.execute("PRAGMA data_version").fetchone()[0]
                 last = self._store._counters(conn)
             self._ready.set()
             while not self._stop.is_set():
-                with sig.cond:
-                    if sig.gen == gen:
-                        sig.cond.wait(POLL_INTERVAL)
-                    gen = sig.gen
+                # Cleared before the poll, so a commit landing during the poll wakes the next wait.
+                self._wakeup.wait(POLL_INTERVAL)
+                self._wakeup.clear()
                 if self._stop.is_set():
                     break
                 try:
@@ -227,18 +260,16 @@ class _Watch(WatchThread):
                     self._deliver(last, cur)
                 last = cur
         finally:
+            sig.unsubscribe(self._wakeup)
             conn.close()
 
     def _deliver(self, old: tuple[int, int, int], new: tuple[int, int, int]) -> None:
-        kinds: tuple[ChangeKind, ...] = ("keys", "events", "objects")
-        for kind, a, b in zip(kinds, old, new, strict=True):
+        for kind, a, b in zip(ALL_KINDS, old, new, strict=True):
             if a != b:
                 self._notify(kind)
 
     def _wake(self) -> None:
-        sig = self._store._signal
-        with sig.cond:
-            sig.cond.notify_all()
+        self._wakeup.set()
 
 
 class _ThreadConn:
@@ -411,8 +442,9 @@ class SQLiteStore:
             self._migrate(conn, int(schema))
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A BEGIN IMMEDIATE transaction; rolls back on any exception, notifies on commit."""
+    def _write(self, changes: tuple[ChangeKind, ...] = ALL_KINDS) -> Iterator[sqlite3.Connection]:
+        """A BEGIN IMMEDIATE transaction; rolls back on any exception; on commit, wakes this
+        process's waiters for ``changes`` (the kinds the transaction may change; () for none)."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -428,7 +460,8 @@ class SQLiteStore:
             if isinstance(e, sqlite3.Error):
                 raise _map_error(e, self.path) from e
             raise
-        self._notify()
+        if changes:
+            self._signal.notify(changes)
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -443,12 +476,6 @@ class SQLiteStore:
                     conn.execute("COMMIT")
         except sqlite3.Error as e:
             raise _map_error(e, self.path) from e
-
-    def _notify(self) -> None:
-        sig = self._signal
-        with sig.cond:
-            sig.gen += 1
-            sig.cond.notify_all()
 
     @staticmethod
     def _counters(conn: sqlite3.Connection) -> tuple[int, int, int]:
@@ -499,7 +526,7 @@ class SQLiteStore:
     def cas_keys(self, expected_version: int, keys: Sequence[StoredKey]) -> int:
         """Replace the key set iff its version is ``expected_version``; durable on return."""
         doc = _codec.encode_keys(keys)
-        with self._write() as conn:
+        with self._write(("keys",)) as conn:
             (version,) = conn.execute("SELECT version FROM keyset WHERE id = 1").fetchone()
             if version != expected_version:
                 raise Conflict(f"key set is at version {version}, not {expected_version}")
@@ -525,7 +552,7 @@ class SQLiteStore:
         _codec.check_address(kind, namespace, name)
         body = _codec.strip_rv(obj)
         doc = _codec.dump_json(body)
-        with self._write() as conn:
+        with self._write(("objects",)) as conn:
             rv = self._insert(conn, kind, namespace, name, body, doc)
         return _codec.with_rv(body, rv)
 
@@ -555,7 +582,7 @@ class SQLiteStore:
             _codec.check_address(kind, namespace, name)
             body = _codec.strip_rv(obj)
             rows.append((namespace, name, body, _codec.dump_json(body)))
-        with self._write() as conn:
+        with self._write(("objects",)) as conn:
             for namespace, name, body, doc in rows:
                 self._insert(conn, kind, namespace, name, body, doc)
         return len(rows)
@@ -658,7 +685,7 @@ class SQLiteStore:
         _codec.check_address(kind, namespace, name)
         body = _codec.strip_rv(obj)
         doc = _codec.dump_json(body)
-        with self._write() as conn:
+        with self._write(("objects",)) as conn:
             row = conn.execute(
                 "SELECT rv FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
@@ -694,7 +721,7 @@ class SQLiteStore:
         transaction."""
         _codec.check_address(kind, namespace, name)
         event_doc = _codec.dump_json(event) if event is not None else None
-        with self._write() as conn:
+        with self._write(_OBJECTS_EVENTS if event_doc is not None else ("objects",)) as conn:
             row = conn.execute(
                 "SELECT uid, rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
@@ -755,7 +782,7 @@ class SQLiteStore:
 
     def trim_changes(self, before_time: float) -> int:
         """Drop changes logged before ``before_time`` (POSIX s); raise the floor past them."""
-        with self._write() as conn:
+        with self._write(()) as conn:
             row = conn.execute("SELECT max(rv) FROM changes WHERE time < ?", (before_time,))
             (top,) = row.fetchone()
             if top is None:
@@ -775,14 +802,14 @@ class SQLiteStore:
     def append_event(self, data: Mapping[str, Any]) -> int:
         """Append an event; return its seq (store-wide, strictly increasing)."""
         doc = _codec.dump_json(data)
-        with self._write() as conn:
+        with self._write(("events",)) as conn:
             seq = self._insert_event(conn, doc)
         return seq
 
     def append_events(self, items: Sequence[Mapping[str, Any]]) -> list[int]:
         """Append many events in one transaction; return their seqs."""
         docs = [_codec.dump_json(data) for data in items]
-        with self._write() as conn:
+        with self._write(("events",)) as conn:
             seqs = [self._insert_event(conn, doc) for doc in docs]
         return seqs
 
@@ -811,21 +838,23 @@ class SQLiteStore:
         Same-process appends wake the waiter at once; other processes' within POLL_INTERVAL.
         """
         deadline = time.monotonic() + max(0.0, timeout)
-        while True:
-            sig = self._signal
-            with sig.cond:
-                gen = sig.gen
-            page = self.read_events(after)
-            remaining = deadline - time.monotonic()
-            if page.events or remaining <= 0:
-                return page
-            with sig.cond:
-                if sig.gen == gen:
-                    sig.cond.wait(min(POLL_INTERVAL, remaining))
+        woken = threading.Event()
+        # Subscribed before the first read: an append landing after it sets ``woken``.
+        self._signal.subscribe(("events",), woken)
+        try:
+            while True:
+                page = self.read_events(after)
+                remaining = deadline - time.monotonic()
+                if page.events or remaining <= 0:
+                    return page
+                woken.wait(min(POLL_INTERVAL, remaining))
+                woken.clear()
+        finally:
+            self._signal.unsubscribe(woken)
 
     def trim_events(self, before_time: float) -> int:
         """Drop events appended before ``before_time``, always keeping the newest one."""
-        with self._write() as conn:
+        with self._write(()) as conn:
             cur = conn.execute(
                 "DELETE FROM events WHERE time < ? AND seq < (SELECT max(seq) FROM events)",
                 (before_time,),
@@ -836,7 +865,7 @@ class SQLiteStore:
     # --- leases -------------------------------------------------------------------------------
     def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
         """Take or renew ``name`` for ``holder``; False while another holder's lease is live."""
-        with self._write() as conn:
+        with self._write(()) as conn:
             now = time.time()
             row = conn.execute("SELECT holder, expires FROM leases WHERE name = ?", (name,))
             cur = row.fetchone()
@@ -852,18 +881,23 @@ class SQLiteStore:
 
     def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up if ``holder`` has it."""
-        with self._write() as conn:
+        with self._write(()) as conn:
             conn.execute("DELETE FROM leases WHERE name = ? AND holder = ?", (name, holder))
 
     # --- change notification ------------------------------------------------------------------
-    def watch(self, callback: Callable[[ChangeKind], None]) -> _Watch:
-        """Call ``callback("keys" | "events" | "objects")`` from a daemon thread after a change.
+    def watch(
+        self,
+        callback: Callable[[ChangeKind], None],
+        kinds: Iterable[ChangeKind] | None = None,
+    ) -> _Watch:
+        """Call ``callback("keys" | "events" | "objects")`` from a daemon thread after a change
+        of one of ``kinds`` (default: all three).
 
         Changes committed by this process are seen at once; by other processes within
         POLL_INTERVAL (PRAGMA data_version + the counters in the file).
         """
         if self._closed:
             raise StoreUnavailable("store is closed")
-        w = _Watch(self, callback)
+        w = _Watch(self, callback, kinds)
         self._watches.append(w)
         return w

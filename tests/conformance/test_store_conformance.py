@@ -532,6 +532,59 @@ def test_watch_sees_own_writes(store: Store) -> None:
         sub.close()
 
 
+@pytest.mark.parametrize("same_replica", [True, False], ids=["own-writes", "other-replica"])
+def test_watch_limited_to_kinds_reports_only_those(store_factory: Any, same_replica: bool) -> None:
+    # The key manager subscribes to "keys" and the watch hub to "objects": neither is called (or,
+    # on SQLite, woken) for the other kinds' writes.
+    watcher = store_factory.open()
+    writer = watcher if same_replica else store_factory.open()
+    keys_q: queue.Queue[ChangeKind] = queue.Queue()
+    objects_q: queue.Queue[ChangeKind] = queue.Queue()
+    subs = [
+        watcher.watch(keys_q.put, kinds=("keys",)),
+        watcher.watch(objects_q.put, kinds=["objects"]),
+    ]
+    try:
+        writer.create_object("Pod", "ns", "p", {"metadata": {"uid": "u"}})
+        writer.append_event({"type": "revoked"})
+        _expect(objects_q, "objects")
+        writer.cas_keys(0, [_workers.key("a")])
+        _expect(keys_q, "keys")
+        writer.delete_object("Pod", "ns", "p", event={"type": "deleted"})
+        _expect(objects_q, "objects")
+        time.sleep(0.3)  # past a poll: anything else would have arrived by now
+    finally:
+        for sub in subs:
+            sub.close()
+    assert set(_drain(keys_q)) <= {"keys"}
+    assert set(_drain(objects_q)) <= {"objects"}
+
+
+def _drain(q: queue.Queue[ChangeKind]) -> list[ChangeKind]:
+    out = []
+    while not q.empty():
+        out.append(q.get_nowait())
+    return out
+
+
+def test_wait_events_wakes_at_once_on_an_append_not_on_object_writes(store: Store) -> None:
+    # Same-process appends wake a waiter at once (the stream's long poll); object writes do not
+    # end its wait with an empty page.
+    after = store.read_events(0).last_seq
+    result: list[Any] = []
+    waiter = threading.Thread(target=lambda: result.append(store.wait_events(after, 5.0)))
+    waiter.start()
+    time.sleep(0.2)
+    store.create_object("Pod", "ns", "w", {"metadata": {"uid": "w"}})
+    time.sleep(0.2)
+    assert not result, "an object write ended the wait for events"
+    t0 = time.monotonic()
+    seq = store.append_event({"type": "revoked"})
+    waiter.join(5)
+    assert time.monotonic() - t0 < 0.5
+    assert [e.seq for e in result[0].events] == [seq]
+
+
 def test_watch_survives_a_raising_callback(store: Store) -> None:
     q: queue.Queue[ChangeKind] = queue.Queue()
 
