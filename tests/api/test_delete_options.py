@@ -224,7 +224,7 @@ def test_options_refused(
     assert message in e.value.message
 
 
-# --- over HTTP, both stores -------------------------------------------------------------------------
+# --- over HTTP, both stores -----------------------------------------------------------------------
 
 
 def test_invalid_combinations_are_422_and_delete_nothing(dev: Api) -> None:
@@ -232,7 +232,8 @@ def test_invalid_combinations_are_422_and_delete_nothing(dev: Api) -> None:
     assert r.status_code == 422, r.text
     status = r.json()
     assert status["reason"] == "Invalid" and status["message"] == BOTH
-    assert status["details"] == {  # no name: kube's StatusDetails omits an empty one
+    # No "name": kube's StatusDetails omits an empty one.
+    assert status["details"] == {
         "group": "meta.k8s.io",
         "kind": "DeleteOptions",
         "causes": [
