@@ -35,6 +35,7 @@ import yaml
 from issuer.api import apply as ssa
 from issuer.api import objects, rbac
 from issuer.api.auth import CLUSTER_ROLE_BINDING, ROLE_BINDING, Caller
+from issuer.api.deleteoptions import DeleteOptions
 from issuer.api.errors import (
     FieldError,
     bad_request,
@@ -498,20 +499,20 @@ def delete_with_options(
     kind: str,
     namespace: str,
     name: str,
-    options: Mapping[str, Any],
+    options: DeleteOptions,
     caller: Caller,
-    dry_run: bool,
 ) -> JSON:
-    """DELETE honouring ``DeleteOptions.preconditions`` (uid, resourceVersion: 409 Conflict
-    ``Precondition failed: ...`` when they do not hold) and ``dryRun``."""
+    """DELETE honouring ``DeleteOptions`` (read and validated by
+    :func:`issuer.api.deleteoptions.parse_delete_options`, which also says what
+    ``propagationPolicy`` and ``gracePeriodSeconds`` mean here): ``preconditions`` (uid,
+    resourceVersion: 409 Conflict ``Precondition failed: ...`` when they do not hold) and
+    ``dryRun``. Every policy and grace period deletes the object at once."""
     info = kind_info(kind)
     group = _group(kind)
     ns = namespace if info.namespaced else ""
-    pre = options.get("preconditions") or {}
-    if not isinstance(pre, dict):
-        raise bad_request("json: cannot unmarshal into Go struct field DeleteOptions.preconditions")
+    pre = options.preconditions
     want_uid, want_rv = pre.get("uid"), pre.get("resourceVersion")
-    if want_uid is not None or want_rv is not None or dry_run:
+    if want_uid is not None or want_rv is not None or options.dry_run:
         current = _read(ctx, kind, ns, name)
         if current is None:
             raise not_found(info.resource, name, group)
@@ -533,7 +534,7 @@ def delete_with_options(
                 f"{meta.get('resourceVersion', '')}",
                 group,
             )
-        if dry_run:
+        if options.dry_run:
             return current
         if want_rv is not None:
             # The store deletes conditioned on the uid; the version is checked on the same read.

@@ -7,6 +7,9 @@ query parameters of writes (kube: metav1.UpdateOptions, PatchOptions, DeleteOpti
   answer is the would-be object.
 - ``force=true``: an apply takes conflicting fields over (400 on other patch types).
 - ``fieldValidation``: as for creates (:func:`issuer.api._http.field_validation`).
+- DELETE takes ``DeleteOptions`` (body and query: ``preconditions``, ``dryRun``,
+  ``propagationPolicy``, ``orphanDependents``, ``gracePeriodSeconds``), read and validated by
+  :mod:`issuer.api.deleteoptions` (400/422 as kube), which also says what they mean here.
 
 The semantics live in :mod:`issuer.api.update`; routes here are mounted before the read-only
 ones of the same paths (Starlette tries the next route whose methods match).
@@ -31,6 +34,7 @@ from issuer.api._http import (
     run_sync,
 )
 from issuer.api.auth import Caller, authorize
+from issuer.api.deleteoptions import parse_delete_options
 from issuer.api.errors import bad_request, method_not_allowed
 from issuer.api.rbac import RBAC_KINDS, RBAC_V1
 from issuer.http.status import StatusError, parse_json_object, read_body, read_json_body
@@ -69,10 +73,11 @@ async def _write(request: Request, kind: str, namespace: str, name: str) -> Resp
     method = request.method
     if method == "DELETE":
         raw = await read_body(request, ctx.config.max_body_bytes)
-        options = parse_json_object(raw) if raw.strip() else {}
-        dry = dry_run(request) or options.get("dryRun") == ["All"]
+        body = parse_json_object(raw) if raw.strip() else None
+        query = {k: request.query_params.getlist(k) for k in request.query_params}
+        options = parse_delete_options(body, query)
         out = await run_sync(
-            update.delete_with_options, ctx, kind, namespace, name, options, caller, dry
+            update.delete_with_options, ctx, kind, namespace, name, options, caller
         )
         return json_response(out)
     opts = write_options(request, caller)

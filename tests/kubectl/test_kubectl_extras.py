@@ -1,0 +1,124 @@
+"""More of kubectl against a real ``sa-issuer serve`` (issue 10 follow-ups), on SQLite and Redis:
+
+- ``kubectl delete`` with every ``--cascade`` (background, foreground, orphan), ``--grace-period``,
+  ``--now``, ``--force`` and ``--dry-run=server``; the invalid DeleteOptions combinations (which
+  kubectl itself never sends) over raw HTTPS to the same server;
+- ``kubectl get clusterroles``: the built-in roles have an age;
+- ``kubectl get invalidations`` as a table, ``-o json``, ``-o yaml``, ``-o name``.
+
+Expected outputs are kubectl's own and kube-apiserver's texts.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:  # the fixture's type (tests/kubectl/conftest.py)
+    from conftest import Cluster
+
+pytestmark = pytest.mark.slow
+
+POD = """\
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {name}
+  namespace: dev
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: app
+    image: busybox
+"""
+
+
+def _pod(cluster: Cluster, name: str) -> None:
+    cluster.ok("apply", "-f", "-", stdin=POD.format(name=name))
+
+
+def _gone(cluster: Cluster, *what: str) -> bool:
+    r = cluster.run("get", *what, "-n", "dev")
+    return r.returncode != 0 and "NotFound" in r.stderr
+
+
+def test_kubectl_delete_options(cluster: Cluster) -> None:
+    cluster.ok("create", "namespace", "dev")
+    cluster.ok("create", "serviceaccount", "app", "-n", "dev")
+
+    # --dry-run=server: dryRun=All in the body; nothing deleted.
+    out = cluster.ok("delete", "sa", "app", "-n", "dev", "--dry-run=server")
+    assert out.strip() == 'serviceaccount "app" deleted (server dry run)'
+    assert not _gone(cluster, "sa", "app")
+
+    # Every cascade and grace period kubectl offers: the object goes at once (kubectl waits
+    # for it to be gone, as it does by default).
+    for i, flags in enumerate(
+        (
+            [],  # propagationPolicy=Background
+            ["--cascade=foreground"],
+            ["--cascade=orphan"],
+            ["--now"],  # gracePeriodSeconds=1
+            ["--grace-period=5"],
+            ["--grace-period=0", "--force"],
+        )
+    ):
+        name = f"web{i}"
+        _pod(cluster, name)
+        r = cluster.run("delete", "pod", name, "-n", "dev", "--timeout=20s", *flags)
+        assert r.returncode == 0, f"{flags}: {r.stderr}"
+        word = "force deleted" if "--force" in flags else "deleted"
+        assert r.stdout.strip() == f'pod "{name}" {word}', flags
+        if "--force" in flags:
+            assert "Immediate deletion does not wait for confirmation" in r.stderr
+        assert _gone(cluster, "pod", name), flags
+
+    # A service account deleted with --cascade=orphan; its namespace with --cascade=foreground
+    # (contents deleted whatever the policy, as kube's namespace controller does).
+    cluster.ok("create", "serviceaccount", "other", "-n", "dev")
+    out = cluster.ok("delete", "sa", "other", "-n", "dev", "--cascade=orphan")
+    assert out.strip() == 'serviceaccount "other" deleted'
+    _pod(cluster, "last")
+    out = cluster.ok("delete", "namespace", "dev", "--cascade=foreground", "--timeout=30s")
+    assert out.strip() == 'namespace "dev" deleted'
+    cluster.ok("create", "namespace", "dev")
+    assert _gone(cluster, "pod", "last") and _gone(cluster, "sa", "app")
+
+
+def test_invalid_delete_options_over_https(cluster: Cluster) -> None:
+    cluster.ok("create", "namespace", "dev")
+    cluster.ok("create", "serviceaccount", "app", "-n", "dev")
+    path = "/api/v1/namespaces/dev/serviceaccounts/app"
+    auth = {"Authorization": f"Bearer {cluster.issuer.admin_token}"}
+    with cluster.issuer.client(headers=auth) as c:
+        both = c.request(
+            "DELETE",
+            path,
+            json={
+                "kind": "DeleteOptions",
+                "apiVersion": "v1",
+                "orphanDependents": True,
+                "propagationPolicy": "Background",
+            },
+        )
+        assert both.status_code == 422, both.text
+        assert both.json()["message"] == (
+            'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Invalid value: '
+            '"Background": orphanDependents and deletionPropagation cannot be both set'
+        )
+        bad = c.request("DELETE", path, params={"propagationPolicy": "Always"})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["message"] == (
+            'DeleteOptions.meta.k8s.io "" is invalid: propagationPolicy: Unsupported value: '
+            '"Always": supported values: "Foreground", "Background", "Orphan", "nil"'
+        )
+        grace = c.request("DELETE", path, json={"gracePeriodSeconds": "soon"})
+        assert grace.status_code == 400 and grace.json()["reason"] == "BadRequest"
+        dry = c.request("DELETE", path, params={"dryRun": "Yes"})
+        assert dry.status_code == 422 and "dryRun: Unsupported value" in dry.json()["message"]
+        # None of them deleted anything; a valid negative grace period does.
+        assert c.get(path).status_code == 200
+        ok = c.request("DELETE", path, params={"gracePeriodSeconds": "-1"})
+        assert ok.status_code == 200, ok.text
+        assert c.get(path).status_code == 404
