@@ -7,6 +7,20 @@ page of events with ``seq > SEQ``::
      "metadata":{"lastSeq":N,"oldestSeq":M,"epoch":E,"retentionLeeway":L},
      "items":[{"seq":..,"type":..,...}]}
 
+``GET ...invalidations[?limit=N][&continue=TOKEN]`` — without ``after``, as kubectl and every
+Kubernetes client ask: the same events as a well-formed Kubernetes list, paged by ``limit`` and an
+opaque ``continue`` token (which also pins the epoch and the event it follows: 410 when the store
+no longer holds them). Each item is an object of its own kind, so ``kubectl get invalidations``
+``-o json|yaml|name`` works; the event's fields are kept, but the deleted object's kind (which
+would collide with the item's) moves into ``object``, an ObjectReference::
+
+    {"kind":"InvalidationList","apiVersion":"sa-oidc.dev/v1","metadata":{...as above},
+     "items":[{"apiVersion":"sa-oidc.dev/v1","kind":"Invalidation",
+               "metadata":{"name":"<seq>","creationTimestamp":<time>},"seq":..,"type":..,"time":..,
+               "object":{"apiVersion":"v1","kind":"Pod","namespace":..,"name":..,"uid":..}}]}
+
+Followers use ``after`` (the form above, unchanged): their items stay flat, ``kind`` included.
+
 ``GET ...?after=SEQ&watch=true[&epoch=E][&afterTime=T0][&heartbeatSeconds=S][&timeoutSeconds=T]``
 — newline-delimited JSON, chunked, the backlog first and then live events::
 
@@ -66,6 +80,8 @@ the stream is get/list/watch ``invalidations`` in group ``sa-oidc.dev`` (granted
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -87,6 +103,7 @@ from issuer.api.errors import FieldError, invalid
 from issuer.api.tables import app_now, table_response
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
+from issuer.timefmt import rfc3339
 
 __all__ = [
     "INVALIDATIONS_PATH",
@@ -285,6 +302,57 @@ def _item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
     return item
 
 
+#: The kinds an ObjectDeleted event names, all core v1.
+_OBJECT_FIELDS: Final = ("kind", "namespace", "name", "uid")
+_BAD_CONTINUE: Final = "invalid continue token: continue key is not valid"
+
+
+def _kube_item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
+    """One event as a Kubernetes object (module docstring): the event's fields but ``kind``,
+    with ``apiVersion``/``kind``/``metadata``; an ObjectDeleted's object as ``object``."""
+    meta: dict[str, Any] = {"name": str(seq)}
+    at = _event_time(data)
+    if at is not None:
+        meta["creationTimestamp"] = rfc3339(at)
+    item: dict[str, Any] = {"apiVersion": API_VERSION, "kind": "Invalidation", "metadata": meta}
+    item["seq"] = seq
+    item.update({k: v for k, v in data.items() if k not in ("seq", *_OBJECT_FIELDS)})
+    if data.get("type") == "ObjectDeleted" or any(k in data for k in _OBJECT_FIELDS):
+        ref = {k: data[k] for k in _OBJECT_FIELDS if k in data}
+        item["object"] = {"apiVersion": "v1", **ref}
+    return item
+
+
+def _encode_continue(seq: int, epoch: str, at: float | None) -> str:
+    raw = orjson.dumps({"seq": seq, "epoch": epoch, "time": at})
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_continue(token: str) -> tuple[int, str, float | None]:
+    """(seq, epoch, time) of a continue token made by :func:`_encode_continue` (400 otherwise,
+    with kube's text: apiserver pkg/storage/continue.go)."""
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        raise StatusError(400, "BadRequest", _BAD_CONTINUE) from None
+    seq, epoch, at = (
+        (doc.get(k) for k in ("seq", "epoch", "time"))
+        if isinstance(doc, dict)
+        else (None, None, None)
+    )
+    if (
+        not isinstance(seq, int)
+        or isinstance(seq, bool)
+        or not 0 <= seq < 2**63
+        or not isinstance(epoch, str)
+        or len(epoch) > 64
+        or not all(c.isascii() and (c.isalnum() or c in "_-") for c in epoch)
+        or not (at is None or (isinstance(at, int | float) and not isinstance(at, bool)))
+    ):
+        raise StatusError(400, "BadRequest", _BAD_CONTINUE)
+    return seq, epoch, None if at is None else float(at)
+
+
 @dataclass(slots=True)
 class _Position:
     """Where a watch stands: the last seq sent (``seq``), the ``time`` of that event (None if
@@ -300,7 +368,9 @@ async def _list(
     store: Store,
     pos: _Position,
     retention_leeway: float,
+    kube: bool = False,
 ) -> Response:
+    """One page: the followers' form, or with ``kube`` the Kubernetes list (module docstring)."""
     limit = _int_param(request, "limit", 500, 1, MAX_PAGE)
     after = pos.seq
     try:
@@ -319,13 +389,18 @@ async def _list(
         "epoch": page.epoch,
         "retentionLeeway": retention_leeway,
     }
-    if page.events and len(page.events) >= limit and page.events[-1].seq < page.last_seq:
+    more = bool(page.events) and len(page.events) >= limit and page.events[-1].seq < page.last_seq
+    if more and kube:
+        last = page.events[-1]
+        meta["continue"] = _encode_continue(last.seq, page.epoch, _event_time(last.data))
+    elif more:
         meta["continue"] = str(page.events[-1].seq)  # ask again with after=<continue>
+    item = _kube_item if kube else _item
     body = {
         "kind": "InvalidationList",
         "apiVersion": API_VERSION,
         "metadata": meta,
-        "items": [_item(ev.seq, ev.data) for ev in page.events],
+        "items": [item(ev.seq, ev.data) for ev in page.events],
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -447,8 +522,13 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         if not watch:
+            # Without after: a Kubernetes client (kubectl), paging with continue.
+            kube = "after" not in request.query_params
+            token = request.query_params.get("continue", "") if kube else ""
+            if token:
+                after, epoch, held_time = _decode_continue(token)
             listed = await _list(
-                request, store, _Position(after, held_time, epoch), retention_leeway
+                request, store, _Position(after, held_time, epoch), retention_leeway, kube
             )
             # kubectl get invalidations asks for a Table (issuer.api.tables).
             return table_response(request, listed, app_now(request.app.state))

@@ -12,6 +12,7 @@ __all__ = ["DEFINITIONS", "PATHS"]
 
 _GROUP: Final = "sa-oidc.dev"
 _META: Final = "#/definitions/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_OBJECT_REFERENCE: Final = "#/definitions/io.k8s.api.core.v1.ObjectReference"
 _INT: Final = {"type": "integer", "format": "int64"}
 
 
@@ -58,18 +59,27 @@ DEFINITIONS: Final[dict[str, Any]] = {
         "properties": {"seq": {**_INT, "description": "The TokenRevoked event's seq."}},
     },
     "dev.sa-oidc.v1.Invalidation": {
-        "description": "One event that invalidates issued tokens: ObjectDeleted (kind, "
-        "namespace, name, uid), KeyRevoked (kid) or TokenRevoked (jti, exp).",
+        "description": "One event that invalidates issued tokens: ObjectDeleted (object), "
+        "KeyRevoked (kid) or TokenRevoked (jti, exp). This is the item of a list without "
+        "after=SEQ (kubectl); with after=SEQ the items are the bare events, whose kind, "
+        "namespace, name and uid are those of the deleted object.",
         "type": "object",
         "required": ["seq", "type"],
         "properties": {
+            "apiVersion": _str("sa-oidc.dev/v1"),
+            "kind": _str("Invalidation"),
+            "metadata": {
+                "$ref": _META,
+                "description": "name is the seq; creationTimestamp is the event's time.",
+            },
             "seq": {**_INT, "description": "Store-wide, strictly increasing."},
             "type": _str("ObjectDeleted, KeyRevoked or TokenRevoked."),
             "time": {"type": "number", "description": "When it happened (POSIX seconds)."},
-            "kind": _str("ObjectDeleted: Pod, Secret, Node or ServiceAccount."),
-            "namespace": _str("ObjectDeleted: the object's namespace."),
-            "name": _str("ObjectDeleted: the object's name."),
-            "uid": _str("ObjectDeleted: the object's uid."),
+            "object": {
+                "$ref": _OBJECT_REFERENCE,
+                "description": "ObjectDeleted: the deleted Pod, Secret, Node or ServiceAccount "
+                "(apiVersion, kind, namespace, name, uid).",
+            },
             "kid": _str("KeyRevoked: the key's kid."),
             "jti": _str("TokenRevoked: the token's jti."),
             "exp": {**_INT, "description": "TokenRevoked: the token's exp."},
@@ -77,7 +87,7 @@ DEFINITIONS: Final[dict[str, Any]] = {
         "x-kubernetes-group-version-kind": _gvk("Invalidation"),
     },
     "dev.sa-oidc.v1.InvalidationList": {
-        "description": "One page of the invalidation stream (after=SEQ).",
+        "description": "One page of the invalidation stream (after=SEQ, or continue).",
         "type": "object",
         "required": ["items"],
         "properties": {
@@ -121,7 +131,13 @@ PATHS: Final[dict[str, Any]] = {
             "operationId": "listSaOidcDevV1Invalidation",
             "produces": ["application/json"],
             "parameters": [
-                _query("after", "integer", "Events with a larger seq (0: all retained)."),
+                _query(
+                    "after",
+                    "integer",
+                    "Events with a larger seq (0: all retained), as bare events. Without it, "
+                    "the list is a Kubernetes list paged by limit and continue.",
+                ),
+                _query("continue", "string", "The token of the previous page (without after)."),
                 _query("limit", "integer", "At most this many events."),
                 _query("epoch", "string", "The store history the client follows."),
                 _query("watch", "boolean", "Stream the events as newline-delimited JSON."),

@@ -34,7 +34,12 @@ check has to read it (404, as kube).
 The built-in ClusterRoles and ClusterRoleBindings (:mod:`issuer.authz`) are listed and read
 like stored ones (label ``kubernetes.io/bootstrapping: rbac-defaults``) but are not stored:
 creating one of their names is 409 AlreadyExists, deleting one is 403 (kube would let it be
-deleted and recreate it at the next restart).
+deleted and recreate it at the next restart). kube-apiserver creates them at start when missing
+(plugin/pkg/auth/authorizer/rbac/bootstrappolicy, the ``rbac/bootstrap-roles`` post-start hook),
+so they carry the metadata of stored objects; here they are made by the serving process, so their
+``creationTimestamp`` is when it started (``IssuerContext.started_at``: each replica and restart
+shows its own), their ``uid`` is derived from the name (the same everywhere, always) and their
+``resourceVersion`` is ``"1"`` (they never change while served and never appear in a watch).
 
 Deleting a namespace also deletes its Roles and RoleBindings, before the Namespace object itself
 (:func:`issuer.api.objects.delete_object`), so a namespace recreated with the same name starts
@@ -465,16 +470,26 @@ def validate_rbac_object(kind: str, obj: Mapping[str, Any]) -> None:
 _RESOLVED_BUILTINS: Final = authz.resolve_aggregation(authz.BUILTIN_CLUSTER_ROLES)
 
 
-def _builtin_meta(name: str, labels: Mapping[str, str] | None = None) -> dict[str, Any]:
-    return {
+#: The resourceVersion of every built-in (module docstring).
+_BUILTIN_RESOURCE_VERSION: Final = "1"
+
+
+def _builtin_meta(
+    name: str, labels: Mapping[str, str] | None = None, created: str | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
         "name": name,
         "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"sa-oidc:rbac:{name}")),
+        "resourceVersion": _BUILTIN_RESOURCE_VERSION,
         "labels": {**(labels or {}), **_BUILTIN_LABELS},
         "annotations": dict(_BUILTIN_ANNOTATIONS),
     }
+    if created is not None:
+        meta["creationTimestamp"] = created
+    return meta
 
 
-def _builtin(kind: str, name: str) -> JSON | None:
+def _builtin(kind: str, name: str, created: str | None = None) -> JSON | None:
     if kind == CLUSTER_ROLE:
         role = authz.BUILTIN_CLUSTER_ROLES.get(name)
         if role is None:
@@ -482,7 +497,7 @@ def _builtin(kind: str, name: str) -> JSON | None:
         out: JSON = {
             "apiVersion": RBAC_V1,
             "kind": CLUSTER_ROLE,
-            "metadata": _builtin_meta(name, dict(role.labels)),
+            "metadata": _builtin_meta(name, dict(role.labels), created),
             "rules": [r.to_json() for r in _RESOLVED_BUILTINS[name].rules],
         }
         selectors = bootstrap_policy.CLUSTER_ROLES[name].get("aggregate")
@@ -500,7 +515,7 @@ def _builtin(kind: str, name: str) -> JSON | None:
         return {
             "apiVersion": RBAC_V1,
             "kind": CLUSTER_ROLE_BINDING,
-            "metadata": _builtin_meta(name),
+            "metadata": _builtin_meta(name, created=created),
             "subjects": [
                 {"kind": s.kind, "apiGroup": s.api_group, "name": s.name} for s in binding.subjects
             ],
@@ -511,6 +526,11 @@ def _builtin(kind: str, name: str) -> JSON | None:
             },
         }
     return None
+
+
+def _builtin_created(ctx: IssuerContext) -> str:
+    """The built-ins' ``creationTimestamp``: when this process started (module docstring)."""
+    return rfc3339(ctx.started_at)
 
 
 def _builtin_names(kind: str) -> list[str]:
@@ -712,7 +732,7 @@ def _valid_key(name: str) -> bool:
 def get_rbac_object(ctx: IssuerContext, kind: str, namespace: str, name: str) -> JSON:
     """One RBAC object (built-ins included), or 404."""
     info = RBAC_KINDS[kind]
-    builtin = _builtin(kind, name)
+    builtin = _builtin(kind, name, _builtin_created(ctx))
     if builtin is not None:
         return builtin
     if _valid_key(name):
@@ -729,7 +749,10 @@ def list_rbac_objects(
     order), paginated and filtered as :mod:`issuer.api.listing` says."""
     info = RBAC_KINDS[kind]
     store_namespace = namespace if info.namespaced else ""
-    builtins = [b for b in (_builtin(kind, n) for n in _builtin_names(kind)) if b is not None]
+    created = _builtin_created(ctx)
+    builtins = [
+        b for b in (_builtin(kind, n, created) for n in _builtin_names(kind)) if b is not None
+    ]
     result = list_collection(ctx.store, kind, store_namespace, opts or ListOptions(), builtins)
     return list_response(result, f"{kind}List", RBAC_V1)
 

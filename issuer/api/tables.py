@@ -305,10 +305,15 @@ def _binding_cells(obj: Mapping[str, Any], now: Now) -> list[Any]:
 
 
 def _invalidation_cells(obj: Mapping[str, Any], now: Now) -> list[Any]:
+    # The followers' flat event names its object's kind; the Kubernetes list's item (issuer.stream)
+    # is itself of kind Invalidation and names the object in ``object``.
+    ref = obj.get("object")
+    if not isinstance(ref, Mapping):
+        ref = obj
     what = (
         obj.get("kid")
         or obj.get("jti")
-        or "/".join(str(obj[k]) for k in ("kind", "namespace", "name") if obj.get(k))
+        or "/".join(str(ref[k]) for k in ("kind", "namespace", "name") if ref.get(k))
     )
     at = obj.get("time")
     age = "<unknown>"

@@ -11,9 +11,12 @@ Expected outputs are kubectl's own and kube-apiserver's texts.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import TYPE_CHECKING
 
 import pytest
+import yaml
 
 if TYPE_CHECKING:  # the fixture's type (tests/kubectl/conftest.py)
     from conftest import Cluster
@@ -122,3 +125,49 @@ def test_invalid_delete_options_over_https(cluster: Cluster) -> None:
         ok = c.request("DELETE", path, params={"gracePeriodSeconds": "-1"})
         assert ok.status_code == 200, ok.text
         assert c.get(path).status_code == 404
+
+
+def test_kubectl_get_builtin_rbac_shows_its_age(cluster: Cluster) -> None:
+    lines = cluster.ok("get", "clusterroles").splitlines()
+    assert lines[0].split() == ["NAME", "CREATED", "AT"]
+    rows = dict(line.split() for line in lines[1:])
+    assert {"admin", "edit", "view", "cluster-admin", "system:auth-delegator"} <= set(rows)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", t) for t in rows.values())
+    out = cluster.ok("get", "clusterrolebindings", "cluster-admin")
+    assert "<unknown>" not in out and re.search(r"\s\d+[smhd]\S*\s*$", out), out
+    meta = json.loads(cluster.ok("get", "clusterrole", "view", "-o", "json"))["metadata"]
+    assert meta["creationTimestamp"] == rows["view"]
+    assert meta["resourceVersion"] == "1" and meta["uid"]
+
+
+def test_kubectl_get_invalidations_in_every_output(cluster: Cluster) -> None:
+    cluster.ok("create", "namespace", "dev")
+    for name in ("a", "b", "c"):
+        cluster.ok("create", "serviceaccount", name, "-n", "dev")
+        cluster.ok("delete", "serviceaccount", name, "-n", "dev")
+
+    table = cluster.ok("get", "invalidations").splitlines()
+    assert table[0].split() == ["SEQ", "TYPE", "OBJECT", "AGE"]
+    objects = [line.split()[2] for line in table[1:]]
+    assert objects == ["ServiceAccount/dev/a", "ServiceAccount/dev/b", "ServiceAccount/dev/c"]
+    seqs = [line.split()[0] for line in table[1:]]
+
+    doc = json.loads(cluster.ok("get", "invalidations", "-o", "json"))
+    assert doc["kind"] == "List"
+    assert [i["metadata"]["name"] for i in doc["items"]] == seqs
+    for item, name in zip(doc["items"], "abc", strict=True):
+        assert item["apiVersion"] == "sa-oidc.dev/v1" and item["kind"] == "Invalidation"
+        assert item["type"] == "ObjectDeleted"
+        assert item["object"]["kind"] == "ServiceAccount" and item["object"]["name"] == name
+        assert item["metadata"]["creationTimestamp"]
+
+    as_yaml = yaml.safe_load(cluster.ok("get", "invalidations", "-o", "yaml"))
+    assert as_yaml["items"] == doc["items"]
+
+    names = cluster.ok("get", "invalidations", "-o", "name").split()
+    assert names == [f"invalidation.sa-oidc.dev/{s}" for s in seqs]
+    # kubectl pages with limit and continue: one event a page gives the same list.
+    paged = cluster.ok("get", "invalidations", "--chunk-size=1", "-o", "name").split()
+    assert paged == names
+    uids = cluster.ok("get", "invalidations", "-o", "jsonpath={.items[*].object.uid}").split()
+    assert len(uids) == 3 and all(uids)

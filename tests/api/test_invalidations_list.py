@@ -1,0 +1,122 @@
+"""``GET /apis/sa-oidc.dev/v1/invalidations`` as a Kubernetes list (no ``after``: kubectl and
+other Kubernetes clients) next to the followers' page (``after=SEQ``, unchanged), on the real
+app and both stores (issuer/stream.py)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from _api_support import Api
+
+from issuer.timefmt import rfc3339
+
+PATH = "/apis/sa-oidc.dev/v1/invalidations"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+
+
+@pytest.fixture
+def events(api: Api) -> Api:
+    """Three events of each type's shape: a deleted pod, a revoked key, a revoked token."""
+    api.ns("dev")
+    api.sa("dev", "app")
+    pod = api.pod("dev", "web", sa="app")
+    assert api.delete("/api/v1/namespaces/dev/pods/web").status_code == 200
+    api.ctx.store.append_event({"type": "KeyRevoked", "kid": "k1", "time": api.clock()})
+    r = api.post(
+        "/apis/sa-oidc.dev/v1/tokenrevocations",
+        {"apiVersion": "sa-oidc.dev/v1", "kind": "TokenRevocation", "spec": {"jti": "j1"}},
+    )
+    assert r.status_code == 201, r.text
+    assert api.ctx.store.read_events(0).events[0].data["uid"] == pod["metadata"]["uid"]
+    return api
+
+
+def _pod_uid(api: Api) -> str:
+    return str(api.ctx.store.read_events(0).events[0].data["uid"])
+
+
+def test_kubernetes_list_items_are_objects_of_their_own(events: Api) -> None:
+    body = events.ok(events.get(PATH), 200)
+    assert body["kind"] == "InvalidationList" and body["apiVersion"] == "sa-oidc.dev/v1"
+    assert {"lastSeq", "oldestSeq", "epoch", "retentionLeeway"} <= set(body["metadata"])
+    deleted, key, token = body["items"]
+    for item in body["items"]:
+        assert item["apiVersion"] == "sa-oidc.dev/v1" and item["kind"] == "Invalidation"
+        assert item["metadata"] == {
+            "name": str(item["seq"]),
+            "creationTimestamp": rfc3339(item["time"]),
+        }
+    assert deleted["type"] == "ObjectDeleted"
+    assert deleted["object"] == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "namespace": "dev",
+        "name": "web",
+        "uid": _pod_uid(events),
+    }
+    assert not {"namespace", "name", "uid"} & set(deleted)
+    assert key["type"] == "KeyRevoked" and key["kid"] == "k1" and "object" not in key
+    assert token["type"] == "TokenRevoked" and token["jti"] == "j1" and "exp" in token
+    assert [i["seq"] for i in body["items"]] == sorted(i["seq"] for i in body["items"])
+
+
+def test_followers_page_is_unchanged(events: Api) -> None:
+    body = events.ok(events.get(PATH, params={"after": "0"}), 200)
+    deleted, key, token = body["items"]
+    assert set(deleted) == {"seq", "type", "kind", "namespace", "name", "uid", "time"}
+    assert deleted["kind"] == "Pod" and deleted["uid"] == _pod_uid(events)
+    assert set(key) == {"seq", "type", "kid", "time"}
+    assert "apiVersion" not in token and "metadata" not in token
+    # Its continue is a bare seq, to send back as after.
+    page = events.ok(events.get(PATH, params={"after": "0", "limit": "1"}), 200)
+    assert page["metadata"]["continue"] == str(deleted["seq"])
+
+
+def test_kubernetes_list_pages_with_continue(events: Api) -> None:
+    seen: list[int] = []
+    params: dict[str, Any] = {"limit": "1"}
+    for _ in range(10):
+        body = events.ok(events.get(PATH, params=params), 200)
+        seen += [i["seq"] for i in body["items"]]
+        token = body["metadata"].get("continue")
+        if not token:
+            break
+        assert not token.isdigit()  # opaque, as kube's
+        params = {"limit": "1", "continue": token}
+    everything = events.ok(events.get(PATH), 200)["items"]
+    assert seen == [i["seq"] for i in everything] and len(seen) == 3
+
+
+@pytest.mark.parametrize("token", ["%%%", "bm90IGpzb24", base64.urlsafe_b64encode(b"[1]").decode()])
+def test_a_bad_continue_token_is_400(events: Api, token: str) -> None:
+    r = events.get(PATH, params={"continue": token})
+    assert r.status_code == 400, r.text
+    assert r.json()["message"] == "invalid continue token: continue key is not valid"
+
+
+def test_a_continue_token_from_another_history_is_410(events: Api) -> None:
+    body = events.ok(events.get(PATH, params={"limit": "1"}), 200)
+    doc = json.loads(base64.urlsafe_b64decode(body["metadata"]["continue"] + "=="))
+    doc["epoch"] = "0123abcd"
+    forged = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+    r = events.get(PATH, params={"continue": forged})
+    assert r.status_code == 410 and r.json()["reason"] == "Expired"
+    doc = json.loads(base64.urlsafe_b64decode(body["metadata"]["continue"] + "=="))
+    doc["time"] = 12345.5  # another event at that seq: the store went back in time
+    forged = base64.urlsafe_b64encode(json.dumps(doc).encode()).decode().rstrip("=")
+    r = events.get(PATH, params={"continue": forged})
+    assert r.status_code == 410 and "not the one the client holds" in r.json()["message"]
+
+
+def test_kubernetes_list_as_a_table(events: Api) -> None:
+    body = events.ok(events.get(PATH, headers={"Accept": TABLE}), 200)
+    assert body["kind"] == "Table"
+    assert [r["cells"][1:3] for r in body["rows"]] == [
+        ["ObjectDeleted", "Pod/dev/web"],
+        ["KeyRevoked", "k1"],
+        ["TokenRevoked", "j1"],
+    ]
+    assert body["rows"][0]["object"]["metadata"]["name"] == str(body["rows"][0]["cells"][0])
