@@ -687,7 +687,7 @@ class SQLiteStore:
         doc = _codec.dump_json(body)
         with self._write(("objects",)) as conn:
             row = conn.execute(
-                "SELECT rv FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                "SELECT rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
             ).fetchone()
             if row is None:
@@ -704,7 +704,10 @@ class SQLiteStore:
                 (_codec.object_uid(body), rv, doc, kind, namespace, name),
             )
             self._bump(conn, kind, namespace)
-            self._log_change(conn, rv, kind, namespace, name, "MODIFIED", body)
+            # The replaced state rides along (Change.prev): a selector watch resumed from the
+            # log tells an object leaving the selector from one that never matched.
+            prev = row[1].encode() if isinstance(row[1], str) else bytes(row[1])
+            self._log_change(conn, rv, kind, namespace, name, "MODIFIED", body, prev)
         return _codec.with_rv(body, rv)
 
     def delete_object(
@@ -758,8 +761,9 @@ class SQLiteStore:
         name: str,
         change: str,
         body: JSON,
+        prev: bytes | None = None,
     ) -> None:
-        doc = _codec.dump_change(change, body, rv)
+        doc = _codec.dump_change(change, body, rv, prev)
         conn.execute(
             "INSERT INTO changes (rv, kind, namespace, name, time, doc) VALUES (?,?,?,?,?,?)",
             (rv, kind, namespace, name, time.time(), doc),

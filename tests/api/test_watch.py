@@ -269,7 +269,9 @@ def test_official_python_client_watch(served: Served) -> None:
 def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
     served: Served,
 ) -> None:
-    """kube's cacher: an object that starts matching is ADDED, one that stops is DELETED."""
+    """kube's cacher: an object that starts matching is ADDED, one that stops is DELETED with
+    "the previous object content, but with the event's resource version" (cache_watcher.go
+    convertToWatchEvent)."""
     served.create_sa("a")
     merge = {"Content-Type": "application/merge-patch+json"}
     t, got = served.watch_in_background(SA, until=4, labelSelector="team=x")
@@ -277,11 +279,13 @@ def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
     for labels in ({"team": "x"}, {"team": "x", "v": "2"}, {"team": "y"}):
         r = served.http.patch(f"{SA}/a", json={"metadata": {"labels": labels}}, headers=merge)
         assert r.status_code == 200
+    left_at = r.json()["metadata"]["resourceVersion"]
     served.create_sa("b")  # never matches: never mentioned
     served.http.patch(f"{SA}/b", json={"metadata": {"labels": {"team": "x"}}}, headers=merge)
     t.join(10)
     assert _summary(got) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
-    assert got[2]["object"]["metadata"]["labels"] == {"team": "y", "v": "2"}
+    assert got[2]["object"]["metadata"]["labels"] == {"team": "x", "v": "2"}
+    assert got[2]["object"]["metadata"]["resourceVersion"] == left_at
 
 
 def test_send_initial_events_ends_with_an_annotated_bookmark(served: Served) -> None:
