@@ -393,7 +393,9 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None)
 
     ``/api/v1/namespaces/dev/serviceaccounts/app/token`` → create ``serviceaccounts/token`` named
     ``app`` in ``dev``; ``/api/v1/namespaces/dev`` → get ``namespaces`` named ``dev`` in ``dev``;
-    a GET without a name is ``list`` (``watch`` with ``?watch=true``); a DELETE without a name is
+    a GET without a name is ``list`` (``watch`` with ``?watch=true``), naming the object its
+    ``fieldSelector`` requires ``metadata.name`` to be, if any; ``/api/v1/watch/...`` is ``watch``
+    of what follows the prefix (a deprecated watch path); a DELETE without a name is
     ``deletecollection``; paths outside ``/api/v1/...`` and ``/apis/GROUP/VERSION/...`` are
     non-resource requests with the lower-cased method as the verb.
     """

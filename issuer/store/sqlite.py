@@ -7,6 +7,8 @@ Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
     keyset  (id = 1, version, doc)               the whole key set as one JSON document
     objects (kind, namespace, name, uid, rv, doc)
     changes (rv INTEGER PRIMARY KEY, kind, namespace, name, time, doc)   the object change log
+                                                 (doc: type, object, and for MODIFIED prev, the
+                                                 replaced object document: Change.prev)
     revisions (kind, namespace, rev)             bumped by each object write (object_revisions)
     events  (seq INTEGER PRIMARY KEY AUTOINCREMENT, time, doc)
     leases  (name, holder, expires)
