@@ -39,7 +39,12 @@ from typing import Any, Final
 
 from issuer import bootstrap_policy
 from issuer.goquote import go_quote, go_quote_list
-from issuer.selectors import LabelSelector, SelectorError, label_selector_from_json
+from issuer.selectors import (
+    LabelSelector,
+    SelectorError,
+    label_selector_from_json,
+    parse_field_selector,
+)
 
 __all__ = [
     "ADMIN_GROUPS",
@@ -369,12 +374,28 @@ def _watch_param(query: Mapping[str, str]) -> bool:
     return query.get("watch", "").lower() in ("true", "1")
 
 
+def _selected_name(field_selector: str) -> str:
+    """The name a fieldSelector requires (``metadata.name=x``), if it is a valid path segment
+    (kube: fields.Selector.RequiresExactMatch, then path.IsValidPathSegmentName)."""
+    if not field_selector:
+        return ""
+    try:
+        name = parse_field_selector(field_selector).exact("metadata.name")
+    except SelectorError:
+        return ""
+    if not name or name in (".", "..") or "/" in name or "%" in name:
+        return ""
+    return name
+
+
 def request_info(method: str, path: str, query: Mapping[str, str] | None = None) -> Attributes:
     """The attributes of an HTTP request, without a user (kube: requestinfo.go NewRequestInfo).
 
     ``/api/v1/namespaces/dev/serviceaccounts/app/token`` → create ``serviceaccounts/token`` named
     ``app`` in ``dev``; ``/api/v1/namespaces/dev`` → get ``namespaces`` named ``dev`` in ``dev``;
-    a GET without a name is ``list`` (``watch`` with ``?watch=true``); a DELETE without a name is
+    a GET without a name is ``list`` (``watch`` with ``?watch=true``), naming the object its
+    ``fieldSelector`` requires ``metadata.name`` to be, if any; ``/api/v1/watch/...`` is ``watch``
+    of what follows the prefix (a deprecated watch path); a DELETE without a name is
     ``deletecollection``; paths outside ``/api/v1/...`` and ``/apis/GROUP/VERSION/...`` are
     non-resource requests with the lower-cased method as the verb.
     """
@@ -407,6 +428,10 @@ def request_info(method: str, path: str, query: Mapping[str, str] | None = None)
     subresource = parts[2] if len(parts) >= 3 else ""
     if not name and verb == "get":
         verb = "watch" if _watch_param(query) else "list"
+        # kube: a list or watch whose fieldSelector requires metadata.name is authorized for
+        # that name (RBAC resourceNames), so `kubectl get pod x -w` needs no more than a watch of
+        # x; a selector that does not parse names nothing (requestinfo.go NewRequestInfo).
+        name = _selected_name(query.get("fieldSelector") or "")
     if not name and verb == "delete":
         verb = "deletecollection"
     return Attributes(

@@ -7,8 +7,8 @@ ships the same file as ``kubernetes/swagger.json.unprocessed`` in its v31.0.0 re
 
 Kept: every operation kube documents on the paths of the resources in
 the discovery documents (:func:`issuer.api.openapi.served_paths`: item, collection and
-all-namespaces paths and the routed subresources; ``/watch/`` paths are left out: sa-oidc serves
-``?watch=true``),
+all-namespaces paths and the routed subresources; the deprecated ``/watch/`` paths are left out:
+sa-oidc serves them, as ``?watch=true``, which the documents describe),
 the global parameters they reference, and the transitive closure of the definitions referenced.
 :mod:`issuer.api.openapi` then keeps the operations whose verb the discovery documents list.
 """

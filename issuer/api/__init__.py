@@ -66,7 +66,7 @@ from issuer.api._http import (
 from issuer.api.apply import create_stamp
 from issuer.api.auth import authorize
 from issuer.api.errors import method_not_allowed
-from issuer.api.listing import ListOptions, parse_list_options, selector_predicate
+from issuer.api.listing import ListOptions, parse_list_options, selector_predicate, with_name
 from issuer.api.validation import KINDS
 from issuer.http.status import StatusError, read_json_body
 from issuer.store import JSON
@@ -99,10 +99,8 @@ def _watch(
 ) -> Awaitable[Response]:
     ctx = context(request)
 
-    async def lister() -> list[JSON]:
-        listed = await run_sync(objects.list_objects, ctx, kind, namespace)
-        items: list[JSON] = listed["items"]
-        return items
+    async def lister() -> JSON:
+        return await run_sync(objects.list_objects, ctx, kind, namespace)
 
     return watch.watch_response(
         request,
@@ -202,6 +200,64 @@ async def all_namespaces(request: Request) -> Response:
     return json_response(await run_sync(objects.list_objects, ctx, kind, None, opts))
 
 
+async def _legacy_watch(request: Request, kind: str, namespace: str | None) -> Response:
+    """A deprecated ``/api/v1/watch/...`` path: ``?watch=true`` on the collection, of one object
+    when the path names it. Authorized as verb ``watch`` on what the path names
+    (:func:`issuer.authz.request_info`: the ``watch`` prefix is the verb)."""
+    await authorize(request)
+    opts = parse_list_options(request.query_params, kind, namespace)
+    name = request.path_params.get("name")
+    if name is not None:
+        opts = with_name(opts, name)
+    scope = namespace if KINDS[kind].namespaced else None
+    return await _watch(request, kind, scope, opts)
+
+
+@endpoint
+async def legacy_watch_namespaces(request: Request) -> Response:
+    """``/api/v1/watch/namespaces[/{name}]`` (deprecated): watch namespaces."""
+    return await _legacy_watch(request, "Namespace", "")
+
+
+@endpoint
+async def legacy_watch_nodes(request: Request) -> Response:
+    """``/api/v1/watch/nodes[/{name}]`` (deprecated): watch nodes."""
+    return await _legacy_watch(request, "Node", "")
+
+
+@endpoint
+async def legacy_watch_namespaced(request: Request) -> Response:
+    """``/api/v1/watch/namespaces/{ns}/{resource}[/{name}]`` (deprecated): watch in a
+    namespace."""
+    return await _legacy_watch(request, _namespaced_kind(request), request.path_params["ns"])
+
+
+@endpoint
+async def legacy_watch_all_namespaces(request: Request) -> Response:
+    """``/api/v1/watch/{resource}`` (deprecated): watch across all namespaces."""
+    return await _legacy_watch(request, _namespaced_kind(request), None)
+
+
+def _legacy_watch_routes() -> list[BaseRoute]:
+    """kube-apiserver's deprecated watch paths (k8s.io/apiserver pkg/endpoints/installer.go
+    registers ``watch/`` + the collection and item paths of every resource that can be watched);
+    the specific ones first, since ``{resource}`` would also match ``namespaces``."""
+    base = "/api/v1/watch"
+    return [
+        Route(f"{base}/namespaces", legacy_watch_namespaces, methods=["GET"]),
+        Route(f"{base}/namespaces/{{name}}", legacy_watch_namespaces, methods=["GET"]),
+        Route(f"{base}/nodes", legacy_watch_nodes, methods=["GET"]),
+        Route(f"{base}/nodes/{{name}}", legacy_watch_nodes, methods=["GET"]),
+        Route(f"{base}/namespaces/{{ns}}/{{resource}}", legacy_watch_namespaced, methods=["GET"]),
+        Route(
+            f"{base}/namespaces/{{ns}}/{{resource}}/{{name}}",
+            legacy_watch_namespaced,
+            methods=["GET"],
+        ),
+        Route(f"{base}/{{resource}}", legacy_watch_all_namespaces, methods=["GET"]),
+    ]
+
+
 @endpoint
 async def token_request(request: Request) -> Response:
     """``POST .../serviceaccounts/{name}/token``: TokenRequest (201)."""
@@ -249,6 +305,7 @@ def routes() -> list[BaseRoute]:
         *discovery.routes(),
         *openapi.routes(),
         *stream.routes(),
+        *_legacy_watch_routes(),
         Route("/api/v1/namespaces", namespaces, methods=read_write),
         Route("/api/v1/namespaces/{name}", namespace, methods=read_delete),
         Route("/api/v1/nodes", nodes, methods=read_write),

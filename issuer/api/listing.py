@@ -28,12 +28,13 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from issuer.api.errors import bad_request
 from issuer.label_index import label_index_for
 from issuer.selectors import (
+    FieldRequirement,
     FieldSelector,
     LabelSelector,
     SelectorError,
@@ -55,6 +56,7 @@ __all__ = [
     "parse_list_options",
     "selector_predicate",
     "store_resource_version",
+    "with_name",
 ]
 
 #: Most objects one paginated request with a selector reads before it answers (with a continue
@@ -214,6 +216,20 @@ def parse_list_options(query: Mapping[str, str], kind: str, namespace: str | Non
     if unsupported is not None:
         raise bad_request(f"field label not supported: {unsupported}")
     return ListOptions(limit, after, token_rv, labels, fields)
+
+
+def with_name(opts: ListOptions, name: str) -> ListOptions:
+    """The options of a request naming one object in its path (the deprecated ``.../watch/...
+    /{name}``): a watch with ``fieldSelector metadata.name={name}``, as kube-apiserver serves
+    it (k8s.io/apiserver pkg/endpoints/handlers/get.go ListResource: "the allowed field
+    selectors in this branch are: nil, fields.Everything and field selector matching
+    metadata.name for our name"; any other is 400)."""
+    if opts.fields is not None and opts.fields.requirements:
+        if opts.fields.exact("metadata.name") != name:
+            raise bad_request("fieldSelector metadata.name doesn't match requested name")
+        return opts
+    only = FieldSelector((FieldRequirement("metadata.name", name),))
+    return replace(opts, fields=only)
 
 
 def list_response(result: ListResult, list_kind: str, api_version: str) -> JSON:

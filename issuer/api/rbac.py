@@ -101,6 +101,7 @@ from issuer.api.listing import (
     list_response,
     parse_list_options,
     selector_predicate,
+    with_name,
 )
 from issuer.api.validation import (
     FieldValidation,
@@ -955,27 +956,29 @@ def create_subject_access_review(
 # --- HTTP ---------------------------------------------------------------------------------------
 
 
+async def _watch(request: Request, kind: str, namespace: str | None, opts: ListOptions) -> Response:
+    ctx = context(request)
+
+    async def lister() -> JSON:
+        return await run_sync(list_rbac_objects, ctx, kind, namespace)
+
+    return await watch.watch_response(
+        request,
+        kind=kind,
+        api_version=RBAC_V1,
+        namespace=namespace if RBAC_KINDS[kind].namespaced else None,
+        lister=lister,
+        predicate=selector_predicate(kind, opts),
+    )
+
+
 async def _collection(request: Request, kind: str, namespace: str | None) -> Response:
     ctx = context(request)
     caller = await authorize(request)
     if request.method in ("GET", "HEAD"):
         opts = parse_list_options(request.query_params, kind, namespace)
         if watch.is_watch(request):
-            info = RBAC_KINDS[kind]
-
-            async def lister() -> list[JSON]:
-                listed = await run_sync(list_rbac_objects, ctx, kind, namespace)
-                items: list[JSON] = listed["items"]
-                return items
-
-            return await watch.watch_response(
-                request,
-                kind=kind,
-                api_version=RBAC_V1,
-                namespace=namespace if info.namespaced else None,
-                lister=lister,
-                predicate=selector_predicate(kind, opts),
-            )
+            return await _watch(request, kind, namespace, opts)
         return json_response(await run_sync(list_rbac_objects, ctx, kind, namespace, opts))
     if request.method != "POST" or namespace is None:
         raise method_not_allowed()
@@ -999,6 +1002,42 @@ async def _item(request: Request, kind: str, namespace: str) -> Response:
     if request.method in ("GET", "HEAD"):
         return json_response(await run_sync(get_rbac_object, ctx, kind, namespace, name))
     raise method_not_allowed()
+
+
+async def _legacy_watch(request: Request, kind: str, namespace: str | None) -> Response:
+    """A deprecated ``/apis/rbac.authorization.k8s.io/v1/watch/...`` path: ``?watch=true`` on
+    the collection, of one object when the path names it (kube: installer.go ``watch/`` paths,
+    get.go ListResource), authorized as verb ``watch`` (requestinfo.go)."""
+    await authorize(request)
+    opts = parse_list_options(request.query_params, kind, namespace)
+    name = request.path_params.get("name")
+    if name is not None:
+        opts = with_name(opts, name)
+    return await _watch(request, kind, namespace, opts)
+
+
+def _legacy_watch_routes(kind: str) -> list[BaseRoute]:
+    resource = RBAC_KINDS[kind].resource
+
+    @endpoint
+    async def in_namespace(request: Request) -> Response:
+        return await _legacy_watch(request, kind, request.path_params["ns"])
+
+    @endpoint
+    async def everywhere(request: Request) -> Response:
+        return await _legacy_watch(request, kind, None if RBAC_KINDS[kind].namespaced else "")
+
+    base = f"{_BASE}/watch"
+    if RBAC_KINDS[kind].namespaced:
+        return [
+            Route(f"{base}/namespaces/{{ns}}/{resource}", in_namespace, methods=["GET"]),
+            Route(f"{base}/namespaces/{{ns}}/{resource}/{{name}}", in_namespace, methods=["GET"]),
+            Route(f"{base}/{resource}", everywhere, methods=["GET"]),
+        ]
+    return [
+        Route(f"{base}/{resource}", everywhere, methods=["GET"]),
+        Route(f"{base}/{resource}/{{name}}", everywhere, methods=["GET"]),
+    ]
 
 
 def _cluster_routes(kind: str) -> list[BaseRoute]:
@@ -1059,6 +1098,11 @@ def _sar_route(api_version: str) -> Route:
 def routes() -> list[BaseRoute]:
     """The RBAC and SubjectAccessReview routes (mounted by :func:`issuer.api.routes`)."""
     return [
+        *(
+            r
+            for k in (CLUSTER_ROLE, CLUSTER_ROLE_BINDING, ROLE, ROLE_BINDING)
+            for r in _legacy_watch_routes(k)
+        ),
         *_cluster_routes(CLUSTER_ROLE),
         *_cluster_routes(CLUSTER_ROLE_BINDING),
         *_namespaced_routes(ROLE),

@@ -30,8 +30,18 @@ seconds carrying the newest resourceVersion the stream has passed; ``sendInitial
 annotated ``k8s.io/initial-events-end``. ``timeoutSeconds`` ends the stream after that long
 (default :attr:`WatchSettings.default_timeout`). ``labelSelector`` / ``fieldSelector`` filter
 it as they filter lists (:func:`issuer.api.listing.selector_predicate`; ``kubectl get pod x
--w`` is ``metadata.name=x``). A client that asks for Tables gets one-row Tables
+-w`` is ``metadata.name=x``), by kube's watch-cache rule (:func:`selector_event`): an object
+entering the selectors is ADDED, one staying MODIFIED, one leaving DELETED (its previous state at
+the change's version), decided on each change's previous state, which the change log keeps
+(:attr:`issuer.store.Change.prev`), so a stream resumed from a resourceVersion reports exactly
+what a live one does. A client that asks for Tables gets one-row Tables
 (:func:`issuer.api.tables.event_encoder`). With no watchers the hub stops reading the store.
+
+The deprecated ``/api/v1/watch/...`` and ``/apis/GROUP/VERSION/watch/...`` paths (kube-apiserver
+still serves them, k8s.io/apiserver pkg/endpoints/installer.go) are :func:`legacy_routes`: the
+collection's ``?watch=true``, and for ``.../watch/.../{name}`` a watch with ``fieldSelector
+metadata.name={name}`` (k8s.io/apiserver pkg/endpoints/handlers/get.go ListResource); they are
+authorized as verb ``watch`` (requestinfo.go: the ``watch`` path prefix is the verb).
 """
 
 from __future__ import annotations
@@ -57,11 +67,13 @@ from issuer.http.status import StatusError, status_body
 from issuer.store import JSON, Change, ChangePage, Store, StoreError, StoreUnavailable
 
 __all__ = [
+    "Lister",
     "WatchHub",
     "WatchSettings",
     "Watcher",
     "hub_for",
     "is_watch",
+    "selector_event",
     "watch_response",
 ]
 
@@ -350,7 +362,9 @@ def _send_initial_events(request: Request, bookmarks: bool) -> bool:
     return True
 
 
-Lister = Callable[[], Awaitable[list[JSON]]]
+#: Returns the current state: a ``<Kind>List`` document (``items``, ``metadata.resourceVersion``
+#: the store's version read before the objects, :func:`issuer.api.listing.list_collection`).
+Lister = Callable[[], Awaitable[JSON]]
 Encoder = Callable[[str, JSON], bytes]
 
 
@@ -366,7 +380,7 @@ async def watch_response(
 ) -> Response:
     """The watch stream for a collection of ``kind`` (``namespace`` None: every namespace).
 
-    ``lister`` returns the objects that exist now (for the synthetic ADDED events);
+    ``lister`` returns the list of the objects that exist now (for the synthetic ADDED events);
     ``predicate`` applies the request's selectors; ``encoder`` re-encodes events (Table
     output), else the hub's JSON lines are sent as they are.
     """
@@ -401,75 +415,87 @@ async def watch_response(
         hub.unsubscribe(watcher)
         raise
     if initial_end:
-        first.lines.append(_bookmark(kind, api_version, watcher.start, initial_events_end=True))
+        mark = max(watcher.start, view.after)  # the initial state's version
+        first.lines.append(_bookmark(kind, api_version, mark, initial_events_end=True))
     body = _stream(hub, watcher, first, view, timeout, bookmarks, settings, kind, api_version)
     return StreamingResponse(body, media_type="application/json")
 
 
+def selector_event(change: Change, predicate: Predicate) -> tuple[str, JSON] | None:
+    """The event a watch with label/field selectors (``predicate``) shows for ``change``, or
+    None: kube's rule (k8s.io/apiserver pkg/storage/cacher/cache_watcher.go,
+    ``(*cacheWatcher).convertToWatchEvent``), decided on the object's new state and on its
+    previous one (:attr:`issuer.store.Change.prev`, kube's ``PrevObject``)::
+
+        curObjPasses := event.Type != watch.Deleted && c.filter(... event.Object)
+        oldObjPasses := event.PrevObject != nil && c.filter(... event.PrevObject)
+        new passes, old not   ADDED     the new state
+        both pass             MODIFIED  the new state
+        old passes, new not   DELETED   "the previous object content, but with the event's
+                                         resource version"
+        neither               nothing
+
+    A MODIFIED entry logged before the change log kept previous states (at most the log's
+    retention ago) is taken to have stayed on its side of the selector.
+    """
+    cur = change.type != "DELETED" and predicate(change.object)
+    # Without a previous state (an old MODIFIED entry) the object is taken to have stayed.
+    old = predicate(change.prev) if change.prev is not None else change.type == "MODIFIED" and cur
+    if cur:
+        return ("MODIFIED" if old else "ADDED"), change.object
+    if not old:
+        return None
+    prev = change.prev if change.prev is not None else change.object
+    meta = prev.get("metadata")
+    stamped = {**(meta if isinstance(meta, dict) else {}), "resourceVersion": str(change.rv)}
+    return "DELETED", {**prev, "metadata": stamped}
+
+
 @dataclass(slots=True)
 class _View:
-    """What one stream shows: the selectors' verdicts and what the client has been told.
-
-    Without a predicate, changes pass as the hub encoded them. With one, an object that starts
-    matching is ``ADDED``, one that stops is ``DELETED`` (its new state), as kube's cacher does
-    (storage/cacher/cache_watcher.go convertToWatchEvent); objects the client never saw are
-    not mentioned. kube decides with the object's previous state; the change log keeps only the
-    new one, so a stream knows what the client saw from its own initial state and events. A
-    stream resumed from a resourceVersion (the client's own list) does not have that: a
-    matching change passes with its own type, a matching object's deletion as DELETED, but an
-    object that leaves the selector by a change is not reported (the client re-lists to see it).
-    """
+    """What one stream shows: the changes after what its client already has, each converted by
+    the selectors (:func:`selector_event`), alike for live changes and for changes replayed from
+    the log on resume, since each change carries the object's previous state. Without selectors
+    every change passes with its own type, as the hub encoded it."""
 
     predicate: Predicate | None
     encoder: Encoder | None
-    #: Live changes at or below this are already known to the client (its resourceVersion).
+    #: Changes at or below this are already known to the client: its resourceVersion, or the
+    #: store's version read before the initial state was listed.
     after: int = 0
-    #: (ns, name) -> rv the client last saw: the initial state (then, with a predicate, every
-    #: change sent, to tell when an object enters or leaves the selector).
-    known: dict[tuple[str, str], int] = field(default_factory=dict)
-    #: True once the initial state was listed: ``known`` is then complete (not just a cache).
-    listed: bool = False
+    #: (ns, name) -> version of an object listed in the initial state at a version above
+    #: ``after`` (written while the list was read): its changes up to there are in the list.
+    listed: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def line(self, change: Change, shared: bytes) -> bytes:
         """The bytes to send for ``change`` (b"" for nothing)."""
         if change.rv <= self.after:
             return b""
-        key = (change.namespace, change.name)
-        seen = self.known.get(key)
-        if seen is not None and change.rv <= seen:
-            return b""  # already in the initial state
+        if self.listed:
+            key = (change.namespace, change.name)
+            seen = self.listed.get(key)
+            if seen is not None:
+                if change.rv <= seen:
+                    return b""  # already in the initial state
+                del self.listed[key]  # later changes are all newer
         if self.predicate is None:
-            if change.type == "DELETED":
-                self.known.pop(key, None)
             if shared and self.encoder is None:
                 return shared
             return self._encode(change.type, change.object)
-        was = seen is not None
-        matches = self.predicate(change.object)
-        if change.type == "DELETED":
-            self.known.pop(key, None)
-            return self._encode("DELETED", change.object) if was or matches else b""
-        if matches:
-            self.known[key] = change.rv
-            if was:
-                return self._encode("MODIFIED", change.object)
-            # New to a stream that listed everything; a resumed one's client may have it.
-            return self._encode("ADDED" if self.listed else change.type, change.object)
-        if was:
-            del self.known[key]
-            return self._encode("DELETED", change.object)
-        return b""
+        event = selector_event(change, self.predicate)
+        return b"" if event is None else self._encode(*event)
 
     def initial(self, obj: JSON) -> bytes:
         """An ADDED line for an object of the initial state (b"" when the selectors say no)."""
+        meta = obj.get("metadata") or {}
+        try:
+            rv = int(meta.get("resourceVersion", 0))
+        except (TypeError, ValueError):
+            rv = 0
+        if rv > self.after:
+            self.listed[(str(meta.get("namespace", "")), str(meta.get("name", "")))] = rv
         if self.predicate is not None and not self.predicate(obj):
             return b""
-        meta = obj.get("metadata") or {}
-        key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
-        try:
-            self.known[key] = int(meta.get("resourceVersion", 0))
-        except (TypeError, ValueError):
-            self.known[key] = 0
         return self._encode("ADDED", obj)
 
     def _encode(self, event_type: str, obj: JSON) -> bytes:
@@ -490,10 +516,15 @@ async def _first_events(
     hub: WatchHub, w: Watcher, rv: int | None, lister: Lister, view: _View
 ) -> _First:
     if rv is None:
-        # Synthetic ADDED for the current state. The list is read after subscribing, so a
-        # queued change at or below an object's listed version is already reflected: skipped.
-        items = await lister()
-        view.listed = True
+        # Synthetic ADDED for the current state. The list is read after subscribing, so queued
+        # changes up to its version (read before the objects), and those to an object up to its
+        # listed version, are already reflected: skipped.
+        listed = await lister()
+        try:
+            view.after = int((listed.get("metadata") or {}).get("resourceVersion", 0))
+        except (TypeError, ValueError):
+            view.after = 0
+        items: list[JSON] = listed.get("items") or []
         lines = []
         for obj in items:
             meta = obj.get("metadata") or {}

@@ -153,22 +153,39 @@ def make_event(seq: int, raw: bytes | str) -> Event:
     return Event(seq=seq, data=load_json(raw, f"event {seq}"))
 
 
-def dump_change(change: str, body: Mapping[str, Any], rv: int) -> bytes:
-    """One change-log entry: ``{"type": ADDED|MODIFIED|DELETED, "object": <body at rv>}``."""
+def dump_change(change: str, body: Mapping[str, Any], rv: int, prev: bytes | None = None) -> bytes:
+    """One change-log entry: ``{"type": ADDED|MODIFIED|DELETED, "object": <body at rv>}``, and
+    ``"prev": <the replaced body>`` when ``prev`` (a stored object document, JSON bytes as
+    :func:`dump_json` wrote them) is given: spliced in as it is, never re-encoded."""
     obj = dict(body)
     meta = obj.get("metadata")
     obj["metadata"] = {**(meta if isinstance(meta, dict) else {}), "resourceVersion": str(rv)}
-    return dump_json({"type": change, "object": obj})
+    doc = dump_json({"type": change, "object": obj})
+    if prev is None:
+        return doc
+    return doc[:-1] + b',"prev":' + prev + b"}"
 
 
 def load_change(rv: int, kind: str, namespace: str, name: str, raw: bytes | str) -> Change:
-    """Inverse of :func:`dump_change` (StoreCorrupt if it is not one)."""
+    """Inverse of :func:`dump_change` (StoreCorrupt if it is not one); a DELETED change's
+    ``prev`` is its last state (:attr:`Change.prev`)."""
     doc = load_json(raw, f"change {rv}")
     obj = doc.get("object")
     change = doc.get("type")
-    if not isinstance(obj, dict) or change not in ("ADDED", "MODIFIED", "DELETED"):
+    prev = doc.get("prev")
+    if (
+        not isinstance(obj, dict)
+        or change not in ("ADDED", "MODIFIED", "DELETED")
+        or not (prev is None or isinstance(prev, dict))
+    ):
         raise StoreCorrupt(f"stored change {rv} is not a change record")
-    return Change(rv=rv, type=change, kind=kind, namespace=namespace, name=name, object=obj)
+    if change == "DELETED":
+        prev = obj
+    elif change == "ADDED":
+        prev = None
+    return Change(
+        rv=rv, type=change, kind=kind, namespace=namespace, name=name, object=obj, prev=prev
+    )
 
 
 def change_page(

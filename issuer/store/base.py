@@ -149,7 +149,15 @@ ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
 @dataclass(frozen=True, slots=True)
 class Change:
     """One object change: ``object`` is its state at ``rv`` (for DELETED: the last state, with
-    ``metadata.resourceVersion`` = the delete's own rv, as a Kubernetes watch shows it)."""
+    ``metadata.resourceVersion`` = the delete's own rv, as a Kubernetes watch shows it).
+
+    ``prev`` is the object's state just before the change, as kube's watch cache keeps
+    ``PrevObject`` beside each event (k8s.io/apiserver pkg/storage/cacher/watch_cache.go
+    processEvent), so that a selector watch, live or resumed, can tell an object entering the
+    selector from one leaving it: None for ADDED; for MODIFIED the replaced state (without
+    ``metadata.resourceVersion``), None only for entries logged before the log kept it; for
+    DELETED the last state (``object`` itself).
+    """
 
     rv: int
     type: ChangeType
@@ -157,6 +165,7 @@ class Change:
     namespace: str
     name: str
     object: JSON
+    prev: JSON | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,8 @@ https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/#hash-
     P:rev                         hash  "<kind>:<ns>" -> revision (HINCRBY by every object write)
     P:chg                         stream, entry id "<rv>-1": the object change log, fields
                                         t (server time, µs), y (ADDED|MODIFIED|DELETED), k, n, m
-                                        (kind, namespace, name), d (object JSON without rv)
+                                        (kind, namespace, name), d (object JSON without rv),
+                                        p (MODIFIED: the replaced object JSON, Change.prev)
     P:chgfloor                    int   highest rv no longer in P:chg (set by the first logged
                                         write, SETNX, so an upgraded store never claims history
                                         it did not log; raised by trims)
@@ -159,11 +160,17 @@ return {1, v + 1}
 
 # The change log entry is written by the same script as the object: none is ever lost.
 _CHANGE_LUA = """
-local function log_change(stream, floorkey, rv, change, kind, ns, name, body)
+local function log_change(stream, floorkey, rv, change, kind, ns, name, body, prev)
   redis.call('SETNX', floorkey, rv - 1)
   local t = redis.call('TIME')
-  redis.call('XADD', stream, rv .. '-1', 't', t[1] .. string.format('%06d', tonumber(t[2])),
-             'y', change, 'k', kind, 'n', ns, 'm', name, 'd', body)
+  local ts = t[1] .. string.format('%06d', tonumber(t[2]))
+  if prev then
+    redis.call('XADD', stream, rv .. '-1', 't', ts, 'y', change, 'k', kind, 'n', ns, 'm', name,
+               'd', body, 'p', prev)
+  else
+    redis.call('XADD', stream, rv .. '-1', 't', ts, 'y', change, 'k', kind, 'n', ns, 'm', name,
+               'd', body)
+  end
 end
 """
 
@@ -184,19 +191,22 @@ return {1, rv}
 _UPDATE = (
     _CHANGE_LUA
     + """
-local cur = redis.call('HGET', KEYS[1], 'rv')
+local h = redis.call('HMGET', KEYS[1], 'rv', 'j')
+local cur = h[1]
 if not cur then return {0} end
 if ARGV[1] == '1' and ARGV[2] ~= cur then return {2, cur} end
 local rv = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], 'rv', rv, 'uid', ARGV[3], 'j', ARGV[4])
 redis.call('HINCRBY', KEYS[3], ARGV[6], 1)
-log_change(KEYS[4], KEYS[5], rv, 'MODIFIED', ARGV[7], ARGV[8], ARGV[9], ARGV[4])
+-- The replaced state rides along (field p, Change.prev) for selector watches resumed from the log.
+log_change(KEYS[4], KEYS[5], rv, 'MODIFIED', ARGV[7], ARGV[8], ARGV[9], ARGV[4], h[2])
 redis.call('PUBLISH', ARGV[5], 'objects')
 return {1, rv}
 """
 )
 
-# {last rv, floor or '', id1, y1, k1, n1, m1, d1, ...}: one snapshot of the log after ARGV[1].
+# {last rv, floor or '', id1, y1, k1, n1, m1, d1, p1, ...}: one snapshot of the log after ARGV[1]
+# (p: the replaced state of a MODIFIED entry, '' when none was logged).
 _READ_CHANGES = """
 local out = {redis.call('GET', KEYS[3]) or '0', redis.call('GET', KEYS[2]) or ''}
 for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])) do
@@ -208,6 +218,7 @@ for _, e in ipairs(redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
   out[#out + 1] = v['n'] or ''
   out[#out + 1] = v['m'] or ''
   out[#out + 1] = v['d'] or ''
+  out[#out + 1] = v['p'] or ''
 end
 return out
 """
@@ -877,10 +888,10 @@ class RedisStore:
         # store's older writes were not logged; a new store's counter is 0).
         floor = int(flat[1]) if flat[1] else last
         rows = []
-        for i in range(2, len(flat), 6):
-            eid, y, k, ns, m, d = flat[i : i + 6]
+        for i in range(2, len(flat), 7):
+            eid, y, k, ns, m, d, p = flat[i : i + 7]
             body = _codec.load_json(d, f"change {eid!r}")
-            doc = _codec.dump_change(y.decode(), body, _stream_seq(eid))
+            doc = _codec.dump_change(y.decode(), body, _stream_seq(eid), p or None)
             rows.append((_stream_seq(eid), k.decode(), ns.decode(), m.decode(), doc))
         return _codec.change_page(rows, since, n, kind, floor, last)
 

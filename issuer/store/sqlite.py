@@ -7,6 +7,8 @@ Layout (schema version :data:`SCHEMA_VERSION`, recorded in ``meta``)::
     keyset  (id = 1, version, doc)               the whole key set as one JSON document
     objects (kind, namespace, name, uid, rv, doc)
     changes (rv INTEGER PRIMARY KEY, kind, namespace, name, time, doc)   the object change log
+                                                 (doc: type, object, and for MODIFIED prev, the
+                                                 replaced object document: Change.prev)
     revisions (kind, namespace, rev)             bumped by each object write (object_revisions)
     events  (seq INTEGER PRIMARY KEY AUTOINCREMENT, time, doc)
     leases  (name, holder, expires)
@@ -687,7 +689,7 @@ class SQLiteStore:
         doc = _codec.dump_json(body)
         with self._write(("objects",)) as conn:
             row = conn.execute(
-                "SELECT rv FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
+                "SELECT rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),
             ).fetchone()
             if row is None:
@@ -704,7 +706,10 @@ class SQLiteStore:
                 (_codec.object_uid(body), rv, doc, kind, namespace, name),
             )
             self._bump(conn, kind, namespace)
-            self._log_change(conn, rv, kind, namespace, name, "MODIFIED", body)
+            # The replaced state rides along (Change.prev): a selector watch resumed from the
+            # log tells an object leaving the selector from one that never matched.
+            prev = row[1].encode() if isinstance(row[1], str) else bytes(row[1])
+            self._log_change(conn, rv, kind, namespace, name, "MODIFIED", body, prev)
         return _codec.with_rv(body, rv)
 
     def delete_object(
@@ -758,8 +763,9 @@ class SQLiteStore:
         name: str,
         change: str,
         body: JSON,
+        prev: bytes | None = None,
     ) -> None:
-        doc = _codec.dump_change(change, body, rv)
+        doc = _codec.dump_change(change, body, rv, prev)
         conn.execute(
             "INSERT INTO changes (rv, kind, namespace, name, time, doc) VALUES (?,?,?,?,?,?)",
             (rv, kind, namespace, name, time.time(), doc),

@@ -249,6 +249,11 @@ def test_every_api_route_is_listed() -> None:
             group, version, rest = path.removeprefix("/apis/").split("/", 2)
             gv = f"{group}/{version}"
         parts = rest.split("/")
+        # kube's deprecated watch paths: "watch/" + a collection or item path, verb watch
+        # (requestinfo.go: the prefix is the verb).
+        legacy_watch = parts[0] == "watch"
+        if legacy_watch:
+            parts = parts[1:]
         if parts[0] == "namespaces" and len(parts) > 2:
             parts = parts[2:]
         names = sorted(_NAMESPACED) if parts[0] == "{resource}" else [parts[0]]
@@ -266,6 +271,9 @@ def test_every_api_route_is_listed() -> None:
                     "PUT": "update",
                     "PATCH": "patch",
                 }.get(method, "get" if is_item else "list")
+                if legacy_watch:
+                    assert method == "GET", (path, method)
+                    verb = "watch"
                 assert verb in listed[gv][resource], (path, method, verb)
             seen.add((gv, resource))
     # ... and every listed resource has at least one route.

@@ -15,94 +15,17 @@ from typing import Any
 
 import httpx
 import pytest
-from _api_support import config_for
+from _watch_support import Served, serve, summary
 from kubernetes import client as k8s
 from kubernetes import watch as k8s_watch
-from stream._helpers import ServerThread
-
-from issuer.api.watch import WatchSettings
-from issuer.app import create_app
-from issuer.context import IssuerContext, build_context
 
 SA = "/api/v1/namespaces/dev/serviceaccounts"
 
 
-class Served:
-    """A real server on the test's store, with an admin HTTP client."""
-
-    def __init__(self, ctx: IssuerContext, server: ServerThread, app: Any) -> None:
-        self.ctx = ctx
-        self.app = app
-        self.url = server.url
-        self.headers = {"Authorization": f"Bearer {ctx.admin_tokens[0]}"}
-        self.http = httpx.Client(base_url=server.url, headers=self.headers, timeout=10)
-
-    def create_sa(self, name: str, ns: str = "dev") -> dict[str, Any]:
-        r = self.http.post(
-            f"/api/v1/namespaces/{ns}/serviceaccounts", json={"metadata": {"name": name}}
-        )
-        assert r.status_code == 201, r.text
-        return r.json()  # type: ignore[no-any-return]
-
-    def events(
-        self, path: str, until: int, timeout: float = 10, **params: str
-    ) -> list[dict[str, Any]]:
-        """Open a watch, read ``until`` events (or until it ends / times out)."""
-        out: list[dict[str, Any]] = []
-        with self.http.stream(
-            "GET", path, params={"watch": "true", **params}, timeout=timeout
-        ) as r:
-            assert r.status_code == 200, r.read()
-            assert r.headers["content-type"].startswith("application/json")
-            for line in r.iter_lines():
-                if line:
-                    out.append(json.loads(line))
-                if len(out) >= until:
-                    break
-        return out
-
-    def wait_watchers(self, n: int) -> None:
-        """Until ``n`` watch streams are subscribed (then every later write reaches them)."""
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            hub = getattr(self.app.state, "watch_hub", None)
-            if hub is not None and hub.watchers >= n:
-                return
-            time.sleep(0.01)
-        raise AssertionError(f"{n} watchers did not subscribe")
-
-    def watch_in_background(
-        self, path: str, until: int, **params: str
-    ) -> tuple[threading.Thread, list[dict[str, Any]]]:
-        got: list[dict[str, Any]] = []
-
-        def run() -> None:
-            got.extend(self.events(path, until, **params))
-
-        t = threading.Thread(target=run, daemon=True)
-        t.start()
-        return t, got
-
-
 @pytest.fixture
 def served(tmp_path: Path, store_url: str) -> Iterator[Served]:
-    ctx = build_context(config_for(tmp_path, store_url, key_alg="ES256"))
-    app = create_app(ctx, manage_lifecycle=False)
-    app.state.watch_settings = WatchSettings(bookmark_interval=0.3, poll_interval=0.2)
-    server = ServerThread(app).start()
-    s = Served(ctx, server, app)
-    r = s.http.post("/api/v1/namespaces", json={"metadata": {"name": "dev"}})
-    assert r.status_code == 201
-    try:
+    with serve(tmp_path, store_url) as s:
         yield s
-    finally:
-        s.http.close()
-        server.stop()
-        ctx.close()
-
-
-def _summary(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    return [(e["type"], e["object"]["metadata"].get("name", "")) for e in events]
 
 
 def test_initial_state_then_live_changes(served: Served) -> None:
@@ -120,7 +43,7 @@ def test_initial_state_then_live_changes(served: Served) -> None:
     )
     assert served.http.delete(f"{SA}/b").status_code == 200
     t.join(10)
-    assert _summary(got) == [
+    assert summary(got) == [
         ("ADDED", "a"),
         ("ADDED", "default"),
         ("ADDED", "b"),
@@ -138,7 +61,7 @@ def test_resume_from_a_resource_version_replays_exactly_what_followed(served: Se
     served.create_sa("b")
     served.http.delete(f"{SA}/a")
     got = served.events(SA, until=2, resourceVersion=rv)
-    assert _summary(got) == [("ADDED", "b"), ("DELETED", "a")]
+    assert summary(got) == [("ADDED", "b"), ("DELETED", "a")]
     assert int(got[1]["object"]["metadata"]["resourceVersion"]) > int(rv)
 
 
@@ -173,7 +96,7 @@ def test_timeout_seconds_ends_the_stream(served: Served) -> None:
     t0 = time.monotonic()
     got = served.events(SA, until=100, timeoutSeconds="1")
     assert 0.9 <= time.monotonic() - t0 < 5
-    assert _summary(got) == [("ADDED", "default")]
+    assert summary(got) == [("ADDED", "default")]
 
 
 def test_namespace_and_field_selector_filters(served: Served) -> None:
@@ -198,7 +121,7 @@ def test_namespace_and_field_selector_filters(served: Served) -> None:
         (e["object"]["metadata"]["namespace"], e["object"]["metadata"]["name"]) for e in got_all
     ]
     assert names == [("prod", "x"), ("dev", "x"), ("dev", "y")]
-    assert _summary(got_one) == [("ADDED", "y")]
+    assert summary(got_one) == [("ADDED", "y")]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +147,7 @@ def test_rbac_collections_watch_too(served: Served) -> None:
     r = served.http.post("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles", json=role)
     assert r.status_code == 201
     t.join(10)
-    assert _summary(got) == [("ADDED", "r")]
+    assert summary(got) == [("ADDED", "r")]
     assert got[0]["object"]["kind"] == "Role"
 
 
@@ -269,7 +192,9 @@ def test_official_python_client_watch(served: Served) -> None:
 def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
     served: Served,
 ) -> None:
-    """kube's cacher: an object that starts matching is ADDED, one that stops is DELETED."""
+    """kube's cacher: an object that starts matching is ADDED, one that stops is DELETED with
+    "the previous object content, but with the event's resource version" (cache_watcher.go
+    convertToWatchEvent)."""
     served.create_sa("a")
     merge = {"Content-Type": "application/merge-patch+json"}
     t, got = served.watch_in_background(SA, until=4, labelSelector="team=x")
@@ -277,11 +202,13 @@ def test_label_selector_watch_adds_and_deletes_as_objects_enter_and_leave_it(
     for labels in ({"team": "x"}, {"team": "x", "v": "2"}, {"team": "y"}):
         r = served.http.patch(f"{SA}/a", json={"metadata": {"labels": labels}}, headers=merge)
         assert r.status_code == 200
+    left_at = r.json()["metadata"]["resourceVersion"]
     served.create_sa("b")  # never matches: never mentioned
     served.http.patch(f"{SA}/b", json={"metadata": {"labels": {"team": "x"}}}, headers=merge)
     t.join(10)
-    assert _summary(got) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
-    assert got[2]["object"]["metadata"]["labels"] == {"team": "y", "v": "2"}
+    assert summary(got) == [("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+    assert got[2]["object"]["metadata"]["labels"] == {"team": "x", "v": "2"}
+    assert got[2]["object"]["metadata"]["resourceVersion"] == left_at
 
 
 def test_send_initial_events_ends_with_an_annotated_bookmark(served: Served) -> None:
@@ -296,7 +223,7 @@ def test_send_initial_events_ends_with_an_annotated_bookmark(served: Served) -> 
         resourceVersionMatch="NotOlderThan",
         resourceVersion="1",
     )
-    assert _summary(got)[:2] == [("ADDED", "a"), ("ADDED", "default")]
+    assert summary(got)[:2] == [("ADDED", "a"), ("ADDED", "default")]
     mark = got[2]
     assert mark["type"] == "BOOKMARK"
     assert mark["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
@@ -314,7 +241,7 @@ def test_an_idle_hub_catches_up_before_the_next_watcher(served: Served) -> None:
     """With no watchers the hub stops reading; the next watcher still sees every change after
     its resourceVersion (served from the log) and live ones."""
     first = served.events(SA, until=1)  # start the hub, then leave
-    assert _summary(first) == [("ADDED", "default")]
+    assert summary(first) == [("ADDED", "default")]
     a = served.create_sa("a")
     served.create_sa("b")
     time.sleep(0.5)  # idle polls pass
@@ -324,7 +251,7 @@ def test_an_idle_hub_catches_up_before_the_next_watcher(served: Served) -> None:
     served.wait_watchers(1)
     served.create_sa("c")
     t.join(10)
-    assert _summary(got) == [("ADDED", "b"), ("ADDED", "c")]
+    assert summary(got) == [("ADDED", "b"), ("ADDED", "c")]
 
 
 def test_list_then_watch_from_its_resource_version_sees_exactly_what_follows(
@@ -342,7 +269,7 @@ def test_list_then_watch_from_its_resource_version_sees_exactly_what_follows(
     served.wait_watchers(1)
     served.create_sa("c")
     t.join(10)
-    assert _summary(got) == [("ADDED", "c")]
+    assert summary(got) == [("ADDED", "c")]
 
 
 def test_watch_across_worker_processes(issuer_factory: Any, store_url: str) -> None:
@@ -403,4 +330,4 @@ def test_resumed_selector_watch_passes_matching_changes_with_their_type(served: 
     served.http.delete(f"{SA}/b")
     served.http.delete(f"{SA}/a")
     t.join(10)
-    assert _summary(got) == [("MODIFIED", "a"), ("DELETED", "a")]
+    assert summary(got) == [("MODIFIED", "a"), ("DELETED", "a")]
