@@ -36,6 +36,8 @@ class Issuer:
         env: dict[str, str] | None = None,
     ):
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        #: The SQLite data dir when the issuer is ours (None for --issuer or another store).
+        self.data_dir: Path | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         if url:
             if not token:
@@ -45,6 +47,7 @@ class Issuer:
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="sa-bench-")
             data = Path(self._tmp.name) / "data"
+            self.data_dir = None if store else data
             port = free_port()
             self.url = self.issuer = f"http://127.0.0.1:{port}"
             argv = [sys.executable, "-m", "issuer", "serve", "--data-dir", str(data)]
@@ -107,6 +110,16 @@ class Issuer:
         r = self.c.delete(f"/api/v1/namespaces/{NS}/pods/{name}")
         if r.status_code != 200:
             raise SystemExit(f"delete pod failed: {r.status_code} {r.text}")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of our ``sa-issuer serve`` process so far (Linux), else None."""
+        if self.proc is None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def close(self) -> None:
         self.c.close()

@@ -12,6 +12,12 @@
    of the same object changing one label, each a real write. p50 and mean of each, and the
    ratio. Goal: PATCH <= 1.5x GET.
 
+   To show where a PATCH's time goes, the same loop also sends the PATCH with ``dryRun=All``
+   (every step but the store write), and the run measures, on the SQLite file's own file
+   system, the **device flush** a durable commit waits for (20 KB written, then ``fdatasync``:
+   what WAL + ``synchronous=FULL`` does at each COMMIT). With our own issuer it also reads the
+   server's CPU time over a block of GETs and one of PATCHes (CPU per request).
+
 Not a test; exits 0. The issuer is 1 worker on SQLite (``--store`` for Redis).
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import time
@@ -89,24 +96,73 @@ async def fan_out(iss: Issuer, watchers: int, rounds: int) -> list[float]:
     return latencies
 
 
-def patch_vs_get(iss: Issuer, calls: int) -> tuple[list[float], list[float]]:
+def patch_vs_get(iss: Issuer, calls: int) -> dict[str, list[float]]:
+    """Interleaved GET, PATCH with dryRun=All, PATCH: each one's latency."""
     path = f"/api/v1/namespaces/{NS}/serviceaccounts/{SA}"
     headers = {"Content-Type": "application/strategic-merge-patch+json"}
-    gets: list[float] = []
-    patches: list[float] = []
+    out: dict[str, list[float]] = {"get": [], "dry": [], "patch": []}
     for i in range(calls + 20):
+        body = b'{"metadata":{"labels":{"bench":"%d"}}}' % i
         t0 = time.perf_counter()
         r = iss.c.get(path)
         t1 = time.perf_counter()
-        body = b'{"metadata":{"labels":{"bench":"%d"}}}' % i
-        p = iss.c.patch(path, content=body, headers=headers, params={"fieldManager": "bench"})
+        d = iss.c.patch(
+            path, content=body, headers=headers, params={"fieldManager": "bench", "dryRun": "All"}
+        )
         t2 = time.perf_counter()
-        if r.status_code != 200 or p.status_code != 200:
-            raise SystemExit(f"GET {r.status_code} / PATCH {p.status_code}: {p.text}")
+        p = iss.c.patch(path, content=body, headers=headers, params={"fieldManager": "bench"})
+        t3 = time.perf_counter()
+        if r.status_code != 200 or d.status_code != 200 or p.status_code != 200:
+            raise SystemExit(f"GET {r.status_code} / PATCH {d.status_code} {p.status_code}")
         if i >= 20:  # warm-up
-            gets.append(t1 - t0)
-            patches.append(t2 - t1)
-    return gets, patches
+            out["get"].append(t1 - t0)
+            out["dry"].append(t2 - t1)
+            out["patch"].append(t3 - t2)
+    return out
+
+
+def cpu_per_request(iss: Issuer, calls: int) -> tuple[float, float] | None:
+    """Server CPU (ms) per GET and per PATCH, over one block of each."""
+    path = f"/api/v1/namespaces/{NS}/serviceaccounts/{SA}"
+    headers = {"Content-Type": "application/strategic-merge-patch+json"}
+    per: list[float] = []
+    for patch in (False, True):
+        c0 = iss.cpu_seconds()
+        if c0 is None:
+            return None
+        for i in range(calls):
+            if patch:
+                body = b'{"metadata":{"labels":{"cpu":"%d"}}}' % i
+                iss.c.patch(path, content=body, headers=headers, params={"fieldManager": "bench"})
+            else:
+                iss.c.get(path)
+        c1 = iss.cpu_seconds()
+        assert c1 is not None
+        per.append((c1 - c0) / calls * 1000)
+    return per[0], per[1]
+
+
+def device_flush(directory: Path, n: int = 400, pages: int = 5) -> list[float]:
+    """``fdatasync`` after writing ``pages`` 4 KiB frames at advancing offsets of a 4 MiB file
+    in ``directory``: the wait a WAL commit with synchronous=FULL adds, without SQLite."""
+    path = directory / "flush-probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        size = 4 << 20
+        os.pwrite(fd, b"\0" * size, 0)
+        os.fsync(fd)
+        frame, offset, out = os.urandom(4096 + 24), 0, []
+        for _ in range(n):
+            for _ in range(pages):
+                os.pwrite(fd, frame, offset)
+                offset = (offset + len(frame)) % (size - len(frame))
+            t0 = time.perf_counter()
+            os.fdatasync(fd)
+            out.append(time.perf_counter() - t0)
+        return out
+    finally:
+        os.close(fd)
+        path.unlink()
 
 
 def _ms(values: list[float]) -> str:
@@ -131,15 +187,30 @@ def main() -> None:
         many = asyncio.run(fan_out(iss, args.watchers, args.rounds))
         print(f"fan-out, {args.watchers} watchers:          {_ms(many)}")
         print(f"  p99 goal <= 1 s: {'met' if pct(many, 99) <= 1.0 else 'NOT met'}")
-        gets, patches = patch_vs_get(iss, args.calls)
+        lat = patch_vs_get(iss, args.calls)
+        gets, patches = lat["get"], lat["patch"]
         print(f"GET  ServiceAccount:                {_ms(gets)}")
+        print(f"PATCH ServiceAccount, dryRun=All:   {_ms(lat['dry'])}")
         print(f"PATCH ServiceAccount (SMP label):   {_ms(patches)}")
         ratio50 = pct(patches, 50) / pct(gets, 50)
         ratio_mean = statistics.mean(patches) / statistics.mean(gets)
         print(
             f"PATCH / GET: p50 {ratio50:.2f}x, mean {ratio_mean:.2f}x "
-            f"(goal <= 1.5x: {'met' if ratio50 <= 1.5 else 'NOT met'})"
+            f"(goal <= 1.5x: {'met' if ratio50 <= 1.5 else 'NOT met'}); "
+            f"dry-run PATCH / GET: p50 {pct(lat['dry'], 50) / pct(gets, 50):.2f}x"
         )
+        if iss.data_dir is not None:
+            flush = device_flush(iss.data_dir)
+            print(
+                f"device flush (20 KB + fdatasync in the data dir): {_ms(flush)}; "
+                f"p50 = {pct(flush, 50) / pct(gets, 50):.2f}x a GET"
+            )
+        cpu = cpu_per_request(iss, args.calls)
+        if cpu is not None:
+            print(
+                f"server CPU per request: GET {cpu[0]:.3f} ms, PATCH {cpu[1]:.3f} ms "
+                f"({cpu[1] / cpu[0]:.2f}x)"
+            )
     finally:
         iss.close()
 

@@ -167,37 +167,61 @@ def _map_error(e: sqlite3.Error, path: Path) -> StoreError:
 _OBJECTS_EVENTS: tuple[ChangeKind, ...] = ("objects", "events")
 
 
+class _Waiter:
+    """One waiter on a :class:`_Signal`: an event to wait on and the kinds committed since it
+    last looked."""
+
+    __slots__ = ("event", "kinds", "pending")
+
+    def __init__(self, kinds: Iterable[ChangeKind]) -> None:
+        self.event = threading.Event()
+        self.kinds = frozenset(kinds)
+        self.pending: set[ChangeKind] = set()
+
+
 class _Signal:
     """What this process committed to one file, per change kind, shared by the instances on it.
 
-    A waiter registers a :class:`threading.Event` for the kinds it cares about and is woken only
-    by commits of those kinds: an object write does not wake the key manager's watch thread or
-    the invalidation stream's waiters (on two cores every needless wake-up took the GIL from the
-    request being answered). Other processes' commits are seen by polling.
+    A waiter is woken only by commits of the kinds it cares about, and told which: an object
+    write does not wake the key manager's watch thread or the invalidation stream's waiters, and
+    a woken watch thread knows what changed without reading the file (on two cores every needless
+    wake-up and read took the GIL from the request being answered). Other processes' commits are
+    seen by polling.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._waiters: dict[ChangeKind, set[threading.Event]] = {k: set() for k in ALL_KINDS}
+        self._waiters: set[_Waiter] = set()
 
-    def subscribe(self, kinds: Iterable[ChangeKind], event: threading.Event) -> None:
-        """Set ``event`` after every commit of one of ``kinds`` (until :meth:`unsubscribe`)."""
+    def subscribe(self, kinds: Iterable[ChangeKind]) -> _Waiter:
+        """A waiter woken after every commit of one of ``kinds`` (until :meth:`unsubscribe`)."""
+        waiter = _Waiter(kinds)
         with self._lock:
-            for k in kinds:
-                self._waiters[k].add(event)
+            self._waiters.add(waiter)
+        return waiter
 
-    def unsubscribe(self, event: threading.Event) -> None:
-        """Stop setting ``event``."""
+    def unsubscribe(self, waiter: _Waiter) -> None:
+        """Stop waking ``waiter``."""
         with self._lock:
-            for waiters in self._waiters.values():
-                waiters.discard(event)
+            self._waiters.discard(waiter)
 
-    def notify(self, kinds: Iterable[ChangeKind]) -> None:
-        """Wake the waiters of ``kinds``: a commit changed them."""
+    def take(self, waiter: _Waiter) -> set[ChangeKind]:
+        """The kinds committed since the last take (and forget them)."""
         with self._lock:
-            woken = set().union(*(self._waiters[k] for k in kinds))
-        for event in woken:
-            event.set()
+            pending, waiter.pending = waiter.pending, set()
+        return pending
+
+    def notify(self, kinds: tuple[ChangeKind, ...]) -> None:
+        """A commit changed ``kinds``: wake their waiters."""
+        woken = []
+        with self._lock:
+            for waiter in self._waiters:
+                hit = waiter.kinds.intersection(kinds)
+                if hit:
+                    waiter.pending |= hit
+                    woken.append(waiter)
+        for waiter in woken:
+            waiter.event.set()
 
 
 _signals: dict[str, _Signal] = {}
@@ -223,7 +247,7 @@ class _Watch(WatchThread):
         kinds: Iterable[ChangeKind] | None,
     ) -> None:
         self._store = store
-        self._wakeup = threading.Event()
+        self._waiter: _Waiter | None = None
         # Ready once the baseline counters are read.
         super().__init__(callback, name="sqlite-store-watch", ready_timeout=5, kinds=kinds)
 
@@ -236,7 +260,7 @@ class _Watch(WatchThread):
             self._ready.set()
             return
         sig = self._store._signal
-        sig.subscribe(self._kinds, self._wakeup)
+        waiter = self._waiter = sig.subscribe(self._kinds)
         try:
             last_dv: int | None = None
             last: tuple[int, int, int] | None = None
@@ -244,12 +268,25 @@ class _Watch(WatchThread):
                 last_dv = conn.execute("PRAGMA data_version").fetchone()[0]
                 last = self._store._counters(conn)
             self._ready.set()
+            next_poll = time.monotonic() + POLL_INTERVAL
             while not self._stop.is_set():
-                # Cleared before the poll, so a commit landing during the poll wakes the next wait.
-                self._wakeup.wait(POLL_INTERVAL)
-                self._wakeup.clear()
+                # Cleared before looking, so a commit landing meanwhile wakes the next wait.
+                waiter.event.wait(max(0.0, next_poll - time.monotonic()))
+                waiter.event.clear()
                 if self._stop.is_set():
                     break
+                own = sig.take(waiter)
+                for kind in ALL_KINDS:
+                    if kind in own:
+                        # This process committed: the signal says what, no need to read the
+                        # file. (The next poll sees data_version moved and may report it again:
+                        # a callback means "re-read", duplicates are allowed.)
+                        self._notify(kind)
+                if time.monotonic() < next_poll:
+                    continue
+                # Other processes' commits: read the file every POLL_INTERVAL, however busy
+                # this process's own writes keep us.
+                next_poll = time.monotonic() + POLL_INTERVAL
                 try:
                     dv = conn.execute("PRAGMA data_version").fetchone()[0]
                     if dv == last_dv and last is not None:
@@ -262,7 +299,7 @@ class _Watch(WatchThread):
                     self._deliver(last, cur)
                 last = cur
         finally:
-            sig.unsubscribe(self._wakeup)
+            sig.unsubscribe(waiter)
             conn.close()
 
     def _deliver(self, old: tuple[int, int, int], new: tuple[int, int, int]) -> None:
@@ -271,7 +308,8 @@ class _Watch(WatchThread):
                 self._notify(kind)
 
     def _wake(self) -> None:
-        self._wakeup.set()
+        if self._waiter is not None:
+            self._waiter.event.set()
 
 
 class _ThreadConn:
@@ -844,19 +882,18 @@ class SQLiteStore:
         Same-process appends wake the waiter at once; other processes' within POLL_INTERVAL.
         """
         deadline = time.monotonic() + max(0.0, timeout)
-        woken = threading.Event()
-        # Subscribed before the first read: an append landing after it sets ``woken``.
-        self._signal.subscribe(("events",), woken)
+        # Subscribed before the first read: an append landing after it wakes the wait.
+        waiter = self._signal.subscribe(("events",))
         try:
             while True:
                 page = self.read_events(after)
                 remaining = deadline - time.monotonic()
                 if page.events or remaining <= 0:
                     return page
-                woken.wait(min(POLL_INTERVAL, remaining))
-                woken.clear()
+                waiter.event.wait(min(POLL_INTERVAL, remaining))
+                waiter.event.clear()
         finally:
-            self._signal.unsubscribe(woken)
+            self._signal.unsubscribe(waiter)
 
     def trim_events(self, before_time: float) -> int:
         """Drop events appended before ``before_time``, always keeping the newest one."""

@@ -314,6 +314,13 @@ def test_apply_conflicts_with_a_kubectl_label_update(dev: Api) -> None:
         ),
         ("a: [unclosed\n", {"fieldManager": "m"}, 400, "error decoding YAML"),
         (
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app}\n"
+            "automountServiceAccountToken: .nan\n",
+            {"fieldManager": "m"},
+            400,
+            "error converting YAML to JSON",
+        ),
+        (
             _LAUGHS,
             {"fieldManager": "m"},
             400,
@@ -327,6 +334,19 @@ def test_apply_refusals(dev: Api, body: str, params: dict[str, str], code: int, 
     assert r.status_code == code, r.text
     assert text in r.json()["message"]
     assert _app(dev) == before
+
+
+def test_apply_yaml_reads_as_kube_reads_it(dev: Api) -> None:
+    # sigs.k8s.io/yaml: non-string keys become strings, timestamp-like scalars stay strings.
+    body = (
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: app\n"
+        "  annotations:\n    1: one\n    since: 2001-12-14\n"
+    )
+    r = _patch(dev, f"{SA_PATH}/app", body, APPLY, fieldManager="m")
+    assert r.status_code == 200, r.text
+    annotations = r.json()["metadata"]["annotations"]
+    assert annotations == {"1": "one", "since": "2001-12-14"}
+    assert _app(dev)["metadata"]["annotations"] == annotations
 
 
 def test_apply_dry_run_creates_nothing(dev: Api) -> None:

@@ -64,6 +64,17 @@ def append_later(url: str, data_dir: str, delay: float) -> None:
         store.close()
 
 
+def cas_keys_later(url: str, data_dir: str, delay: float) -> None:
+    """Sleep, then write the key set (version 0 -> 1) and record when."""
+    store = open_store(url, Path(data_dir))
+    try:
+        store.ping()
+        time.sleep(delay)
+        store.cas_keys(store.load_keys().version, [key("other")])
+    finally:
+        store.close()
+
+
 def cas_forever(url: str, data_dir: str, payload_size: int) -> None:
     """Rewrite the key set in a loop until killed; version N holds kid "vN" and N's payload."""
     store = open_store(url, Path(data_dir))

@@ -423,6 +423,39 @@ def test_wait_events_wakes_on_append_from_another_process(store_factory: Any) ->
     assert latency < 0.35, f"woke {latency:.3f}s after the other process appended"
 
 
+def test_watch_sees_another_process_while_this_one_writes_nonstop(store_factory: Any) -> None:
+    # Own commits are reported from memory; the file must still be polled for other processes'
+    # commits however busy this process keeps the watcher.
+    store = store_factory.open()
+    q: queue.Queue[ChangeKind] = queue.Queue()
+    sub = store.watch(q.put)  # objects too: woken by every one of this process's writes
+    stop = threading.Event()
+
+    def write_objects() -> None:
+        i = 0
+        while not stop.is_set():
+            store.create_object("Pod", "busy", f"p{i}", {"metadata": {"uid": f"u{i}"}})
+            i += 1
+            time.sleep(0.005)
+
+    writer = threading.Thread(target=write_objects)
+    writer.start()
+    proc = MP.Process(
+        target=_workers.cas_keys_later, args=(store_factory.url, str(store_factory.data_dir), 0.5)
+    )
+    proc.start()
+    try:
+        proc.join(30)
+        assert proc.exitcode == 0
+        done = time.monotonic()
+        _expect(q, "keys", timeout=2.0)
+        assert time.monotonic() - done < 1.0
+    finally:
+        stop.set()
+        writer.join(10)
+        sub.close()
+
+
 def test_trim_keeps_numbering_and_newest(store: Store) -> None:
     s1 = store.append_event({"n": 1})
     s2 = store.append_event({"n": 2})
