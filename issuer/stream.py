@@ -20,6 +20,11 @@ would collide with the item's) moves into ``object``, an ObjectReference::
                "object":{"apiVersion":"v1","kind":"Pod","namespace":..,"name":..,"uid":..}}]}
 
 Followers use ``after`` (the form above, unchanged): their items stay flat, ``kind`` included.
+Items and the list carry ``metadata.resourceVersion`` (the seq; the list's ``lastSeq``), and a
+watch without ``after`` that names a ``resourceVersion`` (or ``allowWatchBookmarks``, or asks for
+Tables: ``kubectl get invalidations -w``) is a Kubernetes watch: ``application/json`` lines
+``{"type":"ADDED","object":<Invalidation>}`` for the events after that seq (one-row Tables when
+asked), ``{"type":"ERROR","object":<Status 410>}`` as below, no heartbeats and no bookmarks.
 
 ``GET ...?after=SEQ&watch=true[&epoch=E][&afterTime=T0][&heartbeatSeconds=S][&timeoutSeconds=T]``
 — newline-delimited JSON, chunked, the backlog first and then live events::
@@ -84,7 +89,7 @@ import base64
 import binascii
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -100,7 +105,7 @@ from starlette.routing import BaseRoute, Route
 from issuer import revocations
 from issuer.api.auth import authorize
 from issuer.api.errors import FieldError, invalid
-from issuer.api.tables import app_now, table_response
+from issuer.api.tables import app_now, event_encoder, table_response, wants_table
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 from issuer.timefmt import rfc3339
@@ -310,7 +315,7 @@ _BAD_CONTINUE: Final = "invalid continue token: continue key is not valid"
 def _kube_item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
     """One event as a Kubernetes object (module docstring): the event's fields but ``kind``,
     with ``apiVersion``/``kind``/``metadata``; an ObjectDeleted's object as ``object``."""
-    meta: dict[str, Any] = {"name": str(seq)}
+    meta: dict[str, Any] = {"name": str(seq), "resourceVersion": str(seq)}
     at = _event_time(data)
     if at is not None:
         meta["creationTimestamp"] = rfc3339(at)
@@ -389,6 +394,9 @@ async def _list(
         "epoch": page.epoch,
         "retentionLeeway": retention_leeway,
     }
+    if kube:
+        # Where a watch (resourceVersion=...) picks up after this list.
+        meta["resourceVersion"] = str(page.last_seq)
     more = bool(page.events) and len(page.events) >= limit and page.events[-1].seq < page.last_seq
     if more and kube:
         last = page.events[-1]
@@ -441,7 +449,7 @@ async def _watch_lines(
     wall: Callable[[], float],
     slot: _WatchSlot,
     retention_leeway: float,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """The watch body; ends on timeout, store failure or resync (an ERROR line).
 
     Every page read is checked against the epoch the watch began in and against the position,
@@ -510,6 +518,44 @@ async def _watch_lines(
         slot.release()
 
 
+def _kube_event(event_type: str, obj: Mapping[str, Any]) -> bytes:
+    return orjson.dumps({"type": event_type, "object": obj}) + b"\n"
+
+
+async def _kube_watch_lines(
+    lines: AsyncGenerator[bytes, None], encode: Callable[[str, Mapping[str, Any]], bytes]
+) -> AsyncIterator[bytes]:
+    """The followers' watch lines as a Kubernetes watch: each EVENT an ``ADDED`` of its
+    Invalidation, an ERROR as is (kube's ``{"type":"ERROR","object":<Status>}``), heartbeats
+    dropped (no bookmarks)."""
+    try:
+        async for chunk in lines:
+            out = bytearray()
+            for raw in chunk.splitlines():
+                msg = orjson.loads(raw)
+                if msg.get("type") == "EVENT":
+                    out += encode("ADDED", _kube_item(int(msg["seq"]), msg["event"]))
+                elif msg.get("type") == "ERROR":
+                    out += encode("ERROR", msg["object"])
+            if out:
+                yield bytes(out)
+    finally:
+        await lines.aclose()
+
+
+def _is_kube_watch(request: Request) -> bool:
+    """A Kubernetes client's watch (kubectl get -w, informers): no ``after``, and a
+    ``resourceVersion`` or ``allowWatchBookmarks`` or an Accept asking for Tables."""
+    q = request.query_params
+    if "after" in q:
+        return False
+    return (
+        "resourceVersion" in q
+        or "allowWatchBookmarks" in q
+        or wants_table(request.headers.get("accept", "")) is not None
+    )
+
+
 async def _invalidations(request: Request, settings: StreamSettings) -> Response:
     try:
         await _authorize(request)
@@ -521,6 +567,10 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         epoch = _epoch_param(request)
         retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
+        kube_watch = watch and _is_kube_watch(request)
+        if kube_watch:
+            # resourceVersion is the seq a Kubernetes list or event of this stream names.
+            after = _int_param(request, "resourceVersion", 0, 0, 2**63 - 1)
         if not watch:
             # Without after: a Kubernetes client (kubectl), paging with continue.
             kube = "after" not in request.query_params
@@ -562,19 +612,31 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         slot = _WatchSlot(settings)  # no await since the check above: see _WatchSlot
     except StatusError as e:
         return e.response()
+    lines = _watch_lines(
+        store,
+        _Position(after, held_time, page.epoch),
+        heartbeat,
+        timeout,
+        settings,
+        lambda: _wall(ctx),
+        slot,
+        retention_leeway,
+    )
+    headers = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    if kube_watch:
+        # kubectl get invalidations -w: one-row Tables when it asks for them (issuer.api.tables).
+        now = lambda: app_now(request.app.state)  # noqa: E731
+        encode = event_encoder(request, "Invalidation", now) or _kube_event
+        return StreamingResponse(
+            _kube_watch_lines(lines, encode),
+            media_type="application/json",
+            headers=headers,
+            background=BackgroundTask(slot.release),
+        )
     return StreamingResponse(
-        _watch_lines(
-            store,
-            _Position(after, held_time, page.epoch),
-            heartbeat,
-            timeout,
-            settings,
-            lambda: _wall(ctx),
-            slot,
-            retention_leeway,
-        ),
+        lines,
         media_type=NDJSON,
-        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
+        headers=headers,
         background=BackgroundTask(slot.release),
     )
 

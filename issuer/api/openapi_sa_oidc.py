@@ -138,6 +138,12 @@ PATHS: Final[dict[str, Any]] = {
                     "the list is a Kubernetes list paged by limit and continue.",
                 ),
                 _query("continue", "string", "The token of the previous page (without after)."),
+                _query(
+                    "resourceVersion",
+                    "string",
+                    "Without after, with watch=true: a Kubernetes watch of the events after this "
+                    "seq (the list's or an item's resourceVersion).",
+                ),
                 _query("limit", "integer", "At most this many events."),
                 _query("epoch", "string", "The store history the client follows."),
                 _query("watch", "boolean", "Stream the events as newline-delimited JSON."),

@@ -47,8 +47,10 @@ def test_kubernetes_list_items_are_objects_of_their_own(events: Api) -> None:
         assert item["apiVersion"] == "sa-oidc.dev/v1" and item["kind"] == "Invalidation"
         assert item["metadata"] == {
             "name": str(item["seq"]),
+            "resourceVersion": str(item["seq"]),
             "creationTimestamp": rfc3339(item["time"]),
         }
+    assert body["metadata"]["resourceVersion"] == str(body["metadata"]["lastSeq"])
     assert deleted["type"] == "ObjectDeleted"
     assert deleted["object"] == {
         "apiVersion": "v1",
@@ -120,3 +122,44 @@ def test_kubernetes_list_as_a_table(events: Api) -> None:
         ["TokenRevoked", "j1"],
     ]
     assert body["rows"][0]["object"]["metadata"]["name"] == str(body["rows"][0]["cells"][0])
+
+
+def _watch_lines(api: Api, params: dict[str, str], accept: str = "") -> list[dict[str, Any]]:
+    headers = {**api.headers, **({"Accept": accept} if accept else {})}
+    with api.client.stream(
+        "GET", PATH, params={"watch": "true", "timeoutSeconds": "1", **params}, headers=headers
+    ) as r:
+        assert r.status_code == 200
+        kind = r.headers["content-type"]
+        lines = [json.loads(line) for line in r.iter_lines() if line]
+    assert kind.startswith(
+        "application/json" if params.get("resourceVersion") or accept else "application/x-ndjson"
+    )
+    return lines
+
+
+def test_kubernetes_watch_from_a_resource_version(events: Api) -> None:
+    listed = events.ok(events.get(PATH), 200)
+    first = listed["items"][0]["metadata"]["resourceVersion"]
+    lines = _watch_lines(events, {"resourceVersion": first})
+    # Everything after the first event, as ADDED Invalidations; no heartbeats.
+    assert [(e["type"], e["object"]["kind"]) for e in lines] == [("ADDED", "Invalidation")] * 2
+    assert [e["object"] for e in lines] == listed["items"][1:]
+    # From the list's resourceVersion: nothing has happened since.
+    assert _watch_lines(events, {"resourceVersion": listed["metadata"]["resourceVersion"]}) == []
+    # As one-row Tables when kubectl asks for them.
+    tables = _watch_lines(events, {"resourceVersion": first}, TABLE)
+    assert [e["object"]["kind"] for e in tables] == ["Table", "Table"]
+    assert tables[0]["object"]["rows"][0]["cells"][1:3] == ["KeyRevoked", "k1"]
+
+
+def test_kubernetes_watch_from_a_trimmed_or_future_version_is_410(events: Api) -> None:
+    last = events.ok(events.get(PATH), 200)["metadata"]["lastSeq"]
+    r = events.get(PATH, params={"watch": "true", "resourceVersion": str(last + 100)})
+    assert r.status_code == 410 and r.json()["reason"] == "Expired"
+
+
+def test_a_watch_without_after_or_kubernetes_parameters_is_the_followers(events: Api) -> None:
+    lines = _watch_lines(events, {})
+    assert lines[0]["type"] == "EVENT" and lines[0]["event"]["kind"] == "Pod"
+    assert any(line["type"] == "HEARTBEAT" for line in lines)

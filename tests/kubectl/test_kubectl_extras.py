@@ -4,7 +4,7 @@
   ``--now``, ``--force`` and ``--dry-run=server``; the invalid DeleteOptions combinations (which
   kubectl itself never sends) over raw HTTPS to the same server;
 - ``kubectl get clusterroles``: the built-in roles have an age;
-- ``kubectl get invalidations`` as a table, ``-o json``, ``-o yaml``, ``-o name``.
+- ``kubectl get invalidations`` as a table, ``-o json``, ``-o yaml``, ``-o name``, and ``-w``.
 
 Expected outputs are kubectl's own and kube-apiserver's texts.
 """
@@ -12,7 +12,9 @@ Expected outputs are kubectl's own and kube-apiserver's texts.
 from __future__ import annotations
 
 import json
+import queue
 import re
+import threading
 from typing import TYPE_CHECKING
 
 import pytest
@@ -171,3 +173,29 @@ def test_kubectl_get_invalidations_in_every_output(cluster: Cluster) -> None:
     assert paged == names
     uids = cluster.ok("get", "invalidations", "-o", "jsonpath={.items[*].object.uid}").split()
     assert len(uids) == 3 and all(uids)
+
+
+def test_kubectl_get_invalidations_watch(cluster: Cluster) -> None:
+    cluster.ok("create", "namespace", "dev")
+    cluster.ok("create", "serviceaccount", "a", "-n", "dev")
+    cluster.ok("delete", "serviceaccount", "a", "-n", "dev")
+    watch = cluster.popen("get", "invalidations", "-w")
+    lines: queue.Queue[str] = queue.Queue()
+    assert watch.stdout is not None
+    threading.Thread(
+        target=lambda: [lines.put(line) for line in watch.stdout or ()], daemon=True
+    ).start()
+    try:
+        assert lines.get(timeout=20).split() == ["SEQ", "TYPE", "OBJECT", "AGE"]
+        assert lines.get(timeout=20).split()[1:3] == ["ObjectDeleted", "ServiceAccount/dev/a"]
+        cluster.ok("create", "serviceaccount", "b", "-n", "dev")
+        cluster.ok("delete", "serviceaccount", "b", "-n", "dev")
+        # The new event arrives on the watch (not from a re-list: a is not printed again).
+        assert lines.get(timeout=20).split()[1:3] == ["ObjectDeleted", "ServiceAccount/dev/b"]
+    except (AssertionError, queue.Empty):
+        watch.kill()
+        stderr = watch.stderr.read() if watch.stderr else ""
+        raise AssertionError(f"kubectl get invalidations -w: {stderr}") from None
+    finally:
+        watch.kill()
+        watch.wait(10)
