@@ -38,10 +38,11 @@ what a live one does. A client that asks for Tables gets one-row Tables
 (:func:`issuer.api.tables.event_encoder`). With no watchers the hub stops reading the store.
 
 The deprecated ``/api/v1/watch/...`` and ``/apis/GROUP/VERSION/watch/...`` paths (kube-apiserver
-still serves them, k8s.io/apiserver pkg/endpoints/installer.go) are :func:`legacy_routes`: the
-collection's ``?watch=true``, and for ``.../watch/.../{name}`` a watch with ``fieldSelector
-metadata.name={name}`` (k8s.io/apiserver pkg/endpoints/handlers/get.go ListResource); they are
-authorized as verb ``watch`` (requestinfo.go: the ``watch`` path prefix is the verb).
+still serves them, k8s.io/apiserver pkg/endpoints/installer.go) are routed here too, by
+:mod:`issuer.api` and :mod:`issuer.api.rbac`: the collection's ``?watch=true``, and for
+``.../watch/.../{name}`` a watch with ``fieldSelector metadata.name={name}``
+(k8s.io/apiserver pkg/endpoints/handlers/get.go ListResource); they are authorized as verb
+``watch`` (requestinfo.go: the ``watch`` path prefix is the verb).
 """
 
 from __future__ import annotations
