@@ -20,6 +20,7 @@ would collide with the item's) moves into ``object``, an ObjectReference::
                "object":{"apiVersion":"v1","kind":"Pod","namespace":..,"name":..,"uid":..}}]}
 
 Followers use ``after`` (the form above, unchanged): their items stay flat, ``kind`` included.
+``GET ...invalidations/<seq>`` answers one retained event in that form (404 once trimmed).
 Items and the list carry ``metadata.resourceVersion`` (the seq; the list's ``lastSeq``), and a
 watch without ``after`` that names a ``resourceVersion`` (or ``allowWatchBookmarks``, or asks for
 Tables: ``kubectl get invalidations -w``) is a Kubernetes watch: ``application/json`` lines
@@ -104,7 +105,7 @@ from starlette.routing import BaseRoute, Route
 
 from issuer import revocations
 from issuer.api.auth import authorize
-from issuer.api.errors import FieldError, invalid
+from issuer.api.errors import FieldError, invalid, not_found
 from issuer.api.tables import app_now, event_encoder, table_response, wants_table
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
@@ -732,6 +733,29 @@ async def _revoke(request: Request, settings: StreamSettings) -> Response:
     )
 
 
+async def _invalidation(request: Request) -> Response:
+    """``GET .../invalidations/<seq>``: one retained event as its Kubernetes item (kubectl
+    describe, ``kubectl get invalidation <seq>``); 404 once trimmed or never assigned."""
+    try:
+        await _authorize(request)
+        store: Store = _ctx(request).store
+        name = request.path_params["name"]
+        seq = int(name) if name.isascii() and name.isdigit() and len(name) <= 18 else 0
+        page = None
+        if seq > 0:
+            try:
+                page = await anyio.to_thread.run_sync(store.read_events, seq - 1, 1)
+            except StoreError as e:
+                raise _store_failure(e) from None
+        if page is None or not page.events or page.events[0].seq != seq:
+            raise not_found("invalidations", name, GROUP)
+        body = _kube_item(seq, page.events[0].data)
+    except StatusError as e:
+        return e.response()
+    found = Response(orjson.dumps(body), media_type="application/json")
+    return table_response(request, found, app_now(request.app.state))
+
+
 def routes(settings: StreamSettings | None = None) -> list[BaseRoute]:
     """Routes for the invalidation stream and token revocation (mount with the API routes)."""
     s = settings or StreamSettings()
@@ -744,5 +768,6 @@ def routes(settings: StreamSettings | None = None) -> list[BaseRoute]:
 
     return [
         Route(INVALIDATIONS_PATH, invalidations, methods=["GET"], name="invalidations"),
+        Route(INVALIDATIONS_PATH + "/{name}", _invalidation, methods=["GET"], name="invalidation"),
         Route(TOKENREVOCATIONS_PATH, tokenrevocations, methods=["POST"], name="tokenrevocations"),
     ]

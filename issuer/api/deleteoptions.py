@@ -34,6 +34,9 @@ What the options mean here (docs/CONTRACTS.md "DELETE and its options"):
   deleted object itself goes at once under every policy (kube's ``Foreground`` keeps it, with a
   ``foregroundDeletion`` finalizer, only until its blocking dependents are gone: here there are
   none to wait for), so the answer is always 200, never kube's 202.
+- ``metadata.finalizers`` are kept as written but hold no deletion: no controller here would ever
+  remove them, so an object is deleted at once even when it lists some (kube would keep it, with a
+  ``deletionTimestamp``, until they are removed).
 - Deleting a Namespace deletes everything in it under every policy, ``Orphan`` included: in kube
   the policy only puts the ``orphan`` or ``foregroundDeletion`` finalizer on the Namespace object
   (pkg/registry/core/namespace/storage/storage.go ``shouldHaveOrphanFinalizer``), while the

@@ -131,8 +131,8 @@ GROUP_VERSIONS: Final[dict[str, tuple[Resource, ...]]] = {
         Resource("roles", "role", True, "Role", _CRUD),
     ),
     "sa-oidc.dev/v1": (
-        # GET .../invalidations lists (one page) or, with ?watch=true, streams; no item path.
-        Resource("invalidations", "invalidation", False, "Invalidation", ("list", "watch")),
+        # GET .../invalidations lists (one page) or, with ?watch=true, streams; .../<seq> is one.
+        Resource("invalidations", "invalidation", False, "Invalidation", ("get", "list", "watch")),
         Resource("tokenrevocations", "tokenrevocation", False, "TokenRevocation", ("create",)),
     ),
 }

@@ -165,6 +165,37 @@ PATHS: Final[dict[str, Any]] = {
             },
         }
     },
+    "/apis/sa-oidc.dev/v1/invalidations/{name}": {
+        "get": {
+            "description": "read one retained event (name: its seq)",
+            "operationId": "readSaOidcDevV1Invalidation",
+            "produces": ["application/json"],
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "schema": {"$ref": "#/definitions/dev.sa-oidc.v1.Invalidation"},
+                },
+                "404": {"description": "Not found: trimmed or never assigned"},
+            },
+            "tags": ["saOidcDev_v1"],
+            "x-kubernetes-action": "get",
+            "x-kubernetes-group-version-kind": {
+                "group": _GROUP,
+                "version": "v1",
+                "kind": "Invalidation",
+            },
+        },
+        "parameters": [
+            {
+                "name": "name",
+                "in": "path",
+                "required": True,
+                "type": "string",
+                "uniqueItems": True,
+                "description": "The event's seq.",
+            }
+        ],
+    },
     "/apis/sa-oidc.dev/v1/tokenrevocations": {
         "post": {
             "description": "revoke a token by jti",

@@ -340,3 +340,14 @@ def test_rbac_deletes_take_the_same_options(dev: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["kind"] == "Status" and r.json()["status"] == "Success"
     assert dev.get(f"{path}/r").status_code == 404
+
+
+def test_finalizers_hold_no_deletion(dev: Api) -> None:
+    """No controller would ever remove them: the object goes at once (kube would keep it with a
+    deletionTimestamp until they are gone)."""
+    body = {"metadata": {"name": "held", "finalizers": ["example.com/cleanup"]}}
+    assert dev.post(SA, body).status_code == 201
+    r = _delete(dev, f"{SA}/held", {"propagationPolicy": "Foreground"})
+    assert r.status_code == 200, r.text
+    assert r.json()["metadata"]["finalizers"] == ["example.com/cleanup"]
+    assert dev.get(f"{SA}/held").status_code == 404

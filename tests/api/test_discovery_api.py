@@ -132,7 +132,10 @@ def test_group_resource_lists(api: Api) -> None:
             r: ["create", "delete", "get", "list", "patch", "update", "watch"]
             for r in ("clusterrolebindings", "clusterroles", "rolebindings", "roles")
         },
-        "sa-oidc.dev/v1": {"invalidations": ["list", "watch"], "tokenrevocations": ["create"]},
+        "sa-oidc.dev/v1": {
+            "invalidations": ["get", "list", "watch"],
+            "tokenrevocations": ["create"],
+        },
     }.items():
         body = api.ok(api.get(f"/apis/{gv}"), 200)
         assert body["kind"] == "APIResourceList" and body["groupVersion"] == gv

@@ -163,3 +163,41 @@ def test_a_watch_without_after_or_kubernetes_parameters_is_the_followers(events:
     lines = _watch_lines(events, {})
     assert lines[0]["type"] == "EVENT" and lines[0]["event"]["kind"] == "Pod"
     assert any(line["type"] == "HEARTBEAT" for line in lines)
+
+
+def test_one_event_by_its_seq(events: Api) -> None:
+    listed = events.ok(events.get(PATH), 200)["items"]
+    for item in listed:
+        assert events.ok(events.get(f"{PATH}/{item['metadata']['name']}"), 200) == item
+    row = events.ok(events.get(f"{PATH}/{listed[1]['seq']}", headers={"Accept": TABLE}), 200)
+    assert row["kind"] == "Table" and row["rows"][0]["cells"][1:3] == ["KeyRevoked", "k1"]
+    for name in ("0", str(listed[-1]["seq"] + 1), "x", "-1", "9" * 30):
+        r = events.get(f"{PATH}/{name}")
+        assert r.status_code == 404, (name, r.text)
+        assert r.json()["message"] == f'invalidations.sa-oidc.dev "{name}" not found'
+
+
+def test_reading_one_event_needs_get_on_invalidations(events: Api) -> None:
+    seq = events.ok(events.get(PATH), 200)["items"][0]["metadata"]["name"]
+    events.sa("dev", "reader")
+    token = events.token("dev", "reader")
+    r = events.client.get(f"{PATH}/{seq}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403, r.text
+    assert r.json()["message"] == (
+        f'invalidations.sa-oidc.dev "{seq}" is forbidden: User '
+        '"system:serviceaccount:dev:reader" cannot get resource "invalidations" in API group '
+        '"sa-oidc.dev" at the cluster scope'
+    )
+    binding = {
+        "metadata": {"name": "reader-delegator"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": "system:auth-delegator",
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": "dev"}],
+    }
+    crb = "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings"
+    assert events.post(crb, binding).status_code == 201
+    r = events.client.get(f"{PATH}/{seq}", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.json()["metadata"]["name"] == seq

@@ -4,7 +4,8 @@
   ``--now``, ``--force`` and ``--dry-run=server``; the invalid DeleteOptions combinations (which
   kubectl itself never sends) over raw HTTPS to the same server;
 - ``kubectl get clusterroles``: the built-in roles have an age;
-- ``kubectl get invalidations`` as a table, ``-o json``, ``-o yaml``, ``-o name``, and ``-w``.
+- ``kubectl get invalidations`` as a table, ``-o json``, ``-o yaml``, ``-o name``, ``-w``; one
+  event by name; ``kubectl describe invalidations``.
 
 Expected outputs are kubectl's own and kube-apiserver's texts.
 """
@@ -173,6 +174,16 @@ def test_kubectl_get_invalidations_in_every_output(cluster: Cluster) -> None:
     assert paged == names
     uids = cluster.ok("get", "invalidations", "-o", "jsonpath={.items[*].object.uid}").split()
     assert len(uids) == 3 and all(uids)
+
+    # One event by name, as -o name gave it; describe reads each one that way.
+    one = json.loads(cluster.ok("get", names[1], "-o", "json"))
+    assert one == doc["items"][1]
+    row = cluster.ok("get", "invalidation", seqs[2]).splitlines()
+    assert row[1].split()[:3] == [seqs[2], "ObjectDeleted", "ServiceAccount/dev/c"]
+    described = cluster.ok("describe", "invalidations")
+    assert described.count("Kind:         Invalidation") == 3
+    err = cluster.fails("get", "invalidation", "999")
+    assert 'invalidations.sa-oidc.dev "999" not found' in err
 
 
 def test_kubectl_get_invalidations_watch(cluster: Cluster) -> None:
