@@ -88,6 +88,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from issuer.store import sqlite_url
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_LISTEN",
@@ -730,8 +732,11 @@ def _check_san(san: str, where: str) -> None:
 
 
 def _check_store(store: str, where: str) -> None:
-    if store == "sqlite":
-        return
+    try:
+        if sqlite_url(store) is not None:
+            return
+    except ValueError as e:
+        raise ConfigError(where, str(e)) from None
     scheme = store.split("://", 1)[0] if "://" in store else store.split(":", 1)[0]
     if scheme not in _STORE_SCHEMES or "://" not in store:
         raise ConfigError(
