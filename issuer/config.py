@@ -234,8 +234,11 @@ class Config:
 
     def store_description(self) -> str:
         """The store URL for humans: sqlite with its file, redis with any password redacted."""
-        if self.store == "sqlite":
-            return f"sqlite:{self.data_dir / 'issuer.db'}"
+        sqlite = sqlite_url(self.store)
+        if sqlite is not None:
+            file, synchronous = sqlite
+            shown = f"sqlite:{self.data_dir / 'issuer.db' if file is None else file}"
+            return shown if synchronous == "full" else f"{shown} (synchronous=normal)"
         parts = urlsplit(self.store)
         # Split the netloc by hand: sentinel/cluster URLs list several hosts ("h:1,h:2"), which
         # urlsplit's .port refuses. A password may also come as a query parameter.

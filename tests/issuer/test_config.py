@@ -34,6 +34,18 @@ def test_defaults() -> None:
     assert c.store_description() == "sqlite:.sa-issuer/issuer.db"
 
 
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("sqlite?synchronous=normal", "sqlite:.sa-issuer/issuer.db (synchronous=normal)"),
+        ("sqlite:////srv/sa/issuer.db", "sqlite:/srv/sa/issuer.db"),
+        ("sqlite:////srv/sa/i.db?synchronous=normal", "sqlite:/srv/sa/i.db (synchronous=normal)"),
+    ],
+)
+def test_sqlite_store_descriptions(store: str, shown: str) -> None:
+    assert load_config({"store": store}, {}).store_description() == shown
+
+
 def test_default_issuer_follows_listen() -> None:
     assert load_config({"listen": "127.0.0.2:9000"}, {}).issuer == "https://127.0.0.2:9000"
     assert load_config({"listen": "[::1]:9000"}, {}).issuer == "https://[::1]:9000"
