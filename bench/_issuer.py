@@ -47,7 +47,7 @@ class Issuer:
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="sa-bench-")
             data = Path(self._tmp.name) / "data"
-            self.data_dir = None if store else data
+            self.data_dir = data if store is None or store.split("?")[0] == "sqlite" else None
             port = free_port()
             self.url = self.issuer = f"http://127.0.0.1:{port}"
             argv = [sys.executable, "-m", "issuer", "serve", "--data-dir", str(data)]

@@ -1,6 +1,9 @@
 """kubectl paths: watch fan-out and the cost of a PATCH, against a real ``sa-issuer serve``.
 
-    python bench/bench_watch.py [--watchers 1000] [--rounds 5] [--calls 400] [--store redis://...]
+    python bench/bench_watch.py [--watchers 1000] [--rounds 5] [--calls 400] [--store URL]
+
+``--store`` takes any store URL (``redis://...``, ``sqlite?synchronous=normal``); default: the
+embedded SQLite file in a temporary data dir (``TMPDIR=/dev/shm`` puts it on tmpfs).
 
 1. **fan-out** — ``--watchers`` concurrent ``GET /api/v1/namespaces/bench/pods?watch=true``
    streams on one worker (raw asyncio sockets: the client must not be the bottleneck), then one

@@ -88,6 +88,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from issuer.store import sqlite_url
+
 __all__ = [
     "DEFAULT_DATA_DIR",
     "DEFAULT_LISTEN",
@@ -232,8 +234,11 @@ class Config:
 
     def store_description(self) -> str:
         """The store URL for humans: sqlite with its file, redis with any password redacted."""
-        if self.store == "sqlite":
-            return f"sqlite:{self.data_dir / 'issuer.db'}"
+        sqlite = sqlite_url(self.store)
+        if sqlite is not None:
+            file, synchronous = sqlite
+            shown = f"sqlite:{self.data_dir / 'issuer.db' if file is None else file}"
+            return shown if synchronous == "full" else f"{shown} (synchronous=normal)"
         parts = urlsplit(self.store)
         # Split the netloc by hand: sentinel/cluster URLs list several hosts ("h:1,h:2"), which
         # urlsplit's .port refuses. A password may also come as a query parameter.
@@ -730,8 +735,11 @@ def _check_san(san: str, where: str) -> None:
 
 
 def _check_store(store: str, where: str) -> None:
-    if store == "sqlite":
-        return
+    try:
+        if sqlite_url(store) is not None:
+            return
+    except ValueError as e:
+        raise ConfigError(where, str(e)) from None
     scheme = store.split("://", 1)[0] if "://" in store else store.split(":", 1)[0]
     if scheme not in _STORE_SCHEMES or "://" not in store:
         raise ConfigError(

@@ -17,6 +17,13 @@ Why these choices:
 
 - WAL + ``synchronous=FULL``: readers never block the writer, and a commit is on disk before
   :meth:`SQLiteStore.cas_keys` returns (the issuer never signs with a key not durably stored).
+  ``synchronous="normal"`` (the URL's ``?synchronous=normal``) is an operator's explicit choice,
+  like PostgreSQL's ``synchronous_commit = off``: object creates and updates are acknowledged
+  once written to the WAL, without waiting for the device flush. They survive the process being
+  killed (the OS has the data), not a power loss or kernel crash, which may roll the newest of
+  them back, never corrupt the file (https://sqlite.org/pragma.html#pragma_synchronous). Key-set
+  changes, deletions, events (revocations) and leases still commit with FULL, and since the WAL
+  is sequential each such commit also makes every earlier write durable.
 - Every write is ``BEGIN IMMEDIATE``: it takes the file's write lock before reading the
   precondition, so compare-and-swap is atomic across threads *and* processes sharing the file.
 - ``AUTOINCREMENT`` on ``events.seq``: SQLite then never reuses a seq, even after the newest rows
@@ -40,7 +47,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from issuer.store import _codec
 from issuer.store._watch import ALL_KINDS, WatchThread
@@ -64,6 +71,10 @@ SCHEMA_VERSION = 2
 
 #: How long a writer waits for another writer's lock before StoreUnavailable (ms).
 BUSY_TIMEOUT_MS = 10_000
+
+Synchronous = Literal["full", "normal"]
+#: The durability choices (module docstring).
+SYNCHRONOUS: tuple[Synchronous, ...] = ("full", "normal")
 
 #: Poll period of watchers and cross-process waiters (seconds). Same-process writes wake at once.
 POLL_INTERVAL = 0.1
@@ -341,8 +352,15 @@ class SQLiteStore:
 
     backend = "sqlite"
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, synchronous: Synchronous = "full") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)}, not {synchronous!r}"
+            )
         self.path = Path(path)
+        #: "full" (default): every commit is flushed to the device before it returns; "normal":
+        #: object creates and updates are not (see the module docstring).
+        self.synchronous: Synchronous = synchronous
         self._local = threading.local()
         self._conns: set[sqlite3.Connection] = set()
         self._lock = threading.Lock()
@@ -383,7 +401,7 @@ class SQLiteStore:
                 conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
                 conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
                 conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
                 return conn
             except sqlite3.OperationalError as e:
                 # Several processes opening a new file at once (two replicas, --workers N): the
@@ -482,13 +500,22 @@ class SQLiteStore:
             self._migrate(conn, int(schema))
 
     @contextlib.contextmanager
-    def _write(self, changes: tuple[ChangeKind, ...] = ALL_KINDS) -> Iterator[sqlite3.Connection]:
+    def _write(
+        self, changes: tuple[ChangeKind, ...] = ALL_KINDS, *, relaxed: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         """A BEGIN IMMEDIATE transaction; rolls back on any exception; on commit, wakes this
-        process's waiters for ``changes`` (the kinds the transaction may change; () for none)."""
+        process's waiters for ``changes`` (the kinds the transaction may change; () for none).
+
+        ``relaxed``: an object create or update, which ``synchronous="normal"`` acknowledges
+        without the device flush; every other write is flushed whatever the setting."""
         conn = self._conn()
+        flush = self.synchronous == "normal" and not relaxed
         try:
+            if flush:
+                conn.execute("PRAGMA synchronous = FULL")
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
+            self._relax(conn, flush)
             raise _map_error(e, self.path) from e
         try:
             yield conn
@@ -497,11 +524,20 @@ class SQLiteStore:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")
+            self._relax(conn, flush)
             if isinstance(e, sqlite3.Error):
                 raise _map_error(e, self.path) from e
             raise
+        self._relax(conn, flush)
         if changes:
             self._signal.notify(changes)
+
+    @staticmethod
+    def _relax(conn: sqlite3.Connection, flushed: bool) -> None:
+        """Back to synchronous=NORMAL after a flushed write (outside any transaction)."""
+        if flushed:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA synchronous = NORMAL")
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -592,7 +628,7 @@ class SQLiteStore:
         _codec.check_address(kind, namespace, name)
         body = _codec.strip_rv(obj)
         doc = _codec.dump_json(body)
-        with self._write(("objects",)) as conn:
+        with self._write(("objects",), relaxed=True) as conn:
             rv = self._insert(conn, kind, namespace, name, body, doc)
         return _codec.with_rv(body, rv)
 
@@ -622,7 +658,7 @@ class SQLiteStore:
             _codec.check_address(kind, namespace, name)
             body = _codec.strip_rv(obj)
             rows.append((namespace, name, body, _codec.dump_json(body)))
-        with self._write(("objects",)) as conn:
+        with self._write(("objects",), relaxed=True) as conn:
             for namespace, name, body, doc in rows:
                 self._insert(conn, kind, namespace, name, body, doc)
         return len(rows)
@@ -725,7 +761,7 @@ class SQLiteStore:
         _codec.check_address(kind, namespace, name)
         body = _codec.strip_rv(obj)
         doc = _codec.dump_json(body)
-        with self._write(("objects",)) as conn:
+        with self._write(("objects",), relaxed=True) as conn:
             row = conn.execute(
                 "SELECT rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),

@@ -34,6 +34,18 @@ def test_defaults() -> None:
     assert c.store_description() == "sqlite:.sa-issuer/issuer.db"
 
 
+@pytest.mark.parametrize(
+    ("store", "shown"),
+    [
+        ("sqlite?synchronous=normal", "sqlite:.sa-issuer/issuer.db (synchronous=normal)"),
+        ("sqlite:////srv/sa/issuer.db", "sqlite:/srv/sa/issuer.db"),
+        ("sqlite:////srv/sa/i.db?synchronous=normal", "sqlite:/srv/sa/i.db (synchronous=normal)"),
+    ],
+)
+def test_sqlite_store_descriptions(store: str, shown: str) -> None:
+    assert load_config({"store": store}, {}).store_description() == shown
+
+
 def test_default_issuer_follows_listen() -> None:
     assert load_config({"listen": "127.0.0.2:9000"}, {}).issuer == "https://127.0.0.2:9000"
     assert load_config({"listen": "[::1]:9000"}, {}).issuer == "https://[::1]:9000"
@@ -209,6 +221,9 @@ ERRORS = [
     ({"store": "mysql://db/x"}, {}, None, "--store", "unsupported store URL"),
     ({"store": "redis"}, {}, None, "--store", "unsupported store URL"),
     ({"store": "sqlite://rel/path"}, {}, None, "--store", "sqlite:///ABSOLUTE/PATH"),
+    ({"store": "sqlite:rel"}, {}, None, "--store", "sqlite:///ABSOLUTE/PATH"),
+    ({"store": "sqlite?synchronous=off"}, {}, None, "--store", "synchronous=full|normal"),
+    ({"store": "sqlite?cache=shared"}, {}, None, "--store", "the only one is synchronous"),
     ({}, {}, "bogus = 1\n", "key 'bogus'", "unknown key"),
     ({}, {}, "workers = '2'\n", "key 'workers'", "expected an integer, got str"),
     ({}, {}, "workers = true\n", "key 'workers'", "expected an integer, got bool"),
