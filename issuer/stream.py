@@ -21,6 +21,8 @@ would collide with the item's) moves into ``object``, an ObjectReference::
 
 Followers use ``after`` (the form above, unchanged): their items stay flat, ``kind`` included.
 ``GET ...invalidations/<seq>`` answers one retained event in that form (404 once trimmed).
+Kubernetes lists and watches take ``labelSelector`` (items have no labels) and ``fieldSelector``
+on ``metadata.name``, ``metadata.namespace`` and ``type`` (400 for others, as kube).
 Items and the list carry ``metadata.resourceVersion`` (the seq; the list's ``lastSeq``), and a
 watch without ``after`` that names a ``resourceVersion`` (or ``allowWatchBookmarks``, or asks for
 Tables: ``kubectl get invalidations -w``) is a Kubernetes watch: ``application/json`` lines
@@ -108,6 +110,7 @@ from issuer.api.auth import authorize
 from issuer.api.errors import FieldError, invalid, not_found
 from issuer.api.tables import app_now, event_encoder, table_response, wants_table
 from issuer.http.status import StatusError, read_json_body, status_body
+from issuer.selectors import SelectorError, parse_field_selector, parse_label_selector
 from issuer.store import EventPage, NotFound, Store, StoreError, StoreUnavailable
 from issuer.timefmt import rfc3339
 
@@ -359,6 +362,39 @@ def _decode_continue(token: str) -> tuple[int, str, float | None]:
     return seq, epoch, None if at is None else float(at)
 
 
+#: Field selectors a Kubernetes list or watch of invalidations takes: kube's for every kind
+#: (metadata.name, metadata.namespace) and, as a custom resource's selectable field, ``type``.
+_SELECTABLE: Final = frozenset({"metadata.name", "metadata.namespace", "type"})
+
+_Match = Callable[[Mapping[str, Any]], bool]
+
+
+def _selector(request: Request) -> _Match | None:
+    """``labelSelector``/``fieldSelector`` of a Kubernetes list or watch as a predicate on its
+    items (None: both empty); 400 as kube for a bad or unsupported one (items have no labels)."""
+    q = request.query_params
+    try:
+        labels = parse_label_selector(q.get("labelSelector") or "")
+        fields = parse_field_selector(q.get("fieldSelector") or "")
+    except SelectorError as e:
+        raise StatusError(400, "BadRequest", str(e)) from None
+    unsupported = fields.unsupported(_SELECTABLE)
+    if unsupported is not None:
+        raise StatusError(400, "BadRequest", f"field label not supported: {unsupported}")
+    if not labels.requirements and not fields.requirements:
+        return None
+
+    def match(item: Mapping[str, Any]) -> bool:
+        values = {
+            "metadata.name": str(item["metadata"]["name"]),
+            "metadata.namespace": "",
+            "type": str(item.get("type") or ""),
+        }
+        return labels.matches({}) and fields.matches(values)
+
+    return match
+
+
 @dataclass(slots=True)
 class _Position:
     """Where a watch stands: the last seq sent (``seq``), the ``time`` of that event (None if
@@ -375,6 +411,7 @@ async def _list(
     pos: _Position,
     retention_leeway: float,
     kube: bool = False,
+    match: _Match | None = None,
 ) -> Response:
     """One page: the followers' form, or with ``kube`` the Kubernetes list (module docstring)."""
     limit = _int_param(request, "limit", 500, 1, MAX_PAGE)
@@ -405,11 +442,14 @@ async def _list(
     elif more:
         meta["continue"] = str(page.events[-1].seq)  # ask again with after=<continue>
     item = _kube_item if kube else _item
+    items = [item(ev.seq, ev.data) for ev in page.events]
+    if match is not None:
+        items = [i for i in items if match(i)]  # a page may shrink; continue goes on
     body = {
         "kind": "InvalidationList",
         "apiVersion": API_VERSION,
         "metadata": meta,
-        "items": [item(ev.seq, ev.data) for ev in page.events],
+        "items": items,
     }
     return Response(orjson.dumps(body), media_type="application/json")
 
@@ -524,7 +564,9 @@ def _kube_event(event_type: str, obj: Mapping[str, Any]) -> bytes:
 
 
 async def _kube_watch_lines(
-    lines: AsyncGenerator[bytes, None], encode: Callable[[str, Mapping[str, Any]], bytes]
+    lines: AsyncGenerator[bytes, None],
+    encode: Callable[[str, Mapping[str, Any]], bytes],
+    match: _Match | None = None,
 ) -> AsyncIterator[bytes]:
     """The followers' watch lines as a Kubernetes watch: each EVENT an ``ADDED`` of its
     Invalidation, an ERROR as is (kube's ``{"type":"ERROR","object":<Status>}``), heartbeats
@@ -535,7 +577,9 @@ async def _kube_watch_lines(
             for raw in chunk.splitlines():
                 msg = orjson.loads(raw)
                 if msg.get("type") == "EVENT":
-                    out += encode("ADDED", _kube_item(int(msg["seq"]), msg["event"]))
+                    item = _kube_item(int(msg["seq"]), msg["event"])
+                    if match is None or match(item):
+                        out += encode("ADDED", item)
                 elif msg.get("type") == "ERROR":
                     out += encode("ERROR", msg["object"])
             if out:
@@ -569,17 +613,20 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         retention_leeway = _retention_leeway(ctx, settings)
         watch = request.query_params.get("watch", "").lower() in ("true", "1")
         kube_watch = watch and _is_kube_watch(request)
+        watch_match = None
         if kube_watch:
             # resourceVersion is the seq a Kubernetes list or event of this stream names.
             after = _int_param(request, "resourceVersion", 0, 0, 2**63 - 1)
+            watch_match = _selector(request)
         if not watch:
             # Without after: a Kubernetes client (kubectl), paging with continue.
             kube = "after" not in request.query_params
             token = request.query_params.get("continue", "") if kube else ""
             if token:
                 after, epoch, held_time = _decode_continue(token)
+            match = _selector(request) if kube else None
             listed = await _list(
-                request, store, _Position(after, held_time, epoch), retention_leeway, kube
+                request, store, _Position(after, held_time, epoch), retention_leeway, kube, match
             )
             # kubectl get invalidations asks for a Table (issuer.api.tables).
             return table_response(request, listed, app_now(request.app.state))
@@ -629,7 +676,7 @@ async def _invalidations(request: Request, settings: StreamSettings) -> Response
         now = lambda: app_now(request.app.state)  # noqa: E731
         encode = event_encoder(request, "Invalidation", now) or _kube_event
         return StreamingResponse(
-            _kube_watch_lines(lines, encode),
+            _kube_watch_lines(lines, encode, watch_match),
             media_type="application/json",
             headers=headers,
             background=BackgroundTask(slot.release),

@@ -201,3 +201,55 @@ def test_reading_one_event_needs_get_on_invalidations(events: Api) -> None:
     assert events.post(crb, binding).status_code == 201
     r = events.client.get(f"{PATH}/{seq}", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.json()["metadata"]["name"] == seq
+
+
+@pytest.mark.parametrize(
+    ("params", "types"),
+    [
+        ({"fieldSelector": "type=KeyRevoked"}, ["KeyRevoked"]),
+        ({"fieldSelector": "type!=KeyRevoked"}, ["ObjectDeleted", "TokenRevoked"]),
+        ({"fieldSelector": "metadata.namespace="}, ["ObjectDeleted", "KeyRevoked", "TokenRevoked"]),
+        ({"labelSelector": "team=a"}, []),  # items have no labels
+        ({"labelSelector": "!team"}, ["ObjectDeleted", "KeyRevoked", "TokenRevoked"]),
+    ],
+)
+def test_kubernetes_list_selectors(events: Api, params: dict[str, str], types: list[str]) -> None:
+    body = events.ok(events.get(PATH, params=params), 200)
+    assert [i["type"] for i in body["items"]] == types
+
+
+def test_selector_by_name_and_across_pages(events: Api) -> None:
+    items = events.ok(events.get(PATH), 200)["items"]
+    name = items[1]["metadata"]["name"]
+    got = events.ok(events.get(PATH, params={"fieldSelector": f"metadata.name={name}"}), 200)
+    assert got["items"] == [items[1]]
+    # One event a page: pages without a match still carry continue; the matches add up.
+    seen: list[str] = []
+    params = {"limit": "1", "fieldSelector": "type=TokenRevoked"}
+    for _ in range(10):
+        body = events.ok(events.get(PATH, params=params), 200)
+        seen += [i["type"] for i in body["items"]]
+        if not body["metadata"].get("continue"):
+            break
+        params = {**params, "continue": body["metadata"]["continue"]}
+    assert seen == ["TokenRevoked"]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"fieldSelector": "spec.colour=red"}, "field label not supported: spec.colour"),
+        ({"labelSelector": "a in b"}, "unable to parse requirement"),
+        ({"fieldSelector": "type"}, "invalid selector"),
+    ],
+)
+def test_bad_selectors_are_400(events: Api, params: dict[str, str], message: str) -> None:
+    r = events.get(PATH, params=params)
+    assert r.status_code == 400 and message in r.json()["message"], r.text
+    r = events.get(PATH, params={"watch": "true", "resourceVersion": "0", **params})
+    assert r.status_code == 400 and message in r.json()["message"], r.text
+
+
+def test_kubernetes_watch_with_a_selector(events: Api) -> None:
+    lines = _watch_lines(events, {"resourceVersion": "0", "fieldSelector": "type=TokenRevoked"})
+    assert [(e["type"], e["object"]["type"]) for e in lines] == [("ADDED", "TokenRevoked")]

@@ -185,6 +185,14 @@ def test_kubectl_get_invalidations_in_every_output(cluster: Cluster) -> None:
     err = cluster.fails("get", "invalidation", "999")
     assert 'invalidations.sa-oidc.dev "999" not found' in err
 
+    # Selectors: by name, by type; items have no labels.
+    picked = cluster.ok("get", "invalidations", f"--field-selector=metadata.name={seqs[0]}")
+    assert [line.split()[0] for line in picked.splitlines()[1:]] == [seqs[0]]
+    r = cluster.run("get", "invalidations", "--field-selector=type=KeyRevoked")
+    assert r.returncode == 0 and "No resources found" in r.stderr, r.stderr
+    r = cluster.run("get", "invalidations", "-l", "team=a")
+    assert r.returncode == 0 and "No resources found" in r.stderr, r.stderr
+
 
 def test_kubectl_get_invalidations_watch(cluster: Cluster) -> None:
     cluster.ok("create", "namespace", "dev")
