@@ -90,12 +90,13 @@ class _GoJSON:
         return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _json_type(value: Any) -> str:
-    # encoding/json's UnmarshalTypeError.Value names.
+def _json_type(value: Any, numeric_target: bool = False) -> str:
+    # encoding/json's UnmarshalTypeError.Value names: a number that does not fit a numeric field
+    # is named with its literal ("number 1.5"), one for a field of another type is "number".
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int | float):
-        return f"number {json.dumps(value)}" if isinstance(value, float) else "number"
+        return f"number {json.dumps(value)}" if numeric_target else "number"
     if isinstance(value, str):
         return "string"
     if isinstance(value, list):
@@ -104,8 +105,9 @@ def _json_type(value: Any) -> str:
 
 
 def _type_error(name: str, value: Any, go_type: str) -> Exception:
+    numeric = go_type == "int64"
     return bad_request(
-        f"json: cannot unmarshal {_json_type(value)} into Go struct field "
+        f"json: cannot unmarshal {_json_type(value, numeric)} into Go struct field "
         f"DeleteOptions.{name} of type {go_type}"
     )
 

@@ -168,6 +168,13 @@ def test_options_read(
             "DeleteOptions.gracePeriodSeconds of type int64",
         ),
         (
+            {"gracePeriodSeconds": 2**64},
+            {},
+            400,
+            "json: cannot unmarshal number 18446744073709551616 into Go struct field "
+            "DeleteOptions.gracePeriodSeconds of type int64",
+        ),
+        (
             {"orphanDependents": "true"},
             {},
             400,
