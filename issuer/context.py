@@ -36,6 +36,7 @@ from issuer.crypto import Kek, KekError, create_kek_file, load_kek
 from issuer.http.discovery import DiscoveryDocuments
 from issuer.http.metrics import IssuerMetrics
 from issuer.keys import KeyManager, KeyPolicy
+from issuer.lastwritten import LastWritten
 from issuer.store import Store, open_store
 
 __all__ = [
@@ -66,6 +67,8 @@ class IssuerContext:
     - ``metrics``: the Prometheus registry (``metrics.tokens_issued.inc(kind="pod")`` ...).
     - ``started_at``: when the context was built (POSIX s).
     - ``documents``: the pre-rendered discovery + JWKS (kept current by a key listener).
+    - ``last_written``: the objects this process last stored, where updates start
+      (:mod:`issuer.lastwritten`).
     """
 
     config: Config
@@ -78,6 +81,7 @@ class IssuerContext:
     metrics: IssuerMetrics
     started_at: float
     documents: DiscoveryDocuments
+    last_written: LastWritten = field(default_factory=LastWritten, repr=False)
     _closers: list[Callable[[], None]] = field(default_factory=list, repr=False)
 
     def audit_event(self, event: str, **fields: Any) -> None:

@@ -5,7 +5,9 @@ One pipeline for all of them, in kube-apiserver's order (apiserver/pkg/registry/
 endpoints/handlers/{update,patch}.go):
 
 1. read the current object (404; an apply, or a PUT of an RBAC object, creates instead, as
-   ``AllowCreateOnUpdate`` says for each kind);
+   ``AllowCreateOnUpdate`` says for each kind) — or start from the copy this process last
+   stored (:mod:`issuer.lastwritten`, kube's ``cachedExistingObject``): the swap in step 6
+   refuses a stale start, and any error from such a start is decided again on a fresh read;
 2. build the new document: the PUT body, or the patch applied to the current object;
 3. a ``metadata.resourceVersion`` in the document must be the current one (409 Conflict
    ``the object has been modified; please apply your changes to the latest version and try
@@ -244,69 +246,100 @@ def _write(
     info = kind_info(kind)
     group = _group(kind)
     ns = namespace if info.namespaced else ""
+    key = (kind, ns, name)
+    # Start from what this process last stored, as kube's cacher does (issuer.lastwritten): the
+    # compare-and-swap catches a stale start, and any refusal computed from one is recomputed
+    # from a fresh read. A dry run has no swap to catch it: always fresh.
+    start = None if opts.dry_run else ctx.last_written.get(key)
+    if start is not None:
+        try:
+            return _update(ctx, kind, ns, name, start, make, opts, operation)
+        except (StatusError, Conflict, NotFound):
+            ctx.last_written.forget(key)  # perhaps stale: decide again on a fresh read
     for _ in range(_RETRIES):
         current = _read(ctx, kind, ns, name)
         if current is None:
             if not create_ok:
                 raise not_found(info.resource, name, group)
             body = make(None)
-            return _create(ctx, kind, namespace, name, body, opts, operation)
-        body = make(_json_copy(current))
-        want_rv = _meta(body).get("resourceVersion")
-        cur_rv = str(_meta(current).get("resourceVersion", ""))
-        if want_rv not in (None, "") and str(want_rv) != cur_rv:
-            raise conflict(info.resource, name, _MODIFIED, group)
-        _check_preconditions(kind, name, body, current)
-        body_name = _meta(body).get("name")
-        if body_name and body_name != name:
-            # kube: endpoints/handlers/update.go
-            raise bad_request(
-                f"the name of the object ({body_name}) does not match the name on the URL ({name})"
-            )
-        managed = _meta(body).get("managedFields")
-        obj, warnings = _decode(kind, ns, body, opts.mode)
-        obj["metadata"]["name"] = name
-        _prepare_update(kind, current, obj)
-        _validate(kind, obj)
-        errs = _update_errors(kind, current, obj)
-        if errs:
-            raise invalid(kind, name, errs, group)
-        if kind in rbac.RBAC_KINDS:
-            rbac.check_escalation(ctx, opts.caller, kind, ns, obj)
-        now = rfc3339(ctx.clock())
-        if operation == "Apply" and isinstance(managed, list):
-            obj["metadata"]["managedFields"] = managed
-        else:
-            base = ssa.base_managed_fields(managed, _meta(current).get("managedFields") or [])
-            if base is None:  # reset with [{}]
-                obj["metadata"].pop("managedFields", None)
-            else:
-                obj["metadata"]["managedFields"] = base
-                ssa.record_update(
-                    kind, current, obj, manager=opts.manager, api_version=info.api_version, now=now
-                )
-        if opts.dry_run:
-            obj["metadata"]["resourceVersion"] = cur_rv
-            return obj, warnings, False
+            created = _create(ctx, kind, namespace, name, body, opts, operation)
+            if not opts.dry_run:
+                ctx.last_written.put(key, created[0])
+            return created
         try:
-            stored = ctx.store.update_object(kind, ns, name, obj, resource_version=cur_rv)
+            return _update(ctx, kind, ns, name, current, make, opts, operation)
         except Conflict:
             # Changed meanwhile: rebuild from the new version. A resourceVersion the request
-            # itself carried (a PUT body's, or one a patch set) no longer matches then: 409 above.
+            # itself carried (a PUT body's, or one a patch set) no longer matches then: 409.
             continue
         except NotFound:
             raise not_found(info.resource, name, group) from None
-        if kind in rbac.RBAC_KINDS:
-            ctx.audit_event(
-                "rbac_updated",
-                caller=opts.caller.label,
-                kind=kind,
-                namespace=ns,
-                name=name,
-                uid=stored["metadata"].get("uid", ""),
-            )
-        return stored, warnings, False
     raise conflict(info.resource, name, _MODIFIED, group)
+
+
+def _update(
+    ctx: IssuerContext,
+    kind: str,
+    ns: str,
+    name: str,
+    current: JSON,
+    make: Callable[[JSON | None], dict[str, Any]],
+    opts: WriteOptions,
+    operation: str,
+) -> tuple[JSON, list[str], bool]:
+    """One update attempt from ``current``: StatusError when refused, store Conflict when the
+    object is no longer at ``current``'s resourceVersion, NotFound when it is gone."""
+    info = kind_info(kind)
+    group = _group(kind)
+    body = make(_json_copy(current))
+    want_rv = _meta(body).get("resourceVersion")
+    cur_rv = str(_meta(current).get("resourceVersion", ""))
+    if want_rv not in (None, "") and str(want_rv) != cur_rv:
+        raise conflict(info.resource, name, _MODIFIED, group)
+    _check_preconditions(kind, name, body, current)
+    body_name = _meta(body).get("name")
+    if body_name and body_name != name:
+        # kube: endpoints/handlers/update.go
+        raise bad_request(
+            f"the name of the object ({body_name}) does not match the name on the URL ({name})"
+        )
+    managed = _meta(body).get("managedFields")
+    obj, warnings = _decode(kind, ns, body, opts.mode)
+    obj["metadata"]["name"] = name
+    _prepare_update(kind, current, obj)
+    _validate(kind, obj)
+    errs = _update_errors(kind, current, obj)
+    if errs:
+        raise invalid(kind, name, errs, group)
+    if kind in rbac.RBAC_KINDS:
+        rbac.check_escalation(ctx, opts.caller, kind, ns, obj)
+    now = rfc3339(ctx.clock())
+    if operation == "Apply" and isinstance(managed, list):
+        obj["metadata"]["managedFields"] = managed
+    else:
+        base = ssa.base_managed_fields(managed, _meta(current).get("managedFields") or [])
+        if base is None:  # reset with [{}]
+            obj["metadata"].pop("managedFields", None)
+        else:
+            obj["metadata"]["managedFields"] = base
+            ssa.record_update(
+                kind, current, obj, manager=opts.manager, api_version=info.api_version, now=now
+            )
+    if opts.dry_run:
+        obj["metadata"]["resourceVersion"] = cur_rv
+        return obj, warnings, False
+    stored = ctx.store.update_object(kind, ns, name, obj, resource_version=cur_rv)
+    ctx.last_written.put((kind, ns, name), stored)
+    if kind in rbac.RBAC_KINDS:
+        ctx.audit_event(
+            "rbac_updated",
+            caller=opts.caller.label,
+            kind=kind,
+            namespace=ns,
+            name=name,
+            uid=stored["metadata"].get("uid", ""),
+        )
+    return stored, warnings, False
 
 
 def _create(

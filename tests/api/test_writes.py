@@ -530,3 +530,61 @@ def test_managed_fields_can_be_rewritten_or_reset_but_not_dropped(dev: Api) -> N
     # [{}] resets them.
     r = _patch(dev, path, {"metadata": {"managedFields": [{}]}}, MERGE)
     assert r.status_code == 200 and "managedFields" not in r.json()["metadata"]
+
+
+# --- updates start from this process's last write (issuer.lastwritten) ---------------------------
+
+
+def _write_behind(api: Api, label: str) -> None:
+    """Change the account the way another replica would: straight in the shared store."""
+    cur = api.ctx.store.get_object("ServiceAccount", "dev", "app")
+    cur["metadata"].setdefault("labels", {})["team"] = label
+    api.ctx.store.update_object(
+        "ServiceAccount", "dev", "app", cur, resource_version=cur["metadata"]["resourceVersion"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("ctype", "patch", "expect_team"),
+    [
+        # A merge patch from the stale start would silently drop the other writer's change.
+        (MERGE, {"metadata": {"annotations": {"a": "1"}}}, "other"),
+        # A JSON patch "test" that fails on the stale start but holds on the fresh state.
+        (JSONP, [{"op": "test", "path": "/metadata/labels/team", "value": "other"}], "other"),
+        (SMP, {"metadata": {"labels": {"team": "mine"}}}, "mine"),
+    ],
+)
+def test_an_update_from_a_stale_start_is_redone_from_the_fresh_state(
+    dev: Api, ctype: str, patch: Any, expect_team: str
+) -> None:
+    path = f"{SA_PATH}/app"
+    assert _patch(dev, path, {"metadata": {"labels": {"k": "v"}}}, MERGE).status_code == 200
+    assert dev.ctx.last_written.get(("ServiceAccount", "dev", "app")) is not None
+    _write_behind(dev, "other")  # this process's remembered copy is now stale
+    r = _patch(dev, path, patch, ctype)
+    assert r.status_code == 200, r.text
+    stored = _app(dev)
+    assert stored["metadata"]["labels"]["team"] == expect_team
+    assert stored["metadata"]["labels"]["k"] == "v"
+    assert r.json()["metadata"]["resourceVersion"] == stored["metadata"]["resourceVersion"]
+
+
+def test_a_refusal_is_never_decided_on_a_stale_start(dev: Api) -> None:
+    path = f"{SA_PATH}/app"
+    assert _patch(dev, path, {"metadata": {"labels": {"k": "v"}}}, MERGE).status_code == 200
+    _write_behind(dev, "other")
+    stale_test = [{"op": "test", "path": "/metadata/labels/team", "value": "a"}]
+    r = _patch(dev, path, stale_test, JSONP)
+    assert r.status_code == 422, r.text  # decided on the fresh state, where team is "other"
+    put = _app(dev)
+    put["metadata"]["labels"]["team"] = "put"
+    assert _put(dev, path, put).status_code == 200  # its resourceVersion is the fresh one
+
+
+def test_dry_run_never_starts_from_the_remembered_copy(dev: Api) -> None:
+    path = f"{SA_PATH}/app"
+    assert _patch(dev, path, {"metadata": {"labels": {"k": "v"}}}, MERGE).status_code == 200
+    _write_behind(dev, "other")
+    r = _patch(dev, path, {"metadata": {"annotations": {"a": "1"}}}, MERGE, dryRun="All")
+    assert r.status_code == 200
+    assert r.json()["metadata"]["labels"]["team"] == "other"
