@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _kube_client import admin_client
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
@@ -27,12 +28,7 @@ def kube(request: pytest.FixtureRequest, issuer_factory: Any) -> Iterator[k8s.Ap
     proc = issuer_factory.start(
         store=store, config={"key_alg": "ES256", "api_audiences": [API_AUD]}
     )
-    cfg = k8s.Configuration(
-        host=proc.url,
-        api_key={"authorization": proc.admin_token},
-        api_key_prefix={"authorization": "Bearer"},
-    )
-    with k8s.ApiClient(cfg) as api_client:
+    with admin_client(proc) as api_client:
         yield api_client
 
 

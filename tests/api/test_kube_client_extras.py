@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _kube_client import admin_client
 from kubernetes import client as k8s
 from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
@@ -18,12 +19,7 @@ def kube(request: pytest.FixtureRequest, issuer_factory: Any) -> Iterator[k8s.Ap
     """A kubernetes ApiClient on a fresh sa-issuer (admin bearer token)."""
     store = None if request.param == "sqlite" else request.getfixturevalue("redis_url")
     proc = issuer_factory.start(store=store, config={"key_alg": "ES256"})
-    cfg = k8s.Configuration(
-        host=proc.url,
-        api_key={"authorization": proc.admin_token},
-        api_key_prefix={"authorization": "Bearer"},
-    )
-    with k8s.ApiClient(cfg) as api_client:
+    with admin_client(proc) as api_client:
         yield api_client
 
 
