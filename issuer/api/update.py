@@ -328,7 +328,10 @@ def _update(
     if opts.dry_run:
         obj["metadata"]["resourceVersion"] = cur_rv
         return obj, warnings, False
-    stored = ctx.store.update_object(kind, ns, name, obj, resource_version=cur_rv)
+    # An RBAC update may take access away: a power loss must not undo it (store ``durable``).
+    stored = ctx.store.update_object(
+        kind, ns, name, obj, resource_version=cur_rv, durable=kind in rbac.RBAC_KINDS
+    )
     ctx.last_written.put((kind, ns, name), stored)
     if kind in rbac.RBAC_KINDS:
         ctx.audit_event(

@@ -274,12 +274,17 @@ class Store(Protocol):
         obj: JSON,
         *,
         resource_version: str | None = None,
+        durable: bool = False,
     ) -> JSON:
         """Replace an object; when ``resource_version`` is given it must match (else Conflict).
 
         The match is exact string equality with the stored value ("" or "007" never match).
 
         Returns the stored object with its new resourceVersion. Raises NotFound.
+
+        ``durable``: never acknowledge this update before it is on the device, even where the
+        backend was told it may (SQLite ``?synchronous=normal``): for updates that take access
+        away (an RBAC rule removed), which a power loss must not undo.
         """
 
     def delete_object(

@@ -789,8 +789,10 @@ class RedisStore:
         obj: JSON,
         *,
         resource_version: str | None = None,
+        durable: bool = False,
     ) -> JSON:
-        """Replace an object; when ``resource_version`` is given it must match (else Conflict)."""
+        """Replace an object; when ``resource_version`` is given it must match (else Conflict).
+        ``durable`` changes nothing here: durability is the Redis server's (``appendfsync``)."""
         key = self._obj_key(kind, namespace, name)
         body = _codec.strip_rv(obj)
         with _errors(write=True):

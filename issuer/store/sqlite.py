@@ -22,8 +22,9 @@ Why these choices:
   once written to the WAL, without waiting for the device flush. They survive the process being
   killed (the OS has the data), not a power loss or kernel crash, which may roll the newest of
   them back, never corrupt the file (https://sqlite.org/pragma.html#pragma_synchronous). Key-set
-  changes, deletions, events (revocations) and leases still commit with FULL, and since the WAL
-  is sequential each such commit also makes every earlier write durable.
+  changes, deletions, events (revocations), leases and updates the caller marks ``durable`` (RBAC:
+  they may take access away) still commit with FULL, and since the WAL is sequential each such
+  commit also makes every earlier write durable.
 - Every write is ``BEGIN IMMEDIATE``: it takes the file's write lock before reading the
   precondition, so compare-and-swap is atomic across threads *and* processes sharing the file.
 - ``AUTOINCREMENT`` on ``events.seq``: SQLite then never reuses a seq, even after the newest rows
@@ -756,12 +757,15 @@ class SQLiteStore:
         obj: JSON,
         *,
         resource_version: str | None = None,
+        durable: bool = False,
     ) -> JSON:
-        """Replace an object; when ``resource_version`` is given it must match (else Conflict)."""
+        """Replace an object; when ``resource_version`` is given it must match (else Conflict).
+        With ``synchronous="normal"`` it is acknowledged before the device flush unless
+        ``durable``."""
         _codec.check_address(kind, namespace, name)
         body = _codec.strip_rv(obj)
         doc = _codec.dump_json(body)
-        with self._write(("objects",), relaxed=True) as conn:
+        with self._write(("objects",), relaxed=not durable) as conn:
             row = conn.execute(
                 "SELECT rv, doc FROM objects WHERE kind = ? AND namespace = ? AND name = ?",
                 (kind, namespace, name),

@@ -2,7 +2,8 @@
 
 ``full`` (default): every commit waits for the device flush. ``normal``: object creates and
 updates are acknowledged once in the WAL (they survive the process being killed, not a power
-loss); key-set changes, deletions, events and leases are still flushed before they return.
+loss); key-set changes, deletions, events, leases and updates marked ``durable`` (RBAC) are
+still flushed before they return.
 The flushes are counted with strace on a real process writing a real file; the kill test
 kills a real writer with SIGKILL.
 """
@@ -16,7 +17,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,6 +45,9 @@ _WRITER = textwrap.dedent(
         if op == "update":
             body = {"metadata": {"uid": "u0", "labels": {"i": str(i)}}}
             store.update_object("Pod", "ns", "p0", body)
+        elif op == "durable-update":  # an RBAC update: it may take access away
+            body = {"metadata": {"uid": "u0", "labels": {"i": str(i)}}}
+            store.update_object("Pod", "ns", "p0", body, durable=True)
         elif op == "create":
             store.create_object("Pod", "ns", f"c{i}", {"metadata": {"uid": f"c{i}"}})
         elif op == "delete":
@@ -87,6 +93,7 @@ def strace() -> str:
         ("sqlite", "create", True),
         ("sqlite?synchronous=normal", "update", False),
         ("sqlite?synchronous=normal", "create", False),
+        ("sqlite?synchronous=normal", "durable-update", True),
         ("sqlite?synchronous=normal", "delete", True),
         ("sqlite?synchronous=normal", "keys", True),
         ("sqlite?synchronous=normal", "event", True),
@@ -183,3 +190,55 @@ def test_bad_sqlite_urls_are_refused_before_anything_is_opened(
     with pytest.raises(ValueError, match=re.escape(error)):
         open_store(url, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def _flushes_during(pid: int, work: Callable[[], None], trace: Path) -> int:
+    """fsync/fdatasync calls of process ``pid`` (all threads) while ``work`` runs."""
+    tracer = subprocess.Popen(
+        ["strace", "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(trace), "-p", str(pid)]
+    )
+    try:
+        time.sleep(1.0)  # attached to every thread
+        work()
+        time.sleep(0.3)
+    finally:
+        tracer.send_signal(signal.SIGINT)  # detach; the server runs on
+        tracer.wait(10)
+    return len(re.findall(r"\b(?:fsync|fdatasync)\(", trace.read_text()))
+
+
+def test_a_served_rbac_update_is_flushed_a_service_account_update_is_not(
+    strace: str, issuer_factory: Any, tmp_path: Path
+) -> None:
+    # The API marks RBAC updates durable (they may take access away): with synchronous=normal a
+    # PATCH of a Role still waits for the device, a PATCH of a ServiceAccount does not.
+    proc = issuer_factory.start(store="sqlite?synchronous=normal")
+    assert proc.proc is not None
+    c = proc.client(headers={"Authorization": f"Bearer {proc.admin_token}"})
+    ns = "/api/v1/namespaces"
+    role = {
+        "metadata": {"name": "r"},
+        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+    }
+    for path, body in (
+        (ns, {"metadata": {"name": "dev"}}),
+        (f"{ns}/dev/serviceaccounts", {"metadata": {"name": "app"}}),
+        ("/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles", role),
+    ):
+        assert c.post(path, json=body).status_code == 201
+    merge = {"Content-Type": "application/merge-patch+json"}
+    n = 20
+
+    def patch(path: str) -> Callable[[], None]:
+        def run() -> None:
+            for i in range(n):
+                body = b'{"metadata":{"labels":{"i":"%d"}}}' % i
+                assert c.patch(path, content=body, headers=merge).status_code == 200
+
+        return run
+
+    sa = _flushes_during(proc.proc.pid, patch(f"{ns}/dev/serviceaccounts/app"), tmp_path / "sa")
+    rbac = "/apis/rbac.authorization.k8s.io/v1/namespaces/dev/roles/r"
+    roles = _flushes_during(proc.proc.pid, patch(rbac), tmp_path / "role")
+    assert sa <= 2, f"{n} ServiceAccount PATCHes made {sa} flushes"
+    assert roles >= n, f"{n} Role PATCHes made only {roles} flushes"
