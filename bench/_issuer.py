@@ -14,6 +14,8 @@ from typing import Any
 
 import httpx
 
+from issuer.store import sqlite_url
+
 NS = "bench"
 SA = "app"
 AUD = "bench-audience"
@@ -47,7 +49,8 @@ class Issuer:
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="sa-bench-")
             data = Path(self._tmp.name) / "data"
-            self.data_dir = data if store is None or store.split("?")[0] == "sqlite" else None
+            sqlite = sqlite_url(store or "sqlite", data)
+            self.data_dir = data if sqlite is not None and sqlite.in_data_dir else None
             port = free_port()
             self.url = self.issuer = f"http://127.0.0.1:{port}"
             argv = [sys.executable, "-m", "issuer", "serve", "--data-dir", str(data)]

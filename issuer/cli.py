@@ -39,7 +39,15 @@ from issuer.crypto import KekError
 from issuer.http.metrics import WORKER_METRICS_ENV
 from issuer.logsetup import setup_logging
 from issuer.preflight import PreflightError, bind_listener, check_data_dir, check_tls
-from issuer.store import Store, StoreCorrupt, StoredKey, StoreError, StoreUnavailable, open_store
+from issuer.store import (
+    Store,
+    StoreCorrupt,
+    StoredKey,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+    sqlite_url,
+)
 
 __all__ = ["main"]
 
@@ -423,9 +431,10 @@ def _serve_uvicorn(app: Any, kwargs: dict[str, Any], sock: socket.socket, worker
 
 def _open_store(config: Config) -> Store:
     try:
-        if config.store == "sqlite" and not (config.data_dir / "issuer.db").exists():
+        sqlite = sqlite_url(config.store, config.data_dir)
+        if sqlite is not None and sqlite.in_data_dir and not sqlite.path.exists():
             raise CliError(
-                f"no store at {config.data_dir / 'issuer.db'}: run `sa-issuer serve` first "
+                f"no store at {sqlite.path}: run `sa-issuer serve` first "
                 "(or pass --data-dir / --store)"
             )
         return open_store(config.store, config.data_dir)

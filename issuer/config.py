@@ -118,8 +118,8 @@ _MAX_EXPIRATION = 1 << 32
 _ALGORITHMS = ("RS256", "ES256", "ES384", "ES512")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 _TLS_MODES = ("auto", "self-signed", "off")
+#: Schemes besides SQLite's (issuer.store.sqlite_url reads those).
 _STORE_SCHEMES = (
-    "sqlite",
     "redis",
     "rediss",
     "redis+sentinel",
@@ -234,11 +234,10 @@ class Config:
 
     def store_description(self) -> str:
         """The store URL for humans: sqlite with its file, redis with any password redacted."""
-        sqlite = sqlite_url(self.store)
+        sqlite = sqlite_url(self.store, self.data_dir)
         if sqlite is not None:
-            file, synchronous = sqlite
-            shown = f"sqlite:{self.data_dir / 'issuer.db' if file is None else file}"
-            return shown if synchronous == "full" else f"{shown} (synchronous=normal)"
+            shown = f"sqlite:{sqlite.path}"
+            return shown if sqlite.synchronous == "full" else f"{shown} (synchronous=normal)"
         parts = urlsplit(self.store)
         # Split the netloc by hand: sentinel/cluster URLs list several hosts ("h:1,h:2"), which
         # urlsplit's .port refuses. A password may also come as a query parameter.
@@ -736,7 +735,7 @@ def _check_san(san: str, where: str) -> None:
 
 def _check_store(store: str, where: str) -> None:
     try:
-        if sqlite_url(store) is not None:
+        if sqlite_url(store, Path()) is not None:  # only whether it reads
             return
     except ValueError as e:
         raise ConfigError(where, str(e)) from None
@@ -746,8 +745,6 @@ def _check_store(store: str, where: str) -> None:
             where,
             f"unsupported store URL {store!r}: use 'sqlite', 'sqlite:///PATH' or 'redis://HOST:PORT/DB'",
         )
-    if scheme == "sqlite" and not store.startswith("sqlite:///"):
-        raise ConfigError(where, f"sqlite store URL must be sqlite:///ABSOLUTE/PATH, got {store!r}")
 
 
 def _is_relative_file(key: str, value: str) -> bool:

@@ -19,9 +19,7 @@ validators accepting only ``redis``/``rediss`` schemes let through.
 
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
-from typing import Literal
 
 from issuer.store.base import (
     JSON,
@@ -46,6 +44,7 @@ from issuer.store.base import (
     StoreUnavailable,
     Subscription,
 )
+from issuer.store.sqlite import SQLiteStore, SqliteURL, sqlite_url
 
 _REDIS_SCHEMES = (
     "redis://",
@@ -57,38 +56,12 @@ _REDIS_SCHEMES = (
 )
 
 
-def sqlite_url(url: str) -> tuple[str | None, Literal["full", "normal"]] | None:
-    """``(file or None for DATA_DIR/issuer.db, synchronous)`` of an SQLite store URL, None for
-    another scheme; ValueError for a malformed one (pure: configuration checks use it too)."""
-    base, _, query = url.partition("?")
-    if base != "sqlite" and not base.startswith("sqlite:"):
-        return None
-    file = None
-    if base.startswith("sqlite:///"):
-        file = base[len("sqlite:///") :]
-    elif base != "sqlite":
-        raise ValueError(f"sqlite store URL must be sqlite:///ABSOLUTE/PATH, got {url!r}")
-    synchronous: Literal["full", "normal"] = "full"
-    for name, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
-        if name != "synchronous" or values not in (["full"], ["normal"]):
-            raise ValueError(
-                f"unsupported sqlite store URL parameter in {url!r}: the only one is "
-                "synchronous=full|normal"
-            )
-        synchronous = "normal" if values == ["normal"] else "full"
-    return file, synchronous
-
-
 def open_store(url: str, data_dir: Path) -> Store:
     """Open the store named by ``url`` (see module docstring). Raises ValueError for a malformed
     or unsupported URL; does not connect (an unreachable server is StoreUnavailable later)."""
-    sqlite = sqlite_url(url)
+    sqlite = sqlite_url(url, data_dir)
     if sqlite is not None:
-        from issuer.store.sqlite import SQLiteStore
-
-        file, synchronous = sqlite
-        path = data_dir / "issuer.db" if file is None else Path(file)
-        return SQLiteStore(path, synchronous=synchronous)
+        return SQLiteStore(sqlite.path, synchronous=sqlite.synchronous)
     if url.startswith(_REDIS_SCHEMES):
         from issuer.store.redis_store import RedisStore
 
@@ -114,6 +87,7 @@ __all__ = [
     "KeyState",
     "NotFound",
     "ObjectPage",
+    "SqliteURL",
     "Store",
     "StoreCorrupt",
     "StoreError",

@@ -45,10 +45,11 @@ import secrets
 import sqlite3
 import threading
 import time
+import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal, NamedTuple
 
 from issuer.store import _codec
 from issuer.store._watch import ALL_KINDS, WatchThread
@@ -76,6 +77,43 @@ BUSY_TIMEOUT_MS = 10_000
 Synchronous = Literal["full", "normal"]
 #: The durability choices (module docstring).
 SYNCHRONOUS: tuple[Synchronous, ...] = ("full", "normal")
+
+#: The store's file in the data dir when the URL names none.
+DEFAULT_FILE: Final = "issuer.db"
+
+
+class SqliteURL(NamedTuple):
+    """An SQLite store URL, read (:func:`sqlite_url`)."""
+
+    path: Path
+    synchronous: Synchronous
+    #: The file is the data dir's own (``sqlite``), not one the URL names (``sqlite:///PATH``).
+    in_data_dir: bool
+
+
+def sqlite_url(url: str, data_dir: Path) -> SqliteURL | None:
+    """``sqlite[?synchronous=full|normal]`` (the file :data:`DEFAULT_FILE` in ``data_dir``) or
+    ``sqlite:///ABSOLUTE/PATH[?...]``, read; None for another scheme; ValueError for a
+    malformed one (pure: configuration checks use it too)."""
+    base, _, query = url.partition("?")
+    if base != "sqlite" and not base.startswith("sqlite:"):
+        return None
+    if base.startswith("sqlite:///"):
+        path, in_data_dir = Path(base[len("sqlite:///") :]), False
+    elif base == "sqlite":
+        path, in_data_dir = data_dir / DEFAULT_FILE, True
+    else:
+        raise ValueError(f"sqlite store URL must be sqlite:///ABSOLUTE/PATH, got {url!r}")
+    synchronous: Synchronous = "full"
+    for name, values in urllib.parse.parse_qs(query, keep_blank_values=True).items():
+        if name != "synchronous" or len(values) != 1 or values[0] not in SYNCHRONOUS:
+            raise ValueError(
+                f"unsupported sqlite store URL parameter in {url!r}: the only one is "
+                f"synchronous={'|'.join(SYNCHRONOUS)}"
+            )
+        synchronous = "normal" if values[0] == "normal" else "full"
+    return SqliteURL(path, synchronous, in_data_dir)
+
 
 #: Poll period of watchers and cross-process waiters (seconds). Same-process writes wake at once.
 POLL_INTERVAL = 0.1

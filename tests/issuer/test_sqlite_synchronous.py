@@ -170,8 +170,15 @@ def _exists(store: Store, name: str) -> bool:
         ("redis://127.0.0.1:6379/0", None),
     ],
 )
-def test_sqlite_urls(url: str, expected: object) -> None:
-    assert sqlite_url(url) == expected
+def test_sqlite_urls(url: str, expected: tuple[str | None, str] | None) -> None:
+    # expected: (the file the URL names, or None for the data dir's issuer.db; synchronous)
+    read = sqlite_url(url, Path("/data"))
+    if expected is None:
+        assert read is None
+        return
+    file, synchronous = expected
+    path = Path("/data/issuer.db") if file is None else Path(file)
+    assert read == (path, synchronous, file is None)
 
 
 @pytest.mark.parametrize(
@@ -242,3 +249,20 @@ def test_a_served_rbac_update_is_flushed_a_service_account_update_is_not(
     roles = _flushes_during(proc.proc.pid, patch(rbac), tmp_path / "role")
     assert sa <= 2, f"{n} ServiceAccount PATCHes made {sa} flushes"
     assert roles >= n, f"{n} Role PATCHes made only {roles} flushes"
+
+
+@pytest.mark.parametrize("url", ["sqlite", "sqlite?synchronous=normal"])
+def test_keys_list_refuses_a_data_dir_without_a_store(tmp_path: Path, url: str) -> None:
+    # `sa-issuer keys list` on the data dir's own file must not create an empty store, whatever
+    # the URL's durability parameter says.
+    data = tmp_path / "empty"
+    r = subprocess.run(
+        [sys.executable, "-m", "issuer", "keys", "list", "--data-dir", str(data), "--store", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert r.returncode != 0
+    assert f"no store at {data / 'issuer.db'}" in r.stderr
+    assert not (data / "issuer.db").exists()
