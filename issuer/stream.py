@@ -108,6 +108,7 @@ from starlette.routing import BaseRoute, Route
 from issuer import revocations
 from issuer.api.auth import authorize
 from issuer.api.errors import FieldError, invalid, not_found
+from issuer.api.listing import INVALID_CONTINUE
 from issuer.api.tables import app_now, event_encoder, table_response, wants_table
 from issuer.http.status import StatusError, read_json_body, status_body
 from issuer.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -313,7 +314,6 @@ def _item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
 
 #: The kinds an ObjectDeleted event names, all core v1.
 _OBJECT_FIELDS: Final = ("kind", "namespace", "name", "uid")
-_BAD_CONTINUE: Final = "invalid continue token: continue key is not valid"
 
 
 def _kube_item(seq: int, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -343,7 +343,7 @@ def _decode_continue(token: str) -> tuple[int, str, float | None]:
     try:
         doc = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
     except (binascii.Error, ValueError):
-        raise StatusError(400, "BadRequest", _BAD_CONTINUE) from None
+        raise StatusError(400, "BadRequest", INVALID_CONTINUE) from None
     seq, epoch, at = (
         (doc.get(k) for k in ("seq", "epoch", "time"))
         if isinstance(doc, dict)
@@ -358,7 +358,7 @@ def _decode_continue(token: str) -> tuple[int, str, float | None]:
         or not all(c.isascii() and (c.isalnum() or c in "_-") for c in epoch)
         or not (at is None or (isinstance(at, int | float) and not isinstance(at, bool)))
     ):
-        raise StatusError(400, "BadRequest", _BAD_CONTINUE)
+        raise StatusError(400, "BadRequest", INVALID_CONTINUE)
     return seq, epoch, None if at is None else float(at)
 
 

@@ -206,9 +206,7 @@ async def _legacy_watch(request: Request, kind: str, namespace: str | None) -> R
     (:func:`issuer.authz.request_info`: the ``watch`` prefix is the verb)."""
     await authorize(request)
     opts = parse_list_options(request.query_params, kind, namespace)
-    name = request.path_params.get("name")
-    if name is not None:
-        opts = with_name(opts, name)
+    opts = with_name(opts, request.path_params.get("name"))
     scope = namespace if KINDS[kind].namespaced else None
     return await _watch(request, kind, scope, opts)
 

@@ -45,6 +45,7 @@ from issuer.store import JSON, NotFound, Store
 
 __all__ = [
     "INDEX_RATIO",
+    "INVALID_CONTINUE",
     "SCAN_BUDGET",
     "ListOptions",
     "ListResult",
@@ -70,7 +71,8 @@ INDEX_RATIO: Final = 20
 _CHUNK: Final = 500
 
 _CONTINUE_VERSION: Final = "meta.k8s.io/v1"
-_INVALID: Final = "invalid continue token: continue key is not valid"
+#: kube: storage.ErrInvalidContinue's text (apiserver pkg/storage/continue.go).
+INVALID_CONTINUE: Final = "invalid continue token: continue key is not valid"
 
 # kube: the kinds' field label conversion funcs (pkg/apis/core/v1/conversion.go,
 # pkg/registry/core/*/strategy.go ToSelectableFields). Every kind has metadata.name and
@@ -167,12 +169,14 @@ def decode_continue(token: str, namespace: str | None) -> tuple[tuple[str, str],
             raise binascii.Error("illegal base64 data")
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
     except (binascii.Error, ValueError, UnicodeError) as e:
-        raise bad_request(f"{_INVALID}: {e}") from None
+        raise bad_request(f"{INVALID_CONTINUE}: {e}") from None
     if not isinstance(data, dict):
-        raise bad_request(f"{_INVALID}: not a continue token")
+        raise bad_request(f"{INVALID_CONTINUE}: not a continue token")
     version, rv, start = data.get("v"), data.get("rv"), data.get("start")
     if version != _CONTINUE_VERSION:
-        raise bad_request(f"{_INVALID}: server does not recognize this encoded version {version}")
+        raise bad_request(
+            f"{INVALID_CONTINUE}: server does not recognize this encoded version {version}"
+        )
     if not isinstance(rv, int) or isinstance(rv, bool) or rv == 0:
         raise bad_request(
             "invalid continue token: continue key is not valid: incorrect encoded start "
@@ -189,7 +193,7 @@ def decode_continue(token: str, namespace: str | None) -> tuple[tuple[str, str],
         return (parts[0], parts[1]), rv
     if namespace is not None and len(parts) == 1 and parts[0]:
         return (namespace, parts[0]), rv
-    raise bad_request(f"{_INVALID}: {start}")
+    raise bad_request(f"{INVALID_CONTINUE}: {start}")
 
 
 def parse_list_options(query: Mapping[str, str], kind: str, namespace: str | None) -> ListOptions:
@@ -218,12 +222,14 @@ def parse_list_options(query: Mapping[str, str], kind: str, namespace: str | Non
     return ListOptions(limit, after, token_rv, labels, fields)
 
 
-def with_name(opts: ListOptions, name: str) -> ListOptions:
+def with_name(opts: ListOptions, name: str | None) -> ListOptions:
     """The options of a request naming one object in its path (the deprecated ``.../watch/...
     /{name}``): a watch with ``fieldSelector metadata.name={name}``, as kube-apiserver serves
     it (k8s.io/apiserver pkg/endpoints/handlers/get.go ListResource: "the allowed field
     selectors in this branch are: nil, fields.Everything and field selector matching
-    metadata.name for our name"; any other is 400)."""
+    metadata.name for our name"; any other is 400). ``name`` None: ``opts`` as they are."""
+    if name is None:
+        return opts
     if opts.fields is not None and opts.fields.requirements:
         if opts.fields.exact("metadata.name") != name:
             raise bad_request("fieldSelector metadata.name doesn't match requested name")

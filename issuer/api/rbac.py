@@ -1010,9 +1010,7 @@ async def _legacy_watch(request: Request, kind: str, namespace: str | None) -> R
     get.go ListResource), authorized as verb ``watch`` (requestinfo.go)."""
     await authorize(request)
     opts = parse_list_options(request.query_params, kind, namespace)
-    name = request.path_params.get("name")
-    if name is not None:
-        opts = with_name(opts, name)
+    opts = with_name(opts, request.path_params.get("name"))
     return await _watch(request, kind, namespace, opts)
 
 

@@ -163,14 +163,13 @@ _CHANGE_LUA = """
 local function log_change(stream, floorkey, rv, change, kind, ns, name, body, prev)
   redis.call('SETNX', floorkey, rv - 1)
   local t = redis.call('TIME')
-  local ts = t[1] .. string.format('%06d', tonumber(t[2]))
+  local entry = {'XADD', stream, rv .. '-1', 't', t[1] .. string.format('%06d', tonumber(t[2])),
+                 'y', change, 'k', kind, 'n', ns, 'm', name, 'd', body}
   if prev then
-    redis.call('XADD', stream, rv .. '-1', 't', ts, 'y', change, 'k', kind, 'n', ns, 'm', name,
-               'd', body, 'p', prev)
-  else
-    redis.call('XADD', stream, rv .. '-1', 't', ts, 'y', change, 'k', kind, 'n', ns, 'm', name,
-               'd', body)
+    entry[#entry + 1] = 'p'
+    entry[#entry + 1] = prev
   end
+  redis.call(unpack(entry))
 end
 """
 
