@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
+from typing import get_args
 
 from issuer.store.base import ChangeKind
 
-#: Every change kind, in the order the backends report counters.
-ALL_KINDS: tuple[ChangeKind, ...] = ("keys", "events", "objects")
+#: Every change kind, in ChangeKind's order (the order SQLiteStore._counters reports them in).
+ALL_KINDS: tuple[ChangeKind, ...] = get_args(ChangeKind)
 
 __all__ = ["ALL_KINDS", "WatchThread"]
 

@@ -105,7 +105,7 @@ from redis.retry import Retry
 from redis.sentinel import SentinelConnectionPool
 
 from issuer.store import _codec
-from issuer.store._watch import WatchThread
+from issuer.store._watch import ALL_KINDS, WatchThread
 from issuer.store.base import (
     JSON,
     AlreadyExists,
@@ -391,7 +391,7 @@ def _never_sent(e: BaseException) -> bool:
     return "connecting to" in str(e)
 
 
-_KINDS: dict[bytes, ChangeKind] = {b"keys": "keys", b"events": "events", b"objects": "objects"}
+_KINDS: dict[bytes, ChangeKind] = {k.encode(): k for k in ALL_KINDS}
 
 
 def _event_time(raw: bytes) -> float:
